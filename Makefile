@@ -1,0 +1,83 @@
+# The operator's commands. Every target takes ENV=<name> to read .env.<name>
+# (e.g. make migrate ENV=prod); variables already in the environment win over the file.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PG_BIN ?= /usr/lib/postgresql/15/bin
+ALEMBIC := $(BIN)/alembic
+SQL_DIR := sql
+ENV ?=
+REV ?=
+export ENV PG_BIN
+
+.PHONY: help install test lint migrate sql sql-downgrade downgrade current history check \
+	adopt-dev revision postgres-binaries
+
+help:
+	@echo "make test                      set up the virtualenv, lint, run the tests"
+	@echo "make migrate ENV=prod          alembic upgrade head against DATABASE_URL"
+	@echo "make sql ENV=prod              write the upgrade SQL for review (no database needed)"
+	@echo "make sql-downgrade ENV=prod    write the downgrade SQL (head to base) for review"
+	@echo "make downgrade ENV=prod REV=x  roll back to revision x (e.g. REV=0001, REV=base)"
+	@echo "make current | history | check ENV=prod"
+	@echo "make adopt-dev DEV_DB=./meeting_agent.db   stamp an existing dev file at the baseline"
+	@echo "make revision MSG='add x'      new revision file with the next number"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# The tests start their own PostgreSQL from these binaries; install them when absent.
+postgres-binaries:
+	@if [ ! -x "$(PG_BIN)/initdb" ]; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "PostgreSQL 15 binaries not found in $(PG_BIN): install postgresql-15" >&2; \
+			exit 1; \
+		fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; \
+	fi
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install postgres-binaries lint
+	$(BIN)/pytest
+
+migrate: install
+	$(ALEMBIC) upgrade head
+
+sql: install
+	@mkdir -p $(SQL_DIR)
+	$(ALEMBIC) upgrade head --sql > $(SQL_DIR)/upgrade-$(or $(ENV),default).sql
+	@echo "Upgrade SQL written to $(SQL_DIR)/upgrade-$(or $(ENV),default).sql"
+
+sql-downgrade: install
+	@mkdir -p $(SQL_DIR)
+	$(ALEMBIC) downgrade head:base --sql > $(SQL_DIR)/downgrade-$(or $(ENV),default).sql
+	@echo "Downgrade SQL written to $(SQL_DIR)/downgrade-$(or $(ENV),default).sql"
+
+downgrade: install
+	@if [ -z "$(REV)" ]; then echo "REV is not set: make downgrade ENV=... REV=<revision|base>" >&2; exit 2; fi
+	$(ALEMBIC) downgrade $(REV)
+
+current: install
+	$(ALEMBIC) current --verbose
+
+history: install
+	$(ALEMBIC) history --verbose
+
+check: install
+	$(ALEMBIC) check
+
+adopt-dev: install
+	@if [ -z "$(DEV_DB)" ]; then echo "DEV_DB is not set: make adopt-dev DEV_DB=./meeting_agent.db" >&2; exit 2; fi
+	$(BIN)/python -m models.adopt sqlite:///$(DEV_DB)
+
+revision: install
+	@if [ -z "$(MSG)" ]; then echo "MSG is not set: make revision MSG='what it does'" >&2; exit 2; fi
+	$(ALEMBIC) revision -m "$(MSG)" --rev-id $$(printf '%04d' $$(( $$(ls alembic/versions/[0-9]*.py | wc -l) + 1 )))

@@ -1,0 +1,98 @@
+"""How Alembic reaches the target database.
+
+The URL comes from DATABASE_URL (environment or .env.<ENV>, see settings/). A tool that
+drives Alembic from Python may instead pass ``config.attributes["connection"]`` (Alembic's
+cookbook recipe for sharing a connection) or ``config.attributes["database_url"]``. Offline
+(``--sql``) runs need no database: without DATABASE_URL they render PostgreSQL SQL.
+Expected failures become one ``FAILED: ...`` line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from logging.config import fileConfig
+
+from alembic.util import CommandError
+from sqlalchemy import create_engine, pool
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import OperationalError
+
+import models
+import settings
+from alembic import context
+
+config = context.config
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+def target_url(required: bool) -> URL | None:
+    """The configured target, or None when it is optional and absent."""
+    given = config.attributes.get("database_url")
+    if given is not None:
+        return settings.parse_database_url("database_url", str(given))
+    settings.load_environment(os.environ.get("ENV") or None)
+    if not required and not os.environ.get("DATABASE_URL", "").strip():
+        return None
+    return settings.database_url()
+
+
+def configure_options(url_backend: str) -> dict:
+    return {
+        "target_metadata": models.metadata,
+        # SQLite cannot ALTER most things in place; batch mode rebuilds the table.
+        "render_as_batch": url_backend == "sqlite",
+        # One transaction per revision: a data step that fails rolls back alone, and
+        # the version row moves in the same transaction as the work it records.
+        "transaction_per_migration": True,
+        "compare_type": True,
+    }
+
+
+def run_migrations_offline() -> None:
+    url = target_url(required=False)
+    if url is None:
+        context.configure(dialect_name="postgresql", literal_binds=True,
+                          **configure_options("postgresql"))
+    else:
+        context.configure(url=url, literal_binds=True,
+                          **configure_options(url.get_backend_name()))
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_on(connection: Connection) -> None:
+    context.configure(connection=connection, **configure_options(connection.dialect.name))
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    shared = config.attributes.get("connection")
+    if isinstance(shared, Engine):
+        with shared.connect() as connection:
+            run_on(connection)
+        return
+    if shared is not None:
+        run_on(shared)
+        return
+    url = target_url(required=True)
+    assert url is not None
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        connection = engine.connect()
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise CommandError(f"cannot connect to {settings.mask_url(url)}: {reason}") from None
+    with connection:
+        run_on(connection)
+    engine.dispose()
+
+
+try:
+    if context.is_offline_mode():
+        run_migrations_offline()
+    else:
+        run_migrations_online()
+except settings.ConfigError as exc:
+    raise CommandError(str(exc)) from None

@@ -1,0 +1,1 @@
+"""Row, file and path logic of the data-migration revisions."""

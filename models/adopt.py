@@ -1,0 +1,133 @@
+"""Adopt an existing dev SQLite database into Alembic's history.
+
+The dev file was made by ``create_all()`` and has no ``alembic_version`` table. If its
+schema is the baseline's, stamping it at the baseline lets the app's future revisions
+apply to dev and production alike. If it is not, nothing is stamped and every
+difference is listed, so the file can be fixed (or the difference turned into a revision)
+first.
+
+    python -m models.adopt sqlite:///./meeting_agent.db
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.config import Config
+
+import settings
+from alembic import command
+
+ROOT = Path(__file__).resolve().parent.parent
+BASELINE_REVISION = "0001"
+IGNORED_TABLES = {"alembic_version"}
+
+Signature = dict[str, dict[str, Any]]
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["database_url"] = url
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def schema_signature(engine: sa.Engine) -> Signature:
+    """What matters of a SQLite schema, without constraint names (the dev file has none)."""
+    inspector = sa.inspect(engine)
+    dialect = engine.dialect
+    signature: Signature = {}
+    for table in sorted(set(inspector.get_table_names()) - IGNORED_TABLES):
+        signature[table] = {
+            "columns": [
+                (c["name"], c["type"].compile(dialect=dialect), c["nullable"])
+                for c in inspector.get_columns(table)
+            ],
+            "primary key": inspector.get_pk_constraint(table)["constrained_columns"],
+            "foreign keys": sorted(
+                (
+                    tuple(fk["constrained_columns"]),
+                    fk["referred_table"],
+                    tuple(fk["referred_columns"]),
+                    (fk.get("options", {}).get("ondelete") or "NO ACTION").upper(),
+                )
+                for fk in inspector.get_foreign_keys(table)
+            ),
+            "unique constraints": sorted(
+                tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)
+            ),
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                for i in inspector.get_indexes(table)
+            ),
+        }
+    return signature
+
+
+def baseline_signature() -> Signature:
+    """The schema the baseline revision builds on an empty SQLite file."""
+    with tempfile.TemporaryDirectory() as workdir:
+        url = f"sqlite:///{workdir}/baseline.db"
+        command.upgrade(alembic_config(url), BASELINE_REVISION)
+        engine = sa.create_engine(url)
+        try:
+            return schema_signature(engine)
+        finally:
+            engine.dispose()
+
+
+def differences(expected: Signature, actual: Signature) -> list[str]:
+    """Each way ``actual`` differs from ``expected``, one readable line each."""
+    found = [f"table {t}: missing" for t in sorted(expected.keys() - actual.keys())]
+    found += [f"table {t}: not in the baseline" for t in sorted(actual.keys() - expected.keys())]
+    for table in sorted(expected.keys() & actual.keys()):
+        for aspect, want in expected[table].items():
+            have = actual[table][aspect]
+            if want != have:
+                found.append(f"table {table}: {aspect} differ: baseline {want}, dev file {have}")
+    return found
+
+
+def adopt(url: str) -> list[str]:
+    """Stamp the database at the baseline if it matches; return the differences otherwise."""
+    engine = sa.create_engine(url)
+    try:
+        if sa.inspect(engine).has_table("alembic_version"):
+            raise settings.ConfigError(f"{settings.mask_url(url)} is already under Alembic")
+        found = differences(baseline_signature(), schema_signature(engine))
+    finally:
+        engine.dispose()
+    if not found:
+        command.stamp(alembic_config(url), BASELINE_REVISION)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("url", help="the dev database, e.g. sqlite:///./meeting_agent.db")
+    args = parser.parse_args(argv)
+    try:
+        url = settings.parse_database_url("dev database", args.url)
+        if url.get_backend_name() != "sqlite":
+            raise settings.ConfigError("adopt takes a sqlite:/// URL of the dev database")
+        if not Path(url.database or "").is_file():
+            raise settings.ConfigError(f"dev database file not found: {url.database}")
+        found = adopt(args.url)
+    except settings.ConfigError as exc:
+        print(f"adopt: {exc}", file=sys.stderr)
+        return 2
+    if found:
+        print(f"Not stamped: {args.url} differs from the baseline {BASELINE_REVISION}:")
+        print("\n".join(f"  - {line}" for line in found))
+        return 1
+    print(f"Stamped {args.url} at the baseline {BASELINE_REVISION}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
