@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from logging.config import fileConfig
 
+from alembic import context
 from alembic.util import CommandError
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import URL, Connection, Engine
@@ -19,7 +20,13 @@ from sqlalchemy.exc import OperationalError
 
 import models
 import settings
-from alembic import context
+from data_migrations.options import flag
+from data_migrations.report import say
+from data_migrations.row_copy import DataMigrationError
+
+# Bookkeeping tables of the data steps (copied keys, upload manifest) are not part of the
+# app's schema: their revisions create and drop them, and autogenerate must ignore them.
+BOOKKEEPING_PREFIX = "cutover_"
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -37,14 +44,21 @@ def target_url(required: bool) -> URL | None:
     return settings.database_url()
 
 
-def configure_options(url_backend: str) -> dict:
+def include_object(obj: object, name: str | None, type_: str, reflected: bool,
+                   compare_to: object) -> bool:
+    return not (type_ == "table" and name and name.startswith(BOOKKEEPING_PREFIX))
+
+
+def configure_options(url_backend: str, dry_run: bool = False) -> dict:
     return {
         "target_metadata": models.metadata,
+        "include_object": include_object,
         # SQLite cannot ALTER most things in place; batch mode rebuilds the table.
         "render_as_batch": url_backend == "sqlite",
         # One transaction per revision: a data step that fails rolls back alone, and
-        # the version row moves in the same transaction as the work it records.
-        "transaction_per_migration": True,
+        # the version row moves in the same transaction as the work it records. A dry
+        # run instead puts the whole chain in one transaction and rolls it back.
+        "transaction_per_migration": not dry_run,
         "compare_type": True,
     }
 
@@ -62,9 +76,19 @@ def run_migrations_offline() -> None:
 
 
 def run_on(connection: Connection) -> None:
-    context.configure(connection=connection, **configure_options(connection.dialect.name))
-    with context.begin_transaction():
+    dry_run = flag("dry_run", context.get_x_argument(as_dictionary=True))
+    context.configure(connection=connection,
+                      **configure_options(connection.dialect.name, dry_run))
+    if not dry_run:
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    transaction = connection.begin()
+    try:
         context.run_migrations()
+    finally:
+        transaction.rollback()
+    say("Dry run: every change was rolled back; the database is as it was.")
 
 
 def run_migrations_online() -> None:
@@ -94,5 +118,5 @@ try:
         run_migrations_offline()
     else:
         run_migrations_online()
-except settings.ConfigError as exc:
+except (settings.ConfigError, DataMigrationError) as exc:
     raise CommandError(str(exc)) from None

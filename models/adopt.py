@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command
 from alembic.config import Config
 
 import settings
-from alembic import command
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE_REVISION = "0001"

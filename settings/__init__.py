@@ -70,3 +70,17 @@ def mask_url(url: str | URL) -> str:
         # Not parseable as a URL: show only the scheme so no secret can leak.
         scheme = url.split("://", 1)[0] if "://" in url else "?"
         return f"{scheme}://***"
+
+
+def source_database_path() -> Path | None:
+    """The dev SQLite file that ``SOURCE_DATABASE_URL`` names, or None when it is unset."""
+    value = os.environ.get("SOURCE_DATABASE_URL", "").strip()
+    if not value:
+        return None
+    url = parse_database_url("SOURCE_DATABASE_URL", value)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        raise ConfigError(f"SOURCE_DATABASE_URL must name a SQLite file, got {mask_url(url)}")
+    path = Path(url.database)
+    if not path.is_file():
+        raise ConfigError(f"SOURCE_DATABASE_URL names {path}, which does not exist")
+    return path

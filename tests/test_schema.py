@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
 from alembic import command
+
 from models.adopt import adopt, differences, schema_signature
 from tests.conftest import alembic_config
 

@@ -1,0 +1,67 @@
+"""Copy the rows of the dev SQLite database into the eight tables.
+
+Reads the file that SOURCE_DATABASE_URL names (read-only) and copies every table in
+foreign-key order with COPY, converting what SQLite holds into the PostgreSQL types,
+then checks row counts and checksums on both sides and moves the identity sequences past
+the copied ids. Rows PostgreSQL would refuse stop the copy (bad_rows=fail) or go to a
+rejects file (-x bad_rows=reject; -x orphans=set_null keeps rows with a dangling
+optional reference). -x dry_run=true prints the plan and the findings and writes nothing.
+Without SOURCE_DATABASE_URL this revision does nothing, so a fresh production database
+still reaches head. The work is in data_migrations/row_copy.py.
+
+Downgrade deletes exactly the copied rows (their keys are kept in cutover_copied_keys)
+and resets the sequences. It refuses when the tables hold rows that did not come from
+the source, unless -x force=true, which still removes only the copied rows.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-27
+
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import context, op
+
+import settings
+from data_migrations import row_copy
+from data_migrations.options import CopyOptions
+from data_migrations.report import say
+
+revision: str = "0002"
+down_revision: str | Sequence[str] | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+COPIED_KEYS = "cutover_copied_keys"
+
+
+def upgrade() -> None:
+    source = settings.source_database_path()
+    if source is None:
+        say("0002: SOURCE_DATABASE_URL is not set: no rows to copy.")
+        return
+    options = CopyOptions.from_sources(context.get_x_argument(as_dictionary=True))
+    if context.is_offline_mode():
+        context.get_context().impl.static_output(row_copy.offline_comment(source))
+        return
+    op.create_table(
+        COPIED_KEYS,
+        sa.Column("table_name", sa.Text(), nullable=False),
+        sa.Column("key", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("table_name", "key", name=f"pk_{COPIED_KEYS}"),
+    )
+    row_copy.copy_rows(op.get_bind(), source, options, COPIED_KEYS)
+
+
+def downgrade() -> None:
+    options = CopyOptions.from_sources(context.get_x_argument(as_dictionary=True))
+    if context.is_offline_mode():
+        context.get_context().impl.static_output(row_copy.offline_downgrade_comment())
+        return
+    if not sa.inspect(op.get_bind()).has_table(COPIED_KEYS):
+        say("0002: no rows were copied by this revision: nothing to remove.")
+        return
+    row_copy.remove_copied_rows(op.get_bind(), COPIED_KEYS, force=options.force)
+    op.drop_table(COPIED_KEYS)

@@ -1,0 +1,59 @@
+"""The settings of the data-migration revisions.
+
+Each comes from ``alembic -x name=value`` first, then from the environment (or the
+``.env`` file) as ``NAME=value``, then its default. A value outside its choices stops the
+run with one line naming the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from settings import ConfigError
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _raw(name: str, x_args: Mapping[str, str], default: str) -> str:
+    if name in x_args:
+        return x_args[name].strip()
+    return os.environ.get(name.upper(), default).strip() or default
+
+
+def choice(name: str, x_args: Mapping[str, str], choices: tuple[str, ...]) -> str:
+    """A setting with a fixed set of values; the first choice is the default."""
+    value = _raw(name, x_args, choices[0]).lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def flag(name: str, x_args: Mapping[str, str]) -> bool:
+    value = _raw(name, x_args, "false").lower()
+    if value not in _BOOLEANS:
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return _BOOLEANS[value]
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    """How the row copy treats bad rows, and where it writes its files."""
+
+    bad_rows: str = "fail"
+    orphans: str = "reject"
+    dry_run: bool = False
+    force: bool = False
+    work_dir: Path = Path("work")
+
+    @classmethod
+    def from_sources(cls, x_args: Mapping[str, str]) -> CopyOptions:
+        return cls(
+            bad_rows=choice("bad_rows", x_args, ("fail", "reject")),
+            orphans=choice("orphans", x_args, ("reject", "set_null")),
+            dry_run=flag("dry_run", x_args),
+            force=flag("force", x_args),
+            work_dir=Path(_raw("work_dir", x_args, "work")),
+        )

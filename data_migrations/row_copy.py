@@ -1,0 +1,433 @@
+"""Copy every row of the dev SQLite file into the PostgreSQL target, exactly.
+
+One pass per table, in foreign-key order read from the target's own schema: each SQLite
+row is checked and converted (see values.py), streamed to PostgreSQL with ``COPY ... FROM
+STDIN``, and folded into an order-independent checksum. A row PostgreSQL would refuse is a
+finding; depending on ``bad_rows`` the copy fails with every finding or writes the row to
+the rejects file. Afterwards each table's count and checksum are compared with what
+PostgreSQL stored, the identity sequences are moved past the copied ids, and the copied
+keys are recorded so that a downgrade removes exactly them.
+
+It all runs inside the revision's transaction: a failure, or a killed process, leaves the
+target as it was, and running the upgrade again starts afresh.
+"""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from data_migrations import source as src
+from data_migrations.options import CopyOptions
+from data_migrations.report import Progress, RejectsFile, say, shorten, table
+from data_migrations.values import BadValue, converter_for, normalizer_for
+
+CHECKSUM_MASK = (1 << 64) - 1
+FINDINGS_SHOWN = 50
+COPY_CHUNK_CHARS = 1 << 20
+
+
+class DataMigrationError(Exception):
+    """An expected failure of a data step; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    table: str
+    key: object
+    column: str
+    value: object
+    reason: str
+
+    def __str__(self) -> str:
+        return (f"{self.table} key={self.key!r} column {self.column}: {self.reason} "
+                f"(value {shorten(self.value)})")
+
+
+@dataclass
+class TableResult:
+    table: str
+    read: int = 0
+    written: int = 0
+    rejected: int = 0
+    nulled: int = 0
+    checksum: int = 0
+    verified: str = "-"
+    seconds: float = 0.0
+
+
+@dataclass
+class CopyReport:
+    tables: list[TableResult]
+    findings: list[Finding] = field(default_factory=list)
+    finding_count: int = 0
+    rejects_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    index: int
+    column: str
+    parent: str
+    nullable: bool
+    orphans: frozenset
+
+
+class TablePlan:
+    """How one table's rows are read, checked, converted and compared."""
+
+    def __init__(self, target: sa.Table, source: sqlite3.Connection) -> None:
+        self.name = target.name
+        self.columns = [c.name for c in target.columns]
+        self.nullable = [c.nullable for c in target.columns]
+        self.converters = [converter_for(c) for c in target.columns]
+        self.normalizers = [(i, normalize) for i, c in enumerate(target.columns)
+                            if (normalize := normalizer_for(c)) is not None]
+        self.key_index = self.columns.index(next(iter(target.primary_key.columns)).name)
+        self.identity = [c.name for c in target.columns if c.identity is not None]
+        self.foreign_keys = [self._foreign_key(fk, target, source) for fk in target.foreign_keys]
+
+    def _foreign_key(self, fk: sa.ForeignKey, target: sa.Table,
+                     source: sqlite3.Connection) -> ForeignKey:
+        column, parent = fk.parent, fk.column
+        orphans = src.orphan_values(source, target.name, column.name,
+                                    parent.table.name, parent.name)
+        return ForeignKey(self.columns.index(column.name), column.name, parent.table.name,
+                          bool(column.nullable), frozenset(orphans))
+
+    def normalized(self, fields: list[str | None]) -> tuple:
+        for index, normalize in self.normalizers:
+            if fields[index] is not None:
+                fields[index] = normalize(fields[index])
+        return tuple(fields)
+
+
+def _copy_field(text: str | None) -> str:
+    if text is None:
+        return "\\N"
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    if "\n" in text:
+        text = text.replace("\n", "\\n")
+    if "\r" in text:
+        text = text.replace("\r", "\\r")
+    if "\t" in text:
+        text = text.replace("\t", "\\t")
+    return text
+
+
+class _LineReader(io.TextIOBase):
+    """A file-like view of an iterator of lines, for ``copy_expert`` to read in chunks."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._buffer = ""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> str:
+        limit = COPY_CHUNK_CHARS if size is None or size < 0 else size
+        parts, length = [self._buffer], len(self._buffer)
+        for line in self._lines:
+            parts.append(line)
+            length += len(line)
+            if length >= limit:
+                break
+        chunk = "".join(parts)
+        self._buffer = chunk[limit:]
+        return chunk[:limit]
+
+
+class RowCopy:
+    """One run of the copy: the plans, the findings, the rejects, the results."""
+
+    def __init__(self, connection: sa.Connection, source: sqlite3.Connection,
+                 options: CopyOptions, copied_keys: str) -> None:
+        self.connection = connection
+        self.copied_keys = copied_keys
+        self.source = source
+        self.options = options
+        self.rejected_keys: dict[str, set] = {}
+        self.report = CopyReport(tables=[])
+        self.rejects = RejectsFile(options.work_dir, "row-copy")
+
+    def run(self) -> CopyReport:
+        plans = self.plan()
+        try:
+            for plan in plans:
+                self.copy_table(plan)
+        finally:
+            self.rejects.close()
+        if self.rejects.count:
+            self.report.rejects_file = self.rejects.path
+        if self.options.dry_run:
+            return self.report
+        if self.report.finding_count and self.options.bad_rows == "fail":
+            raise DataMigrationError(self.findings_message())
+        self.verify(plans)
+        reset_sequences(self.connection, [p.name for p in plans])
+        self.record_copied_keys(plans)
+        return self.report
+
+    def plan(self) -> list[TablePlan]:
+        names = src.table_names(self.source)
+        metadata = sa.MetaData()
+        metadata.reflect(self.connection, only=lambda name, _: name in names)
+        missing = sorted(set(names) - set(metadata.tables))
+        if missing:
+            raise DataMigrationError(f"source tables with no target table: {', '.join(missing)}")
+        plans = []
+        for target in metadata.sorted_tables:  # parents before children
+            source_columns = set(src.column_names(self.source, target.name))
+            target_columns = {c.name for c in target.columns}
+            if source_columns != target_columns:
+                raise DataMigrationError(
+                    f"table {target.name}: columns differ between source and target: "
+                    f"only in source {sorted(source_columns - target_columns)}, "
+                    f"only in target {sorted(target_columns - source_columns)}")
+            plans.append(TablePlan(target, self.source))
+        self.refuse_foreign_rows(plans)
+        return plans
+
+    def refuse_foreign_rows(self, plans: list[TablePlan]) -> None:
+        occupied = [p.name for p in plans if self.connection.execute(
+            sa.text(f"SELECT EXISTS (SELECT 1 FROM {src.quote(p.name)})")).scalar()]
+        if occupied:
+            raise DataMigrationError(
+                f"the target already holds rows in {', '.join(occupied)} that this copy did "
+                "not write; is DATABASE_URL the right database? The copy needs empty tables.")
+
+    def copy_table(self, plan: TablePlan) -> None:
+        result = TableResult(plan.name)
+        self.report.tables.append(result)
+        self.rejected_keys[plan.name] = set()
+        progress = Progress(f"{'checking' if self.options.dry_run else 'copying'} {plan.name}",
+                            src.row_count(self.source, plan.name))
+        lines = self.copy_lines(plan, result, progress)
+        if self.options.dry_run:
+            for _ in lines:
+                pass
+        else:
+            cursor = self.connection.connection.dbapi_connection.cursor()
+            columns = ", ".join(map(src.quote, plan.columns))
+            cursor.copy_expert(f"COPY {src.quote(plan.name)} ({columns}) FROM STDIN",
+                               _LineReader(lines))
+        result.seconds = progress.seconds
+
+    def copy_lines(self, plan: TablePlan, result: TableResult,
+                   progress: Progress) -> Iterator[str]:
+        checksum = 0
+        for raw in src.stream_rows(self.source, plan.name, plan.columns):
+            result.read += 1
+            progress.advance()
+            row = list(raw)
+            findings = self.check_references(plan, row, result)
+            fields = self.convert(plan, row, findings)
+            if findings:
+                self.refuse_row(plan, raw, findings, result)
+                continue
+            checksum += hash(plan.normalized(list(fields)))
+            result.written += 1
+            yield "\t".join(map(_copy_field, fields)) + "\n"
+        result.checksum = checksum & CHECKSUM_MASK
+
+    def check_references(self, plan: TablePlan, row: list, result: TableResult) -> list[Finding]:
+        findings = []
+        key = row[plan.key_index]
+        for fk in plan.foreign_keys:
+            value = row[fk.index]
+            if value is None:
+                continue
+            if value in fk.orphans:
+                reason = f"references {fk.parent} {value!r}, which does not exist"
+            elif value in self.rejected_keys[fk.parent]:
+                reason = f"references {fk.parent} {value!r}, which is rejected"
+            else:
+                continue
+            if fk.nullable and self.options.orphans == "set_null":
+                row[fk.index] = None
+                result.nulled += 1
+                self.rejects.write({"table": plan.name, "key": key, "action": "set_null",
+                                    "column": fk.column, "original": value, "reason": reason})
+            else:
+                findings.append(Finding(plan.name, key, fk.column, value, reason))
+        return findings
+
+    def convert(self, plan: TablePlan, row: list, findings: list[Finding]) -> list[str | None]:
+        fields: list[str | None] = []
+        for index, value in enumerate(row):
+            if value is None:
+                if not plan.nullable[index]:
+                    findings.append(Finding(plan.name, row[plan.key_index], plan.columns[index],
+                                            value, "NULL in a NOT NULL column"))
+                fields.append(None)
+                continue
+            try:
+                fields.append(plan.converters[index](value))
+            except BadValue as exc:
+                findings.append(Finding(plan.name, row[plan.key_index], plan.columns[index],
+                                        value, str(exc)))
+                fields.append(None)
+        return fields
+
+    def refuse_row(self, plan: TablePlan, raw: tuple, findings: list[Finding],
+                   result: TableResult) -> None:
+        result.rejected += 1
+        self.rejected_keys[plan.name].add(raw[plan.key_index])
+        self.report.finding_count += len(findings)
+        room = FINDINGS_SHOWN - len(self.report.findings)
+        self.report.findings.extend(findings[:max(room, 0)])
+        if self.options.bad_rows == "reject" and not self.options.dry_run:
+            self.rejects.write({
+                "table": plan.name, "key": raw[plan.key_index], "action": "rejected",
+                "reasons": [{"column": f.column, "reason": f.reason} for f in findings],
+                "row": dict(zip(plan.columns, raw, strict=True)),
+            })
+
+    def findings_message(self) -> str:
+        shown = "\n".join(f"  - {f}" for f in self.report.findings)
+        more = self.report.finding_count - len(self.report.findings)
+        tail = f"\n  ... and {more:,} more" if more > 0 else ""
+        return (f"row copy stopped: {self.report.finding_count:,} values PostgreSQL would "
+                f"refuse; nothing was written.\n{shown}{tail}\n"
+                "Fix them in the source, or run with -x bad_rows=reject (rows go to a rejects "
+                "file) and/or -x orphans=set_null.")
+
+    def record_copied_keys(self, plans: list[TablePlan]) -> None:
+        # The tables were empty before the copy, so every row now in them is a copied one.
+        for plan in plans:
+            key = src.quote(plan.columns[plan.key_index])
+            self.connection.execute(sa.text(
+                f"INSERT INTO {src.quote(self.copied_keys)} (table_name, key) "
+                f"SELECT :table, {key}::text FROM {src.quote(plan.name)}"), {"table": plan.name})
+
+    def verify(self, plans: list[TablePlan]) -> None:
+        self.connection.execute(sa.text("SET LOCAL TimeZone = 'UTC'"))
+        self.connection.execute(sa.text("SET LOCAL DateStyle = 'ISO, YMD'"))
+        mismatches = []
+        for plan, result in zip(plans, self.report.tables, strict=True):
+            count, checksum = target_checksum(self.connection, plan)
+            matches = (count, checksum) == (result.written, result.checksum)
+            result.verified = "ok" if matches else "MISMATCH"
+            if not matches:
+                mismatches.append(f"{plan.name}: wrote {result.written:,} rows with checksum "
+                                  f"{result.checksum:x}, the target holds {count:,} rows with "
+                                  f"checksum {checksum:x}")
+        if mismatches:
+            raise DataMigrationError("verification failed, the copy was rolled back:\n  "
+                                     + "\n  ".join(mismatches))
+
+
+def target_checksum(connection: sa.Connection, plan: TablePlan) -> tuple[int, int]:
+    """Row count and checksum of a target table, over the same text forms as the copy."""
+    cursor = connection.connection.dbapi_connection.cursor(name=f"verify_{plan.name}")
+    cursor.itersize = src.BATCH_ROWS
+    columns = ", ".join(f"{src.quote(c)}::text" for c in plan.columns)
+    cursor.execute(f"SELECT {columns} FROM {src.quote(plan.name)}")
+    count = checksum = 0
+    for row in cursor:
+        count += 1
+        checksum += hash(plan.normalized(list(row)))
+    cursor.close()
+    return count, checksum & CHECKSUM_MASK
+
+
+def reset_sequences(connection: sa.Connection, tables: list[str]) -> None:
+    """Move each identity sequence just past the largest id, so the app's next insert
+    works; on an empty table the next id is 1 again."""
+    inspector = sa.inspect(connection)
+    for name in tables:
+        for column in inspector.get_columns(name):
+            if column.get("identity") is None:
+                continue
+            quoted = src.quote(column["name"])
+            connection.execute(sa.text(
+                f"SELECT setval(pg_get_serial_sequence(:table, :column), "
+                f"coalesce(max({quoted}), 1), max({quoted}) IS NOT NULL) "
+                f"FROM {src.quote(name)}"), {"table": name, "column": column["name"]})
+
+
+def copy_rows(connection: sa.Connection, source_path: Path, options: CopyOptions,
+              copied_keys: str) -> CopyReport:
+    """Copy the dev database at ``source_path`` into the target behind ``connection``,
+    recording the copied keys in the table ``copied_keys``."""
+    say(f"Copying rows from {source_path}")
+    with src.open_source(source_path) as source:
+        report = RowCopy(connection, source, options, copied_keys).run()
+    print_summary(report, options)
+    return report
+
+
+def remove_copied_rows(connection: sa.Connection, copied_keys: str, force: bool) -> None:
+    """Delete exactly the rows the copy wrote, children first, then reset the sequences.
+
+    Refuses when a table also holds rows the copy did not write (the app has been used
+    since) unless ``force``, which still deletes only the copied rows."""
+    keys = src.quote(copied_keys)
+    names = {n for (n,) in connection.execute(sa.text(f"SELECT DISTINCT table_name FROM {keys}"))}
+    metadata = sa.MetaData()
+    metadata.reflect(connection, only=lambda name, _: name in names)
+    tables = list(reversed(metadata.sorted_tables))
+    not_copied = {t.name: n for t in tables if (n := _rows_not_copied(connection, t, keys))}
+    if not_copied and not force:
+        listed = ", ".join(f"{name} {count:,}" for name, count in not_copied.items())
+        raise DataMigrationError(
+            f"the tables hold rows that did not come from the source ({listed}): the app has "
+            "been used since the cutover. Nothing was removed. Run with -x force=true to "
+            "remove only the copied rows and keep those.")
+    for target in tables:
+        deleted = connection.execute(sa.text(
+            f"DELETE FROM {src.quote(target.name)} AS t USING {keys} AS k "
+            f"WHERE k.table_name = :table AND k.key = t.{_key_text(target)}"),
+            {"table": target.name}).rowcount
+        say(f"  {target.name}: removed {deleted:,} copied rows")
+    reset_sequences(connection, [t.name for t in tables])
+
+
+def _key_text(target: sa.Table) -> str:
+    return f"{src.quote(next(iter(target.primary_key.columns)).name)}::text"
+
+
+def _rows_not_copied(connection: sa.Connection, target: sa.Table, keys: str) -> int:
+    return connection.execute(sa.text(
+        f"SELECT count(*) FROM {src.quote(target.name)} AS t WHERE NOT EXISTS ("
+        f"SELECT 1 FROM {keys} AS k WHERE k.table_name = :table "
+        f"AND k.key = t.{_key_text(target)})"), {"table": target.name}).scalar_one()
+
+
+def offline_comment(source_path: Path) -> str:
+    """What the copy would do, for ``--sql`` output: it needs a live database to run."""
+    with src.open_source(source_path) as source:
+        counts = [(name, src.row_count(source, name)) for name in src.table_names(source)]
+    listed = "\n".join(f"--   {name}: {count:,} rows" for name, count in counts)
+    return ("-- 0002 copies the rows of the dev database " f"{source_path}\n"
+            "-- into the tables of the same names, in foreign-key order, with COPY FROM STDIN,\n"
+            "-- then verifies counts and checksums and resets the identity sequences:\n"
+            f"{listed}\n"
+            "-- The copy runs only online (alembic upgrade head); no SQL is emitted for it.\n\n")
+
+
+def offline_downgrade_comment() -> str:
+    return ("-- 0002 downgrade deletes the rows listed in cutover_copied_keys, children first,\n"
+            "-- after checking online that no other rows exist; it runs only online.\n"
+            "DROP TABLE IF EXISTS cutover_copied_keys;\n\n")
+
+
+def print_summary(report: CopyReport, options: CopyOptions) -> None:
+    title = "Row copy plan (dry run, nothing written)" if options.dry_run else "Row copy"
+    rows = [(r.table, r.read, r.written, r.rejected, r.nulled, r.verified, f"{r.seconds:.1f}s")
+            for r in report.tables]
+    say(f"{title}:\n" + table(
+        ("table", "read", "written", "rejected", "set null", "checksum", "time"), rows))
+    if report.findings:
+        say(f"{report.finding_count:,} findings:")
+        for finding in report.findings:
+            say(f"  - {finding}")
+    if report.rejects_file:
+        say(f"Rejected and altered rows are in {report.rejects_file}")

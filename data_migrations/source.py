@@ -1,0 +1,63 @@
+"""Reading the dev SQLite file: read-only, streamed, with set-based orphan checks."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+BATCH_ROWS = 5000
+
+
+@contextmanager
+def open_source(path: Path) -> Iterator[sqlite3.Connection]:
+    """The dev database opened read-only, so the cutover can never change it."""
+    connection = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_names(source: sqlite3.Connection) -> list[str]:
+    rows = source.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' "
+        "AND name NOT LIKE 'sqlite_%' AND name <> 'alembic_version' ORDER BY name"
+    )
+    return [name for (name,) in rows]
+
+
+def column_names(source: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in source.execute(f"PRAGMA table_info({quote(table)})")]
+
+
+def row_count(source: sqlite3.Connection, table: str) -> int:
+    return source.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
+
+
+def stream_rows(
+    source: sqlite3.Connection, table: str, columns: Sequence[str]
+) -> Iterator[tuple]:
+    """Every row of a table, in batches so memory stays flat whatever its size."""
+    cursor = source.execute(
+        f"SELECT {', '.join(map(quote, columns))} FROM {quote(table)} ORDER BY rowid"
+    )
+    while batch := cursor.fetchmany(BATCH_ROWS):
+        yield from batch
+
+
+def orphan_values(
+    source: sqlite3.Connection, child: str, column: str, parent: str, parent_column: str
+) -> set:
+    """Values of ``child.column`` with no ``parent`` row: SQLite never enforced the key."""
+    rows = source.execute(
+        f"SELECT DISTINCT c.{quote(column)} FROM {quote(child)} AS c "
+        f"LEFT JOIN {quote(parent)} AS p ON p.{quote(parent_column)} = c.{quote(column)} "
+        f"WHERE c.{quote(column)} IS NOT NULL AND p.{quote(parent_column)} IS NULL"
+    )
+    return {value for (value,) in rows}

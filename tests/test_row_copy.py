@@ -1,0 +1,330 @@
+"""The row-copy revision (0002) on a real PostgreSQL and real SQLite files."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.util import CommandError
+
+from tests.conftest import alembic_config
+from tests.dev_data import TASK_1, TASK_2, DevDatabase
+
+TABLES = ("users", "prompt_templates", "hotword_sets", "tasks", "transcripts",
+          "speaker_mappings", "generated_artifacts", "audit_logs")
+
+
+@pytest.fixture
+def dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DevDatabase:
+    database = DevDatabase(tmp_path / "meeting_agent.db")
+    monkeypatch.setenv("SOURCE_DATABASE_URL", database.url)
+    return database
+
+
+def counts(engine: sa.Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+                for t in TABLES}
+
+
+def version(engine: sa.Engine) -> str:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+
+
+def fetch(engine: sa.Engine, sql: str) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(sql))]
+
+
+def test_every_type_and_datetime_form_round_trips(
+    dev: DevDatabase, pg_url: str, pg_engine: sa.Engine
+) -> None:
+    forms = {
+        1: ("2025-03-04 05:06:07.123456", datetime(2025, 3, 4, 5, 6, 7, 123456, UTC)),
+        2: ("2025-03-04T05:06:07", datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)),
+        3: ("2025-03-04T05:06:07Z", datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)),
+        4: ("2025-03-04T13:06:07.5+08:00", datetime(2025, 3, 4, 5, 6, 7, 500000, UTC)),
+        5: ("2025-03-04 05:06:07", datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)),
+    }
+    for user_id, (text, _) in forms.items():
+        dev.add("users", id=user_id, created_at=text, is_active=user_id % 2,
+                display_name="会议 🎙️ Zoë", last_login_at=None)
+    dev.add("tasks", id=TASK_1, user_id=1, audio_size="123456789012", audio_duration=61.5,
+            title="周会纪要 ✅ \\ tab\there\nnewline")
+    dev.add("generated_artifacts", id=1, task_id=TASK_1, cost=0.1, input_tokens="42")
+    dev.add("generated_artifacts", id=2, task_id=TASK_1, cost="0.000123", version="3")
+    dev.add("audit_logs", id=1, task_id=TASK_1, cost=12.5,
+            details='{"ip": "10.0.0.1", "nested": {"n": [1, 2.50, "三"]}, "ok": true}')
+    dev.add("prompt_templates", id=1, content="请总结会议", variables="[]", is_default=1)
+
+    command.upgrade(alembic_config(pg_url), "head")
+
+    created = dict(fetch(pg_engine, "SELECT id, created_at FROM users"))
+    assert created == {user_id: moment for user_id, (_, moment) in forms.items()}
+    assert fetch(pg_engine, "SELECT id, is_active FROM users ORDER BY id") == [
+        (1, True), (2, False), (3, True), (4, False), (5, True)]
+    assert {r[0] for r in fetch(pg_engine, "SELECT display_name FROM users")} == {"会议 🎙️ Zoë"}
+    assert fetch(pg_engine, "SELECT id::text, title, audio_size, audio_duration FROM tasks") == [
+        (TASK_1, "周会纪要 ✅ \\ tab\there\nnewline", 123456789012, 61.5)]
+    assert fetch(pg_engine, "SELECT cost, input_tokens, version FROM generated_artifacts "
+                            "ORDER BY id") == [(Decimal("0.100000"), 42, 1),
+                                               (Decimal("0.000123"), None, 3)]
+    [(details, kind)] = fetch(pg_engine, "SELECT details, jsonb_typeof(details) FROM audit_logs")
+    assert kind == "object"
+    assert details == {"ip": "10.0.0.1", "nested": {"n": [1, 2.5, "三"]}, "ok": True}
+    assert fetch(pg_engine, "SELECT is_default, variables FROM prompt_templates") == [(True, [])]
+    assert version(pg_engine) == "0002"
+
+
+def test_copy_follows_foreign_keys_and_resets_sequences(
+    dev: DevDatabase, pg_url: str, pg_engine: sa.Engine, capfd: pytest.CaptureFixture
+) -> None:
+    # Children inserted before their parents, ids out of order: the copy still works.
+    dev.add("audit_logs", id=7, user_id=40, task_id=TASK_1)
+    dev.add("transcripts", id=3, task_id=TASK_1)
+    dev.add("tasks", id=TASK_1, user_id=40)
+    dev.add("users", id=40)
+    dev.add("users", id=9)
+
+    command.upgrade(alembic_config(pg_url), "head")
+
+    summary = capfd.readouterr().err
+    order = [t for t in TABLES if f"\n{t} " in summary]
+    assert order.index("users") < order.index("tasks") < order.index("transcripts")
+    assert order.index("tasks") < order.index("audit_logs")
+    with pg_engine.begin() as conn:
+        new_user = conn.execute(sa.text(
+            "INSERT INTO users (username, tenant_id, role, is_active, created_at) "
+            "VALUES ('new', 't', 'member', true, now()) RETURNING id")).scalar_one()
+        new_log = conn.execute(sa.text(
+            "INSERT INTO audit_logs (action, currency, created_at) "
+            "VALUES ('x', 'CNY', now()) RETURNING id")).scalar_one()
+        new_template = conn.execute(sa.text(
+            "INSERT INTO prompt_templates (name, artifact_type, content, is_default, version, "
+            "created_at) VALUES ('n', 'a', 'c', false, 1, now()) RETURNING id")).scalar_one()
+    assert (new_user, new_log, new_template) == (41, 8, 1)
+
+
+def test_without_a_source_the_revision_does_nothing(
+    pg_url: str, pg_engine: sa.Engine, capfd: pytest.CaptureFixture
+) -> None:
+    command.upgrade(alembic_config(pg_url), "head")
+    assert "SOURCE_DATABASE_URL is not set: no rows to copy" in capfd.readouterr().err
+    assert version(pg_engine) == "0002"
+    assert set(counts(pg_engine).values()) == {0}
+
+
+def test_a_missing_source_file_is_named(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SOURCE_DATABASE_URL", f"sqlite:///{tmp_path}/nowhere.db")
+    with pytest.raises(CommandError, match=r"nowhere\.db, which does not exist"):
+        command.upgrade(alembic_config(pg_url), "head")
+
+
+def add_bad_rows(dev: DevDatabase) -> None:
+    """One row of each class PostgreSQL refuses, plus good rows around them."""
+    dev.add_minimal_tree()
+    dev.add("users", id=2, email="x" * 300)                          # too long
+    dev.add("users", id=3, created_at="2025-02-30 10:00:00")           # impossible date
+    dev.add("users", id=4, display_name="nul\x00byte")                 # NUL character
+    dev.add("hotword_sets", id=2, words="[1, 2")                       # malformed JSON
+    dev.add("tasks", id="not-a-uuid", user_id=1)                       # non-UUID task id
+    dev.add("tasks", id=TASK_2, user_id=99)                            # required orphan
+    dev.add("transcripts", id=2, task_id=TASK_2)                       # depends on a reject
+    dev.add("audit_logs", id=2, user_id=77, task_id=TASK_1)            # optional orphan
+    dev.add("speaker_mappings", id=2, task_id=TASK_1, user_id=3)       # refers to a reject
+
+
+BAD_FINDINGS = [
+    ("users", 2, "email", "300 characters, longer than VARCHAR(255)"),
+    ("users", 3, "created_at", "not a valid ISO-8601 date-time"),
+    ("users", 4, "display_name", "contains a NUL character"),
+    ("hotword_sets", 2, "words", "malformed JSON"),
+    ("tasks", "not-a-uuid", "id", "not a UUID"),
+    ("tasks", TASK_2, "user_id", "references users 99, which does not exist"),
+    ("transcripts", 2, "task_id", f"references tasks '{TASK_2}', which is rejected"),
+    ("audit_logs", 2, "user_id", "references users 77, which does not exist"),
+    ("speaker_mappings", 2, "user_id", "references users 3, which is rejected"),
+]
+
+
+def test_bad_rows_fail_by_default_with_every_finding_and_nothing_written(
+    dev: DevDatabase, pg_url: str, pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    add_bad_rows(dev)
+    with pytest.raises(CommandError) as failure:
+        command.upgrade(alembic_config(pg_url), "head")
+    message = str(failure.value)
+    assert "nothing was written" in message
+    for table, key, column, reason in BAD_FINDINGS:
+        line = next(line for line in message.splitlines()
+                    if line.startswith(f"  - {table} key={key!r} column {column}:"))
+        assert reason in line
+    assert set(counts(pg_engine).values()) == {0}
+    assert version(pg_engine) == "0001"
+    assert not (tmp_path / "work" / "rejects").exists()
+
+
+def read_rejects(tmp_path: Path) -> list[dict]:
+    [path] = (tmp_path / "work" / "rejects").glob("row-copy-*.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_reject_policy_copies_the_rest_and_writes_every_rejected_row(
+    dev: DevDatabase, pg_url: str, pg_engine: sa.Engine, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    add_bad_rows(dev)
+    monkeypatch.setenv("BAD_ROWS", "reject")
+    command.upgrade(alembic_config(pg_url), "head")
+
+    assert counts(pg_engine) == {"users": 1, "prompt_templates": 1, "hotword_sets": 1,
+                                 "tasks": 1, "transcripts": 1, "speaker_mappings": 1,
+                                 "generated_artifacts": 1, "audit_logs": 1}
+    rejects = read_rejects(tmp_path)
+    assert {(r["table"], r["key"]) for r in rejects} == {(t, k) for t, k, _, _ in BAD_FINDINGS}
+    assert all(r["action"] == "rejected" for r in rejects)
+    email_reject = next(r for r in rejects if r["key"] == 2 and r["table"] == "users")
+    assert email_reject["row"]["email"] == "x" * 300  # the whole row, as it was
+    assert email_reject["reasons"] == [
+        {"column": "email", "reason": "300 characters, longer than VARCHAR(255)"}]
+    assert f"Rejected and altered rows are in {tmp_path / 'work' / 'rejects'}" in (
+        capfd.readouterr().err)
+
+
+def test_set_null_policy_keeps_rows_with_a_dangling_optional_reference(
+    dev: DevDatabase, pg_url: str, pg_engine: sa.Engine, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_bad_rows(dev)
+    config = alembic_config(pg_url)
+    config.cmd_opts = type("Options", (), {"x": ["bad_rows=reject", "orphans=set_null"]})()
+    command.upgrade(config, "head")
+
+    assert fetch(pg_engine, "SELECT id, user_id FROM audit_logs ORDER BY id") == [
+        (1, 1), (2, None)]
+    assert fetch(pg_engine, "SELECT id, user_id FROM speaker_mappings ORDER BY id") == [
+        (1, 1), (2, None)]
+    nulled = [r for r in read_rejects(tmp_path) if r["action"] == "set_null"]
+    assert sorted((r["table"], r["key"], r["column"], r["original"]) for r in nulled) == [
+        ("audit_logs", 2, "user_id", 77), ("speaker_mappings", 2, "user_id", 3)]
+    # A required reference cannot be nulled: that row is still rejected.
+    assert fetch(pg_engine, "SELECT count(*) FROM tasks") == [(1,)]
+
+
+def test_a_foreign_non_empty_target_is_refused(
+    dev: DevDatabase, pg_url: str, pg_engine: sa.Engine
+) -> None:
+    dev.add_minimal_tree()
+    command.upgrade(alembic_config(pg_url), "0001")
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO users (username, tenant_id, role, is_active, "
+                             "created_at) VALUES ('prod-user', 't', 'r', true, now())"))
+    with pytest.raises(CommandError, match="already holds rows in users"):
+        command.upgrade(alembic_config(pg_url), "head")
+    assert counts(pg_engine)["users"] == 1 and version(pg_engine) == "0001"
+
+
+def test_dry_run_reports_and_writes_nothing(
+    dev: DevDatabase, pg_url: str, pg_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture
+) -> None:
+    add_bad_rows(dev)
+    monkeypatch.setenv("DRY_RUN", "true")
+    command.upgrade(alembic_config(pg_url), "head")
+    err = capfd.readouterr().err
+    assert "Row copy plan (dry run, nothing written)" in err
+    assert "references users 99, which does not exist" in err
+    assert "Dry run: every change was rolled back" in err
+    assert fetch(pg_engine, "SELECT to_regclass('users'), to_regclass('alembic_version')") == [
+        (None, None)]
+
+
+def test_downgrade_removes_exactly_the_copied_rows(
+    dev: DevDatabase, pg_url: str, pg_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dev.add_minimal_tree()
+    config = alembic_config(pg_url)
+    command.upgrade(config, "head")
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO audit_logs (action, currency, created_at) "
+                             "VALUES ('after cutover', 'CNY', now())"))
+
+    with pytest.raises(CommandError, match=r"did not come from the source \(audit_logs 1\)"):
+        command.downgrade(config, "0001")
+    assert counts(pg_engine)["users"] == 1 and version(pg_engine) == "0002"
+
+    monkeypatch.setenv("FORCE", "true")
+    command.downgrade(config, "0001")
+    assert fetch(pg_engine, "SELECT action FROM audit_logs") == [("after cutover",)]
+    assert counts(pg_engine)["users"] == 0 and version(pg_engine) == "0001"
+    assert fetch(pg_engine, "SELECT to_regclass('cutover_copied_keys')") == [(None,)]
+    with pg_engine.begin() as conn:  # sequences were reset with the rows
+        new_user = conn.execute(sa.text(
+            "INSERT INTO users (username, tenant_id, role, is_active, created_at) "
+            "VALUES ('again', 't', 'r', true, now()) RETURNING id")).scalar_one()
+    assert new_user == 1
+
+
+def test_upgrade_after_downgrade_copies_again(
+    dev: DevDatabase, pg_url: str, pg_engine: sa.Engine
+) -> None:
+    dev.add_minimal_tree()
+    config = alembic_config(pg_url)
+    command.upgrade(config, "head")
+    command.downgrade(config, "0001")
+    assert set(counts(pg_engine).values()) == {0}
+    command.upgrade(config, "head")
+    assert set(counts(pg_engine).values()) == {1}
+
+
+def test_checksum_detects_a_value_changed_in_flight() -> None:
+    from data_migrations.values import canonical_json
+
+    assert canonical_json('{"b": 1e2, "a": [1.50, -0]}') == canonical_json(
+        '{"a": [1.5, 0], "b": 100}')
+    assert canonical_json('{"a": 1}') != canonical_json('{"a": 2}')
+
+
+def test_datetime_offsets_become_utc() -> None:
+    from data_migrations.values import parse_timestamp
+
+    moment = parse_timestamp("2025-01-01T08:00:00+08:00")
+    assert moment == datetime(2025, 1, 1, 0, 0, tzinfo=timezone(timedelta(0)))
+
+
+def test_verification_fails_the_revision_when_the_target_differs(
+    dev: DevDatabase, pg_url: str, pg_engine: sa.Engine
+) -> None:
+    dev.add_minimal_tree()
+    command.upgrade(alembic_config(pg_url), "0001")
+    with pg_engine.begin() as conn:  # something in the target changes a value as it lands
+        conn.execute(sa.text("""
+            CREATE FUNCTION shout() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN NEW.title := upper(NEW.title); RETURN NEW; END $$;
+            CREATE TRIGGER shout BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION shout();
+        """))
+    with pytest.raises(CommandError, match="verification failed") as failure:
+        command.upgrade(alembic_config(pg_url), "head")
+    assert "tasks: wrote 1 rows" in str(failure.value)
+    assert set(counts(pg_engine).values()) == {0} and version(pg_engine) == "0001"
+
+
+def test_offline_sql_describes_the_copy_without_secrets(
+    dev: DevDatabase, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    dev.add_minimal_tree()
+    monkeypatch.setenv("DATABASE_URL", "postgresql://admin:hunter2-secret@db/meetings")
+    command.upgrade(alembic_config(), "head", sql=True)
+    out = capfd.readouterr().out
+    assert f"-- 0002 copies the rows of the dev database {dev.path}" in out
+    assert "--   audit_logs: 1 rows" in out
+    assert "CREATE TABLE users" in out
+    assert "hunter2-secret" not in out
