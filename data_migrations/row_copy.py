@@ -14,6 +14,7 @@ target as it was, and running the upgrade again starts afresh.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sqlite3
 from collections.abc import Iterator
@@ -25,11 +26,13 @@ import sqlalchemy as sa
 from data_migrations import source as src
 from data_migrations.options import CopyOptions
 from data_migrations.report import Progress, RejectsFile, say, shorten, table
-from data_migrations.values import BadValue, converter_for, normalizer_for
+from data_migrations.values import BadValue, converter_for
 
 CHECKSUM_MASK = (1 << 64) - 1
+NULL_TEXT = "\\N"
 FINDINGS_SHOWN = 50
 COPY_CHUNK_CHARS = 1 << 20
+PROGRESS_ROWS = 4096
 
 
 class DataMigrationError(Exception):
@@ -84,10 +87,8 @@ class TablePlan:
     def __init__(self, target: sa.Table, source: sqlite3.Connection) -> None:
         self.name = target.name
         self.columns = [c.name for c in target.columns]
-        self.nullable = [c.nullable for c in target.columns]
+        self.required = [i for i, c in enumerate(target.columns) if not c.nullable]
         self.converters = [converter_for(c) for c in target.columns]
-        self.normalizers = [(i, normalize) for i, c in enumerate(target.columns)
-                            if (normalize := normalizer_for(c)) is not None]
         self.key_index = self.columns.index(next(iter(target.primary_key.columns)).name)
         self.identity = [c.name for c in target.columns if c.identity is not None]
         self.foreign_keys = [self._foreign_key(fk, target, source) for fk in target.foreign_keys]
@@ -100,16 +101,16 @@ class TablePlan:
         return ForeignKey(self.columns.index(column.name), column.name, parent.table.name,
                           bool(column.nullable), frozenset(orphans))
 
-    def normalized(self, fields: list[str | None]) -> tuple:
-        for index, normalize in self.normalizers:
-            if fields[index] is not None:
-                fields[index] = normalize(fields[index])
-        return tuple(fields)
+
+def row_digest(row_text: str) -> int:
+    """The first 64 bits of the row's MD5, as PostgreSQL computes it in target_checksum."""
+    return int.from_bytes(hashlib.md5(row_text.encode("utf-8")).digest()[:8], "big",
+                          signed=True)
 
 
 def _copy_field(text: str | None) -> str:
     if text is None:
-        return "\\N"
+        return NULL_TEXT
     if "\\" in text:
         text = text.replace("\\", "\\\\")
     if "\n" in text:
@@ -158,6 +159,9 @@ class RowCopy:
         self.rejects = RejectsFile(options.work_dir, "row-copy")
 
     def run(self) -> CopyReport:
+        # The converters spell values as PostgreSQL prints them in UTC, ISO style.
+        self.connection.execute(sa.text("SET LOCAL TimeZone = 'UTC'"))
+        self.connection.execute(sa.text("SET LOCAL DateStyle = 'ISO, YMD'"))
         plans = self.plan()
         try:
             for plan in plans:
@@ -218,29 +222,40 @@ class RowCopy:
             columns = ", ".join(map(src.quote, plan.columns))
             cursor.copy_expert(f"COPY {src.quote(plan.name)} ({columns}) FROM STDIN",
                                _LineReader(lines))
+        progress.advance(result.read % PROGRESS_ROWS)
         result.seconds = progress.seconds
 
     def copy_lines(self, plan: TablePlan, result: TableResult,
                    progress: Progress) -> Iterator[str]:
         checksum = 0
+        converters = plan.converters
+        # Only references that can fail need checking row by row: the parents are done.
+        risky = [fk for fk in plan.foreign_keys if fk.orphans or self.rejected_keys[fk.parent]]
         for raw in src.stream_rows(self.source, plan.name, plan.columns):
             result.read += 1
-            progress.advance()
-            row = list(raw)
-            findings = self.check_references(plan, row, result)
-            fields = self.convert(plan, row, findings)
-            if findings:
+            if not result.read % PROGRESS_ROWS:
+                progress.advance(PROGRESS_ROWS)
+            row = list(raw) if risky else raw
+            findings = self.check_references(plan, risky, row, result) if risky else []
+            try:
+                fields = [None if v is None else convert(v)
+                          for convert, v in zip(converters, row, strict=True)]
+            except BadValue:
+                fields = None
+            if fields is None or findings or any(fields[i] is None for i in plan.required):
+                findings += self.value_findings(plan, row)
                 self.refuse_row(plan, raw, findings, result)
                 continue
-            checksum += hash(plan.normalized(list(fields)))
+            checksum += row_digest("\t".join(NULL_TEXT if f is None else f for f in fields))
             result.written += 1
             yield "\t".join(map(_copy_field, fields)) + "\n"
         result.checksum = checksum & CHECKSUM_MASK
 
-    def check_references(self, plan: TablePlan, row: list, result: TableResult) -> list[Finding]:
+    def check_references(self, plan: TablePlan, risky: list[ForeignKey], row: list,
+                         result: TableResult) -> list[Finding]:
         findings = []
         key = row[plan.key_index]
-        for fk in plan.foreign_keys:
+        for fk in risky:
             value = row[fk.index]
             if value is None:
                 continue
@@ -259,22 +274,22 @@ class RowCopy:
                 findings.append(Finding(plan.name, key, fk.column, value, reason))
         return findings
 
-    def convert(self, plan: TablePlan, row: list, findings: list[Finding]) -> list[str | None]:
-        fields: list[str | None] = []
+    def value_findings(self, plan: TablePlan, row: list | tuple) -> list[Finding]:
+        """Every value of a row that PostgreSQL would refuse, with the reason."""
+        findings = []
+        key = row[plan.key_index]
         for index, value in enumerate(row):
+            column = plan.columns[index]
             if value is None:
-                if not plan.nullable[index]:
-                    findings.append(Finding(plan.name, row[plan.key_index], plan.columns[index],
-                                            value, "NULL in a NOT NULL column"))
-                fields.append(None)
+                if index in plan.required:
+                    findings.append(Finding(plan.name, key, column, value,
+                                            "NULL in a NOT NULL column"))
                 continue
             try:
-                fields.append(plan.converters[index](value))
+                plan.converters[index](value)
             except BadValue as exc:
-                findings.append(Finding(plan.name, row[plan.key_index], plan.columns[index],
-                                        value, str(exc)))
-                fields.append(None)
-        return fields
+                findings.append(Finding(plan.name, key, column, value, str(exc)))
+        return findings
 
     def refuse_row(self, plan: TablePlan, raw: tuple, findings: list[Finding],
                    result: TableResult) -> None:
@@ -308,8 +323,6 @@ class RowCopy:
                 f"SELECT :table, {key}::text FROM {src.quote(plan.name)}"), {"table": plan.name})
 
     def verify(self, plans: list[TablePlan]) -> None:
-        self.connection.execute(sa.text("SET LOCAL TimeZone = 'UTC'"))
-        self.connection.execute(sa.text("SET LOCAL DateStyle = 'ISO, YMD'"))
         mismatches = []
         for plan, result in zip(plans, self.report.tables, strict=True):
             count, checksum = target_checksum(self.connection, plan)
@@ -325,17 +338,13 @@ class RowCopy:
 
 
 def target_checksum(connection: sa.Connection, plan: TablePlan) -> tuple[int, int]:
-    """Row count and checksum of a target table, over the same text forms as the copy."""
-    cursor = connection.connection.dbapi_connection.cursor(name=f"verify_{plan.name}")
-    cursor.itersize = src.BATCH_ROWS
-    columns = ", ".join(f"{src.quote(c)}::text" for c in plan.columns)
-    cursor.execute(f"SELECT {columns} FROM {src.quote(plan.name)}")
-    count = checksum = 0
-    for row in cursor:
-        count += 1
-        checksum += hash(plan.normalized(list(row)))
-    cursor.close()
-    return count, checksum & CHECKSUM_MASK
+    """Row count and checksum of a target table, computed by PostgreSQL over its own text
+    of each value: the same text the converters sent, if the rows arrived unchanged."""
+    row_text = ", ".join(f"coalesce({src.quote(c)}::text, :null)" for c in plan.columns)
+    count, total = connection.execute(sa.text(
+        f"SELECT count(*), coalesce(sum(('x' || left(md5(concat_ws(E'\\t', {row_text})), 16))"
+        f"::bit(64)::bigint), 0) FROM {src.quote(plan.name)}"), {"null": NULL_TEXT}).one()
+    return count, int(total) & CHECKSUM_MASK
 
 
 def reset_sequences(connection: sa.Connection, tables: list[str]) -> None:

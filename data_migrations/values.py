@@ -1,15 +1,17 @@
 """Turn what SQLite really holds into the text PostgreSQL's COPY reads.
 
 SQLite enforces no types and no lengths, so every value is checked here against the
-target column: a value PostgreSQL would refuse raises :class:`BadValue` with the reason,
-and a good value comes back in the exact text form PostgreSQL prints for that type, so
-the checksum of what was sent can be compared with the checksum of what was stored.
+target column: a value PostgreSQL would refuse raises :class:`BadValue` with the reason.
+A good value comes back spelled exactly as PostgreSQL prints that type (with TimeZone
+UTC), so a checksum of what was sent can be compared with one PostgreSQL computes over
+what it stored, without reading the rows back.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -91,7 +93,7 @@ def parse_timestamp(value: object) -> datetime:
 def _timestamptz(value: object) -> str:
     moment = parse_timestamp(value)
     # PostgreSQL's own output with TimeZone=UTC: fraction without trailing zeros.
-    text = moment.strftime("%Y-%m-%d %H:%M:%S")
+    text = moment.isoformat(sep=" ", timespec="seconds")[:19]
     if moment.microsecond:
         text += f".{moment.microsecond:06d}".rstrip("0")
     return text + "+00"
@@ -126,7 +128,23 @@ def _float(value: object) -> str:
         raise BadValue("not a number") from None
     if not math.isfinite(number):
         raise BadValue("not a finite number")
-    return repr(number)
+    return float8_text(number)
+
+
+def float8_text(number: float) -> str:
+    """PostgreSQL's text for a float8: the shortest exact digits, in exponent form below
+    1e-4 or from 1e15 on, and no trailing ``.0``."""
+    if number == 0:
+        return "-0" if math.copysign(1, number) < 0 else "0"
+    sign, digits, exponent = Decimal(repr(number)).normalize().as_tuple()
+    mantissa = "".join(map(str, digits))
+    magnitude = len(mantissa) + int(exponent) - 1
+    prefix = "-" if sign else ""
+    if magnitude < -4 or magnitude >= 15:
+        fraction = f".{mantissa[1:]}" if len(mantissa) > 1 else ""
+        exponent_sign = "-" if magnitude < 0 else "+"
+        return f"{prefix}{mantissa[0]}{fraction}e{exponent_sign}{abs(magnitude):02d}"
+    return prefix + format(Decimal(repr(abs(number))).normalize(), "f")
 
 
 def _uuid(value: object) -> str:
@@ -136,15 +154,62 @@ def _uuid(value: object) -> str:
         raise BadValue("not a UUID") from None
 
 
+# Number literals pass through the JSON encoder as strings tagged with this character, so
+# they come out in PostgreSQL's spelling rather than Python's. A real string cannot carry
+# it: jsonb refuses \u0000, so such documents are findings before they get here.
+_NUMBER_TAG = "\x00"
+_TAGGED_NUMBER = re.compile(r'"\\u0000([^"]*)"')
+
+
+def _jsonb_number(literal: str) -> str:
+    # Adding 0 turns -0 into 0, as jsonb does; the literal's scale is kept (2.50 stays).
+    return _NUMBER_TAG + format(Decimal(literal) + 0, "f")
+
+
+def _jsonb_object(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # jsonb keeps the last of duplicate keys and orders keys by UTF-8 length, then bytes.
+    return dict(sorted(dict(pairs).items(), key=_jsonb_key_order))
+
+
+def _jsonb_key_order(item: tuple[str, object]) -> tuple[int, bytes]:
+    key = item[0].encode("utf-8", "surrogatepass")
+    return len(key), key
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+_JSONB_DECODER = json.JSONDecoder(object_pairs_hook=_jsonb_object, parse_float=_jsonb_number,
+                                  parse_constant=_refuse_constant)
+_JSONB_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+
+
+def jsonb_text(text: str) -> str:
+    """The JSON document in ``text`` spelled exactly as PostgreSQL prints it as jsonb."""
+    spelled = _JSONB_ENCODER.encode(_JSONB_DECODER.decode(text))
+    if "\\u0000" not in spelled:
+        return spelled
+    return _TAGGED_NUMBER.sub(_untag, spelled)
+
+
+def _untag(match: re.Match[str]) -> str:
+    return match[1]
+
+
 def _json(value: object) -> str:
     text = _text(value, None)
-    try:
-        json.loads(text)
-    except ValueError as exc:
-        raise BadValue(f"malformed JSON ({exc.msg} at character {exc.pos})") from None
     if "\\u0000" in text:
         raise BadValue("JSON holds \\u0000, which PostgreSQL jsonb cannot hold")
-    return text
+    try:
+        spelled = jsonb_text(text)
+        spelled.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadValue("JSON holds an unpaired surrogate escape") from None
+    except ValueError as exc:
+        where = f" at character {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise BadValue(f"malformed JSON ({getattr(exc, 'msg', exc)}{where})") from None
+    return spelled
 
 
 def converter_for(column: sa.Column) -> Converter:
@@ -171,25 +236,3 @@ def converter_for(column: sa.Column) -> Converter:
         length = kind.length
         return lambda value: _text(value, length)
     raise TypeError(f"no converter for {column.table.name}.{column.name} of type {kind}")
-
-
-def normalizer_for(column: sa.Column) -> Callable[[str], str] | None:
-    """How to compare a column's text as sent with its text as PostgreSQL prints it;
-    None where the converter already sends PostgreSQL's own text form."""
-    if isinstance(column.type, postgresql.JSONB | sa.JSON):
-        return canonical_json
-    if isinstance(column.type, sa.Float):
-        return lambda text: repr(float(text))
-    return None
-
-
-def _plain_number(number: Decimal) -> str:
-    # Adding 0 turns -0 into 0, as jsonb does.
-    return f"{number.normalize() + 0:f}"
-
-
-def canonical_json(text: str) -> str:
-    """One text for equal JSON documents: keys sorted, numbers by value, no spacing."""
-    document = json.loads(text, parse_float=Decimal, parse_int=Decimal)
-    return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
-                      default=_plain_number)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,7 +17,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.util import CommandError
 
-from tests.conftest import alembic_config
+from tests.conftest import ROOT, alembic_config
 from tests.dev_data import TASK_1, TASK_2, DevDatabase
 
 TABLES = ("users", "prompt_templates", "hotword_sets", "tasks", "transcripts",
@@ -285,46 +290,57 @@ def test_upgrade_after_downgrade_copies_again(
     assert set(counts(pg_engine).values()) == {1}
 
 
-def test_checksum_detects_a_value_changed_in_flight() -> None:
-    from data_migrations.values import canonical_json
-
-    assert canonical_json('{"b": 1e2, "a": [1.50, -0]}') == canonical_json(
-        '{"a": [1.5, 0], "b": 100}')
-    assert canonical_json('{"a": 1}') != canonical_json('{"a": 2}')
-
-
-def test_datetime_offsets_become_utc() -> None:
-    from data_migrations.values import parse_timestamp
-
-    moment = parse_timestamp("2025-01-01T08:00:00+08:00")
-    assert moment == datetime(2025, 1, 1, 0, 0, tzinfo=timezone(timedelta(0)))
+def fill_audit_logs(dev: DevDatabase, rows: int) -> None:
+    with sqlite3.connect(dev.path) as conn:
+        conn.executemany(
+            "INSERT INTO audit_logs (id, action, currency, details, created_at) "
+            "VALUES (?, 'asr', 'CNY', ?, '2025-01-01 00:00:00')",
+            ((i, f'{{"n": {i}, "note": "第{i}次"}}') for i in range(1, rows + 1)))
+    conn.close()
 
 
-def test_verification_fails_the_revision_when_the_target_differs(
+def test_a_copy_killed_mid_way_leaves_nothing_and_a_rerun_completes(
     dev: DevDatabase, pg_url: str, pg_engine: sa.Engine
 ) -> None:
     dev.add_minimal_tree()
-    command.upgrade(alembic_config(pg_url), "0001")
-    with pg_engine.begin() as conn:  # something in the target changes a value as it lands
-        conn.execute(sa.text("""
-            CREATE FUNCTION shout() RETURNS trigger LANGUAGE plpgsql AS
-            $$ BEGIN NEW.title := upper(NEW.title); RETURN NEW; END $$;
-            CREATE TRIGGER shout BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION shout();
-        """))
-    with pytest.raises(CommandError, match="verification failed") as failure:
-        command.upgrade(alembic_config(pg_url), "head")
-    assert "tasks: wrote 1 rows" in str(failure.value)
-    assert set(counts(pg_engine).values()) == {0} and version(pg_engine) == "0001"
+    with sqlite3.connect(dev.path) as conn:
+        conn.execute("DELETE FROM audit_logs")
+    conn.close()
+    fill_audit_logs(dev, 400_000)
+    env = {**os.environ, "DATABASE_URL": pg_url}
+    upgrade = [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"),
+               "upgrade", "head"]
+    process = subprocess.Popen(upgrade, env=env, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    for line in process.stderr:  # a progress line: the copy of audit_logs is under way
+        if line.strip().startswith("copying audit_logs:"):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+
+    assert version(pg_engine) == "0001"
+    assert set(counts(pg_engine).values()) == {0}
+
+    rerun = subprocess.run(upgrade, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert version(pg_engine) == "0002"
+    assert counts(pg_engine)["audit_logs"] == 400_000
+    assert fetch(pg_engine, "SELECT count(DISTINCT id), min(id), max(id) FROM audit_logs") == [
+        (400_000, 1, 400_000)]
 
 
-def test_offline_sql_describes_the_copy_without_secrets(
-    dev: DevDatabase, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+def test_command_line_options_and_a_bad_option_value(
+    dev: DevDatabase, pg_url: str, pg_engine: sa.Engine
 ) -> None:
-    dev.add_minimal_tree()
-    monkeypatch.setenv("DATABASE_URL", "postgresql://admin:hunter2-secret@db/meetings")
-    command.upgrade(alembic_config(), "head", sql=True)
-    out = capfd.readouterr().out
-    assert f"-- 0002 copies the rows of the dev database {dev.path}" in out
-    assert "--   audit_logs: 1 rows" in out
-    assert "CREATE TABLE users" in out
-    assert "hunter2-secret" not in out
+    add_bad_rows(dev)
+    env = {**os.environ, "DATABASE_URL": pg_url}
+    base = [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini")]
+    wrong = subprocess.run([*base, "-x", "bad_rows=skip", "upgrade", "head"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stdout + wrong.stderr
+    assert "FAILED: bad_rows must be one of fail, reject, got 'skip'" in wrong.stdout
+    ok = subprocess.run([*base, "-x", "bad_rows=reject", "upgrade", "head"], env=env,
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert counts(pg_engine)["users"] == 1
