@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -11,7 +13,10 @@ from urllib.parse import quote
 
 from storage.crc64 import file_crc64
 
-__all__ = ["ObjectInfo", "PrefixedStorage", "StorageClient", "StorageError", "file_crc64"]
+__all__ = [
+    "ObjectInfo", "PrefixedStorage", "StorageClient", "StorageError", "file_crc64", "join_url",
+    "preflight_error", "preflight_step",
+]
 
 
 @dataclass(frozen=True)
@@ -55,9 +60,65 @@ class StorageClient(ABC):
     def public_url(self, key: str) -> str:
         """Base URL + "/" + percent-encoded key."""
 
+    @property
     @abstractmethod
+    def scratch_dir(self) -> Path:
+        """A folder for this client's own temporary files (never the folder being migrated)."""
+
+    @abstractmethod
+    def check_access(self) -> None:
+        """The bucket or folder exists and the credentials are accepted."""
+
     def preflight(self) -> None:
-        """Check the target is usable; raise StorageError naming the step that failed."""
+        """Check the target is usable; raise StorageError naming the step that failed.
+
+        Beyond check_access, a probe object is written, read back, compared and deleted,
+        so that permissions missing for one of those calls show up before a migration.
+        """
+        self.check_access()
+        probe_round_trip(self, self.scratch_dir)
+
+
+def preflight_error(step: str, reason: str) -> StorageError:
+    return StorageError(f"preflight failed at step '{step}': {reason}")
+
+
+@contextmanager
+def preflight_step(step: str) -> Iterator[None]:
+    """Re-raise a StorageError from the block as a preflight failure of ``step``."""
+    try:
+        yield
+    except StorageError as error:
+        raise preflight_error(step, str(error)) from error
+
+
+def probe_round_trip(client: StorageClient, scratch_dir: Path) -> None:
+    name = f"preflight-{uuid.uuid4().hex}.txt"
+    key = f".preflight/{name}"
+    payload = f"storage preflight probe {key}\n".encode()
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    source = scratch_dir / name
+    source.write_bytes(payload)
+    try:
+        with preflight_step("probe write"):
+            client.put_file(key, source, "text/plain")
+        with preflight_step("probe read"):
+            _check_probe(client, key, payload, file_crc64(source))
+        with preflight_step("probe delete"):
+            client.delete(key)
+            if client.stat(key) is not None:
+                raise StorageError(f"{key!r} is still there after delete")
+    finally:
+        source.unlink(missing_ok=True)
+
+
+def _check_probe(client: StorageClient, key: str, payload: bytes, crc64: int) -> None:
+    with client.open(key) as stream:
+        if stream.read() != payload:
+            raise StorageError(f"{key!r} read back with different content")
+    info = client.stat(key)
+    if info is None or info.crc64 != crc64:
+        raise StorageError(f"{key!r} reports CRC-64 {info and info.crc64}, expected {crc64}")
 
 
 class PrefixedStorage(StorageClient):
@@ -93,5 +154,9 @@ class PrefixedStorage(StorageClient):
     def public_url(self, key: str) -> str:
         return self.inner.public_url(self.prefix + key)
 
-    def preflight(self) -> None:
-        self.inner.preflight()
+    @property
+    def scratch_dir(self) -> Path:
+        return self.inner.scratch_dir
+
+    def check_access(self) -> None:
+        self.inner.check_access()
