@@ -212,12 +212,14 @@ class TosStorage(StorageClient):
         try:
             self._client.head_bucket(self.bucket)
         except TosServerError as error:
-            step = "credentials" if error.status_code in (401, 403) else "bucket"
-            if error.status_code == 404:
-                reason = f"bucket {self.bucket!r} does not exist at {self.endpoint}"
+            if error.status_code in (401, 403):
+                step, reason = "credentials", "the access key or secret key was refused"
+            elif error.status_code == 404:
+                step, reason = "bucket", "the bucket does not exist"
             else:
-                reason = f"bucket {self.bucket!r} at {self.endpoint}: {describe(error)}"
-            raise preflight_error(step, reason) from error
+                step, reason = "bucket", "the bucket cannot be checked"
+            where = f"bucket {self.bucket!r} at {self.endpoint}"
+            raise preflight_error(step, f"{reason} ({where}: {describe(error)})") from error
         except TosError as error:
             raise preflight_error("connect", f"{self.endpoint}: {describe(error)}") from error
 

@@ -121,7 +121,10 @@ class Faults:
     error_status: int = 503
     drop_rate: float = 0.0  # share of requests whose connection is closed without answer
     corrupt_crc: bool = False  # answer a wrong x-tos-hash-crc64ecma everywhere
+    methods: frozenset[str] = frozenset()  # HTTP methods errors and drops hit; empty: all
     seed: int = 0
+    drops: int = field(default=0, init=False)  # how many were injected, for tests to check
+    errors: int = field(default=0, init=False)
     _rng: random.Random = field(init=False, repr=False, compare=False)
     _lock: threading.Lock = field(init=False, repr=False, compare=False)
 
@@ -129,13 +132,17 @@ class Faults:
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
 
-    def draw(self) -> FaultOutcome:
+    def draw(self, method: str) -> FaultOutcome:
+        if self.methods and method not in self.methods:
+            return None
         with self._lock:
             roll = self._rng.random()
-        if roll < self.drop_rate:
-            return "drop"
-        if roll < self.drop_rate + self.error_rate:
-            return "error"
+            if roll < self.drop_rate:
+                self.drops += 1
+                return "drop"
+            if roll < self.drop_rate + self.error_rate:
+                self.errors += 1
+                return "error"
         return None
 
 
@@ -847,7 +854,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         faults = owner.faults
         if faults.latency > 0:
             time.sleep(faults.latency)
-        outcome = faults.draw()
+        outcome = faults.draw(self.command)
         if outcome == "drop":
             self.close_connection = True  # the socket closes with no answer at all
             return
@@ -979,7 +986,8 @@ class TosServer:
     def start(self) -> TosServer:
         """Start serving in a background thread; returns once the socket listens."""
         self._httpd = _HTTPServer(self._address, self)
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
+        # A short poll interval keeps stop() quick (the default waits up to 0.5 s).
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
                                         name=f"tos-server-{self.port}", daemon=True)
         self._thread.start()
         return self
