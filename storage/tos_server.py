@@ -850,14 +850,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
     do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
 
     def _dispatch(self) -> None:
-        owner = self.server.owner
-        faults = owner.faults
+        faults = self.server.owner.faults
         if faults.latency > 0:
             time.sleep(faults.latency)
         outcome = faults.draw(self.command)
         if outcome == "drop":
             self.close_connection = True  # the socket closes with no answer at all
             return
+        try:
+            self._serve(faults, outcome)
+        except OSError:  # the client went away (reset, broken pipe, closed mid-body)
+            self.close_connection = True
+
+    def _serve(self, faults: Faults, outcome: FaultOutcome) -> None:
         request_id = uuid.uuid4().hex
         try:
             body = RequestBody(self.rfile, self.headers)
@@ -865,11 +870,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(error_reply(error, request_id, self.path))
             return
-        reply = self._answer(owner, body, request_id, "error" if outcome else None)
-        try:
-            body.drain()  # a keep-alive connection must not see leftover body as a request
-        except (ConnectionError, OSError):
-            self.close_connection = True
+        reply = self._answer(self.server.owner, body, request_id, outcome)
+        body.drain()  # a keep-alive connection must not see leftover body as a request
         if faults.corrupt_crc and CRC_HEADER in reply.headers:
             reply.headers[CRC_HEADER] = str(int(reply.headers[CRC_HEADER]) ^ 1)
         reply.headers["x-tos-request-id"] = request_id
