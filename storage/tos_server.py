@@ -183,7 +183,8 @@ class RequestBody:
         length = headers.get("Content-Length") or "0"
         if not self._chunked and not length.isdigit():
             raise TosError(400, "InvalidArgument", "Bad Content-Length.")
-        self._remaining = 0 if self._chunked else int(length)
+        self._remaining = 0 if self._chunked else int(length)  # of the body, or current chunk
+        self._in_chunk = False
         self._done = False
 
     def chunks(self) -> Iterator[bytes]:
@@ -213,19 +214,26 @@ class RequestBody:
             yield chunk
 
     def _chunked_pieces(self) -> Iterator[bytes]:
+        # Written to resume where an abandoned reader stopped, so that drain() works too.
         while True:
-            size_line = self._rfile.readline(1024).split(b";", 1)[0].strip()
-            try:
-                size = int(size_line, 16)
-            except ValueError:
-                raise ConnectionError(f"bad chunk size line {size_line!r}") from None
-            if size == 0:
-                while self._rfile.readline(1024).strip():  # optional trailer headers
-                    pass
-                return
-            self._remaining = size
+            if self._remaining == 0:
+                if self._in_chunk:
+                    self._rfile.readline(8)  # the CRLF closing the previous chunk
+                    self._in_chunk = False
+                size = self._read_chunk_size()
+                if size == 0:
+                    while self._rfile.readline(1024).strip():  # optional trailer headers
+                        pass
+                    return
+                self._remaining, self._in_chunk = size, True
             yield from self._sized_pieces()
-            self._rfile.readline(8)  # the CRLF closing each chunk
+
+    def _read_chunk_size(self) -> int:
+        size_line = self._rfile.readline(1024).split(b";", 1)[0].strip()
+        try:
+            return int(size_line, 16)
+        except ValueError:
+            raise ConnectionError(f"bad chunk size line {size_line!r}") from None
 
 
 # --------------------------------------------------------------------------- signature
@@ -574,9 +582,10 @@ def list_page(sorted_keys: list[str], prefix: str, delimiter: str, marker: str,
             return ListPage(keys, prefixes, last)
         if common is None:
             keys.append(key)
+            last = key
         else:
             prefixes.append(common)
-        last = key if common is None else common
+            last = common
     return ListPage(keys, prefixes, None)
 
 

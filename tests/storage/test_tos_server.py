@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import subprocess
@@ -24,6 +25,7 @@ from storage.crc64 import crc64_update, crc64_update_pure
 from storage.tos import TosStorage
 from storage.tos_server import (
     Faults,
+    RequestBody,
     TosError,
     TosRequest,
     TosServer,
@@ -119,6 +121,36 @@ def test_user_metadata_and_content_type_round_trip(raw_client: tos.TosClientV2) 
 
 
 # ---------------------------------------------------------------- HTTP behaviour
+
+
+def chunked_request(*sizes: int) -> tuple[io.BytesIO, Message, bytes]:
+    """A chunked body followed by the start of the next request on the same connection."""
+    payload = b"".join(bytes([65 + index]) * size for index, size in enumerate(sizes))
+    wire = b"".join(f"{size:x};ext=1\r\n".encode() + bytes([65 + index]) * size + b"\r\n"
+                    for index, size in enumerate(sizes))
+    headers = Message()
+    headers["Transfer-Encoding"] = "chunked"
+    return io.BytesIO(wire + b"0\r\nX-Trailer: 1\r\n\r\nNEXT REQUEST"), headers, payload
+
+
+def test_chunked_bodies_are_decoded_with_extensions_and_trailers() -> None:
+    rfile, headers, payload = chunked_request(3, 2 * MiB + 5, 1)
+
+    body = b"".join(RequestBody(rfile, headers).chunks())
+
+    assert body == payload
+    assert rfile.read() == b"NEXT REQUEST"
+
+
+def test_drain_resumes_a_chunked_body_abandoned_mid_chunk() -> None:
+    rfile, headers, _ = chunked_request(MiB + 500, 7)
+    body = RequestBody(rfile, headers)
+
+    first_piece = next(body.chunks())  # a handler that failed after its first read
+    body.drain()
+
+    assert first_piece == b"A" * MiB
+    assert rfile.read() == b"NEXT REQUEST"
 
 
 def raw_connection(server: TosServer) -> http.client.HTTPConnection:
