@@ -4,8 +4,8 @@ The official ``tos`` SDK talks to it unchanged through its HTTP-proxy mode: give
 an ``http://`` endpoint on any fake host (e.g. ``http://tos-cn-beijing.volces.com``) and
 ``proxy_host=127.0.0.1, proxy_port=<port>``. Requests then arrive in absolute form with
 ``Host: <bucket>.<fake host>``, so one server serves many buckets and the signature covers
-the same Host as in production. See ``/work/shared/tos_protocol_notes.md`` for the wire
-format this module answers.
+the same Host as in production. Only what the SDK parses is answered: JSON bodies (never
+XML), ``x-tos-hash-crc64ecma`` on writes and reads, ``x-tos-ec`` on errors.
 
 Objects live on disk under ``<root>/<bucket>/objects`` (data + a JSON side file per key,
 named by the key's SHA-256 so that any key maps to a safe file name). Request bodies are
@@ -17,7 +17,7 @@ start and can be changed at runtime through ``TosServer.faults``.
 
 Command line::
 
-    python -m storage.tos_server --root DIR --port 9000 --access-key AK --secret-key SK \
+    python -m storage.tos_server --root DIR --port 9000 --access-key AK --secret-key SK
         [--bucket NAME ...] [--latency-ms 20] [--error-rate 0.1] [--drop-rate 0.1]
 """
 
