@@ -1,0 +1,263 @@
+"""Volcengine TOS through the official ``tos`` SDK (TosClientV2), used unchanged."""
+
+from __future__ import annotations
+
+import io
+import logging
+import mimetypes
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import BinaryIO, NoReturn
+
+import tos
+from tos.exceptions import TosError, TosServerError
+from tos.models2 import GetObjectOutput, UploadedPart
+from tos.utils import Crc64
+
+from storage.base import ObjectInfo, StorageClient, StorageError, join_url, preflight_error
+
+MiB = 1024 * 1024
+MIN_PART_SIZE = 5 * MiB  # TOS refuses smaller parts, except the last one
+NO_SUCH_BUCKET_EC = "0006-00000001"
+
+
+def _quiet_sdk_logger() -> None:
+    # The SDK logs request URLs (object keys) and bodies at INFO; none of that belongs in the
+    # application's logs. A NullHandler stops the "last resort" handler from printing it.
+    logger = logging.getLogger("tos")
+    if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+
+
+class TosStorage(StorageClient):
+    """A bucket on TOS.
+
+    Files up to ``multipart_threshold`` go up in one PUT; larger ones as a multipart
+    upload of ``part_size`` parts, aborted if any part fails, so no half upload lingers.
+    The SDK checks each body's CRC-64 against the server's; the multipart total is checked
+    here. The SDK retries transient failures (5xx, dropped connections) up to
+    ``max_retry_count`` times; what still fails becomes a StorageError naming the key.
+    """
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        endpoint: str,
+        region: str,
+        access_key: str,
+        secret_key: str,
+        public_base_url: str,
+        work_dir: Path,
+        proxy: tuple[str, int] | None = None,
+        multipart_threshold: int = 64 * MiB,
+        part_size: int = 16 * MiB,
+        list_page_size: int = 1000,
+        max_retry_count: int = 3,
+        socket_timeout: float = 30.0,
+        connection_timeout: float = 10.0,
+    ) -> None:
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (TOS minimum)")
+        _quiet_sdk_logger()
+        self.bucket = bucket
+        self.endpoint = endpoint
+        self.public_base_url = public_base_url
+        self.work_dir = work_dir
+        self.multipart_threshold = multipart_threshold
+        self.part_size = part_size
+        self.list_page_size = list_page_size
+        self._secret_key = secret_key  # only kept to scrub it from error messages
+        self._client = tos.TosClientV2(
+            access_key,
+            secret_key,
+            endpoint,
+            region,
+            max_retry_count=max_retry_count,
+            socket_timeout=socket_timeout,
+            connection_time=connection_timeout,
+            # >0 patches urllib3's connection creation process-wide and starts a thread.
+            dns_cache_time=0,
+            proxy_host=proxy[0] if proxy else None,
+            proxy_port=proxy[1] if proxy else None,
+        )
+
+    def __repr__(self) -> str:
+        return f"TosStorage(bucket={self.bucket!r}, endpoint={self.endpoint!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.work_dir
+
+    # errors
+
+    def _error(self, action: str, key: str, reason: str) -> StorageError:
+        message = f"{action} {key!r} in bucket {self.bucket!r} failed: {reason}"
+        return StorageError(message.replace(self._secret_key, "***"))
+
+    def _fail(self, action: str, key: str, error: TosError) -> NoReturn:
+        raise self._error(action, key, describe(error)) from error
+
+    @contextmanager
+    def _translate(self, action: str, key: str) -> Iterator[None]:
+        try:
+            yield
+        except TosError as error:
+            self._fail(action, key, error)
+
+    # writing
+
+    def put_file(self, key: str, path: Path, content_type: str | None = None) -> ObjectInfo:
+        if not path.is_file():
+            raise self._error("upload of", key, f"{path} is not a file")
+        size = path.stat().st_size
+        content_type = content_type or guess_content_type(path)
+        with self._translate("upload of", key):
+            if size > self.multipart_threshold:
+                crc = self._put_multipart(key, path, size, content_type)
+            else:
+                output = self._client.put_object_from_file(
+                    self.bucket, key, str(path), content_type=content_type
+                )
+                crc = output.hash_crc64_ecma
+        return ObjectInfo(key, size, crc)
+
+    def _put_multipart(self, key: str, path: Path, size: int, content_type: str) -> int:
+        upload_id = self._client.create_multipart_upload(
+            self.bucket, key, content_type=content_type
+        ).upload_id
+        try:
+            parts, crc = self._upload_parts(key, path, size, upload_id)
+            output = self._client.complete_multipart_upload(
+                self.bucket, key, upload_id, parts=parts
+            )
+        except BaseException:
+            self._abort_quietly(key, upload_id)
+            raise
+        if output.hash_crc64_ecma != crc:
+            raise self._error("upload of", key, f"CRC-64 mismatch after multipart upload: "
+                              f"parts make {crc}, TOS reports {output.hash_crc64_ecma}")
+        return crc
+
+    def _upload_parts(
+        self, key: str, path: Path, size: int, upload_id: str
+    ) -> tuple[list[UploadedPart], int]:
+        """Upload every part; return them with the CRC-64 of the whole file they make."""
+        parts, crc, combiner = [], 0, Crc64()
+        for number, offset in enumerate(range(0, size, self.part_size), start=1):
+            length = min(self.part_size, size - offset)
+            # The SDK compares each part's CRC-64 with the server's answer.
+            output = self._client.upload_part_from_file(
+                self.bucket, key, upload_id, number,
+                file_path=str(path), offset=offset, part_size=length,
+            )
+            if output.hash_crc64_ecma is None:
+                raise self._error("upload of", key, f"TOS reported no CRC-64 for part {number}")
+            parts.append(UploadedPart(number, output.etag))
+            crc = combiner.combine(crc, output.hash_crc64_ecma, length)
+        return parts, crc
+
+    def _abort_quietly(self, key: str, upload_id: str) -> None:
+        # The original failure is the one to report; if the abort fails too, TOS lifecycle
+        # rules for incomplete uploads clean up.
+        with suppress(TosError):
+            self._client.abort_multipart_upload(self.bucket, key, upload_id)
+
+    def delete(self, key: str) -> None:
+        with self._translate("delete of", key):
+            self._client.delete_object(self.bucket, key)
+
+    # reading
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            output = self._client.head_object(self.bucket, key)
+        except TosServerError as error:
+            # HEAD answers carry no body: the EC header tells a missing bucket from a key.
+            if error.status_code == 404 and error.header.get("x-tos-ec") != NO_SUCH_BUCKET_EC:
+                return None
+            self._fail("stat of", key, error)
+        except TosError as error:
+            self._fail("stat of", key, error)
+        return ObjectInfo(key, output.content_length, output.hash_crc64_ecma)
+
+    def open(self, key: str) -> BinaryIO:
+        with self._translate("download of", key):
+            output = self._client.get_object(self.bucket, key)
+        return io.BufferedReader(_ObjectReader(self, key, output), buffer_size=MiB)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        token = None
+        while True:
+            with self._translate("listing of", prefix):
+                page = self._client.list_objects_type2(
+                    self.bucket, prefix=prefix or None, continuation_token=token,
+                    max_keys=self.list_page_size, list_only_once=True,
+                )
+            for listed in page.contents:
+                yield ObjectInfo(listed.key, listed.size, listed.hash_crc64_ecma)
+            if not page.is_truncated:
+                return
+            token = page.next_continuation_token
+
+    def public_url(self, key: str) -> str:
+        return join_url(self.public_base_url, key)
+
+    def check_access(self) -> None:
+        try:
+            self._client.head_bucket(self.bucket)
+        except TosServerError as error:
+            if error.status_code in (401, 403):
+                step, reason = "credentials", "the access key or secret key was refused"
+            elif error.status_code == 404:
+                step, reason = "bucket", "the bucket does not exist"
+            else:
+                step, reason = "bucket", "the bucket cannot be checked"
+            where = f"bucket {self.bucket!r} at {self.endpoint}"
+            raise preflight_error(step, f"{reason} ({where}: {describe(error)})") from error
+        except TosError as error:
+            raise preflight_error("connect", f"{self.endpoint}: {describe(error)}") from error
+
+
+class _ObjectReader(io.RawIOBase):
+    """A GetObjectOutput as a raw stream; the SDK's CRC check at the end becomes a
+    StorageError like every other failure."""
+
+    def __init__(self, storage: TosStorage, key: str, output: GetObjectOutput) -> None:
+        super().__init__()
+        self._storage = storage
+        self._key = key
+        self._output = output
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        with self._storage._translate("download of", self._key):
+            data = self._output.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._output.resp.resp.close()  # frees the pooled connection if not fully read
+        super().close()
+
+
+def describe(error: TosError) -> str:
+    """One line for an SDK error: status and TOS code, or the client-side cause."""
+    if isinstance(error, TosServerError):
+        text = f"HTTP {error.status_code}"
+        text += f" {error.code}" if error.code else ""
+        return text + (f": {error.message}" if error.message else "")
+    cause = getattr(error, "cause", None)
+    return f"{error.message} ({cause})" if cause else str(error.message)
+
+
+def guess_content_type(path: Path) -> str:
+    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
