@@ -847,13 +847,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
     server: _HTTPServer
 
-    def do_CONNECT(self) -> None:  # noqa: N802 - http.server naming
+    def do_CONNECT(self) -> None:
         # The SDK only proxies http:// endpoints; a tunnel would bypass the fake TOS host.
         self.close_connection = True
         self._send(error_reply(TosError(405, "MethodNotAllowed", "CONNECT is refused."),
                    uuid.uuid4().hex, self.path))
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._dispatch()
 
     do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
@@ -931,7 +931,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(chunk)
             length -= len(chunk)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base signature
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
 

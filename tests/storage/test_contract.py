@@ -48,7 +48,7 @@ def test_stat_of_a_missing_key_is_none(storage: StorageClient) -> None:
 
 
 def test_open_of_a_missing_key_raises(storage: StorageClient) -> None:
-    with pytest.raises(StorageError, match="no/such/key.mp3"):
+    with pytest.raises(StorageError, match=r"no/such/key.mp3"):
         storage.open("no/such/key.mp3")
 
 

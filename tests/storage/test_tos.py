@@ -49,7 +49,7 @@ def test_wrong_secret_key_fails_uploads_without_leaking_it(make_tos_storage: Tos
 def test_unknown_access_key_fails_preflight_at_credentials(make_tos_storage: TosFactory) -> None:
     storage = make_tos_storage(access_key="AKLT-nobody")
 
-    with pytest.raises(StorageError, match="step 'credentials': the access key .*HTTP 403"):
+    with pytest.raises(StorageError, match=r"step 'credentials': the access key .*HTTP 403"):
         storage.preflight()
 
 
@@ -57,7 +57,7 @@ def test_missing_bucket_fails_preflight_at_bucket(make_tos_storage: TosFactory) 
     storage = make_tos_storage(bucket="no-such-bucket")
 
     with pytest.raises(StorageError,
-                       match="step 'bucket': the bucket does not exist .bucket 'no-such-bucket'"):
+                       match=r"step 'bucket': the bucket does not exist .bucket 'no-such-bucket'"):
         storage.preflight()
 
 
@@ -65,7 +65,7 @@ def test_stat_in_a_missing_bucket_raises_instead_of_saying_missing(
         make_tos_storage: TosFactory) -> None:
     storage = make_tos_storage(bucket="no-such-bucket")
 
-    with pytest.raises(StorageError, match="stat of 'a.txt' in bucket 'no-such-bucket'"):
+    with pytest.raises(StorageError, match=r"stat of 'a.txt' in bucket 'no-such-bucket'"):
         storage.stat("a.txt")
 
 
@@ -108,7 +108,7 @@ def test_part_size_below_the_tos_minimum_is_refused(make_tos_storage: TosFactory
 
 
 def test_missing_source_file_is_reported(tos_storage: TosStorage, tmp_path: Path) -> None:
-    with pytest.raises(StorageError, match="'k'.*is not a file"):
+    with pytest.raises(StorageError, match=r"'k'.*is not a file"):
         tos_storage.put_file("k", tmp_path / "nope.bin")
 
 
@@ -119,7 +119,7 @@ def test_crc_mismatch_on_upload_is_detected(tos_storage: TosStorage, tos_server:
                                             make_file: MakeFile) -> None:
     tos_server.faults.corrupt_crc = True
 
-    with pytest.raises(StorageError, match="upload of 'a.bin'.*CRC"):
+    with pytest.raises(StorageError, match=r"upload of 'a.bin'.*CRC"):
         tos_storage.put_file("a.bin", make_file(size=1000))
 
 
@@ -128,7 +128,7 @@ def test_crc_mismatch_on_multipart_upload_is_detected(tos_storage: TosStorage,
                                                       make_file: MakeFile) -> None:
     tos_server.faults.corrupt_crc = True
 
-    with pytest.raises(StorageError, match="upload of 'big.bin'.*CRC"):
+    with pytest.raises(StorageError, match=r"upload of 'big.bin'.*CRC"):
         tos_storage.put_file("big.bin", make_file(size=7 * 1024 * 1024))
 
 
@@ -137,7 +137,7 @@ def test_crc_mismatch_on_download_is_detected(tos_storage: TosStorage, tos_serve
     tos_storage.put_file("a.bin", make_file(size=1000))
     tos_server.faults.corrupt_crc = True
 
-    with pytest.raises(StorageError, match="download of 'a.bin'.*crc"), \
+    with pytest.raises(StorageError, match=r"download of 'a.bin'.*crc"), \
             tos_storage.open("a.bin") as stream:
         stream.read()
 
@@ -163,7 +163,7 @@ def test_a_stalled_server_becomes_a_timeout_error(make_tos_storage: TosFactory,
     storage = make_tos_storage(socket_timeout=0.3, max_retry_count=0)
     tos_server.faults.latency = 1.0
 
-    with pytest.raises(StorageError, match="stat of 'k'.*timeout"):
+    with pytest.raises(StorageError, match=r"stat of 'k'.*timeout"):
         storage.stat("k")
 
 
@@ -236,7 +236,7 @@ def test_persistently_dropped_connections_are_reported(make_tos_storage: TosFact
     storage = make_tos_storage(max_retry_count=1)
     tos_server.faults = Faults(drop_rate=1.0)
 
-    with pytest.raises(StorageError, match="stat of 'k'.*http request timeout"):
+    with pytest.raises(StorageError, match=r"stat of 'k'.*http request timeout"):
         storage.stat("k")
     assert tos_server.faults.drops == 2
 
@@ -248,7 +248,7 @@ def test_a_failed_multipart_upload_is_aborted(make_tos_storage: TosFactory,
     # Part uploads (PUT) fail; creating (POST) and aborting (DELETE) the upload work.
     tos_server.faults = Faults(error_rate=1.0, methods=frozenset({"PUT"}))
 
-    with pytest.raises(StorageError, match="upload of 'big'.*503"):
+    with pytest.raises(StorageError, match=r"upload of 'big'.*503"):
         storage.put_file("big", make_file(size=11 * 1024 * 1024))
 
     assert tos_server.faults.errors == 1
