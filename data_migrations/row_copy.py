@@ -365,7 +365,14 @@ def reset_sequences(connection: sa.Connection, tables: list[str]) -> None:
 def copy_rows(connection: sa.Connection, source_path: Path, options: CopyOptions,
               copied_keys: str) -> CopyReport:
     """Copy the dev database at ``source_path`` into the target behind ``connection``,
-    recording the copied keys in the table ``copied_keys``."""
+    recording the copied keys in the table ``copied_keys``.
+
+    A real run first backs the file up and copies from the backup: one consistent
+    snapshot, and a copy of the dev data that the cutover never touches."""
+    if not options.dry_run:
+        backup = src.back_up(source_path, options.work_dir)
+        say(f"Backed up {source_path} to {backup}")
+        source_path = backup
     say(f"Copying rows from {source_path}")
     with src.open_source(source_path) as source:
         report = RowCopy(connection, source, options, copied_keys).run()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 BATCH_ROWS = 5000
@@ -61,3 +62,14 @@ def orphan_values(
         f"WHERE c.{quote(column)} IS NOT NULL AND p.{quote(parent_column)} IS NULL"
     )
     return {value for (value,) in rows}
+
+
+def back_up(path: Path, work_dir: Path) -> Path:
+    """A consistent copy of the dev database in ``work_dir/backups``, made with SQLite's
+    online backup API, so it is safe even while the app still writes to the file."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = work_dir.resolve() / "backups" / f"{path.stem}-{stamp}{path.suffix or '.db'}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open_source(path) as source, closing(sqlite3.connect(target)) as copy:
+        source.backup(copy)
+    return target

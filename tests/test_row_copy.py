@@ -87,6 +87,20 @@ def test_every_type_and_datetime_form_round_trips(
     assert version(pg_engine) == "0002"
 
 
+def test_the_source_is_backed_up_before_the_copy_and_never_changed(
+    dev: DevDatabase, pg_url: str, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    dev.add_minimal_tree()
+    before = dev.path.read_bytes()
+    command.upgrade(alembic_config(pg_url), "head")
+    [backup] = (tmp_path / "work" / "backups").glob("meeting_agent-*.db")
+    assert f"Backed up {dev.path} to {backup}" in capfd.readouterr().err
+    with sqlite3.connect(backup) as copy:
+        assert copy.execute("SELECT id, username FROM users").fetchall() == [(1, "username-1")]
+    copy.close()
+    assert dev.path.read_bytes() == before
+
+
 def test_copy_follows_foreign_keys_and_resets_sequences(
     dev: DevDatabase, pg_url: str, pg_engine: sa.Engine, capfd: pytest.CaptureFixture
 ) -> None:

@@ -1,0 +1,190 @@
+"""Rewrite the stored file paths to the public URLs of the uploaded objects.
+
+The columns to rewrite are the ones the models mark as file paths (``info={"file_path":
+True}``); each must exist in the target at this revision. A stored value is understood as
+the app wrote it — ``uploads/...``, ``./uploads/...``, Windows backslashes, or an absolute
+path under one of ``UPLOADS_PATH_ALIASES`` (and under ``UPLOADS_DIR`` itself) — and turned
+into a path relative to the uploads folder. Rows whose file is in the upload manifest,
+verified, get that object's URL; NULL, empty values and values that are already URLs stay.
+
+Everything is set-based SQL joined against the manifest, so ``--sql`` shows the very
+statements that run. The original strings are kept in a bookkeeping table first, so the
+downgrade restores them byte for byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+import models
+from data_migrations.report import say, shorten, table
+from data_migrations.row_copy import DataMigrationError
+from data_migrations.source import quote
+
+URL_PATTERN = "^[A-Za-z][A-Za-z0-9+.-]*://"
+FINDINGS_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class PathColumn:
+    table: str
+    column: str
+    key: str
+
+
+@dataclass(frozen=True)
+class PathFinding:
+    table: str
+    key: str
+    column: str
+    value: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.table} key={self.key} column {self.column}: {self.reason} " \
+               f"(value {shorten(self.value)})"
+
+
+def marked_columns(connection: sa.Connection | None) -> list[PathColumn]:
+    """The marked file-path columns; with a connection, only those that exist in it."""
+    present = _existing_columns(connection) if connection is not None else None
+    found = []
+    for column in models.file_path_columns(models.metadata):
+        if present is not None and (column.table.name, column.name) not in present:
+            say(f"  {column.table.name}.{column.name} is marked as a file path but does not "
+                "exist in this database yet: left alone")
+            continue
+        key = next(iter(column.table.primary_key.columns)).name
+        found.append(PathColumn(column.table.name, column.name, key))
+    return found
+
+
+def _existing_columns(connection: sa.Connection) -> set[tuple[str, str]]:
+    inspector = sa.inspect(connection)
+    return {(t, c["name"]) for t in inspector.get_table_names() for c in inspector.get_columns(t)}
+
+
+def normalized_aliases(aliases: Sequence[str], uploads_dir: Path) -> list[str]:
+    """Absolute folders that meant the uploads folder, with ``/`` and no trailing slash."""
+    folders = [*aliases, str(uploads_dir.resolve())]
+    cleaned = (a.strip().replace("\\", "/").rstrip("/") for a in folders)
+    return list(dict.fromkeys(a for a in cleaned if a))
+
+
+class PathSql:
+    """The SQL expressions that turn a stored value into a path relative to uploads/."""
+
+    def __init__(self, aliases: list[str]) -> None:
+        self.aliases = aliases
+        self.params = {f"alias_{i}": alias for i, alias in enumerate(aliases)}
+
+    @staticmethod
+    def is_path(value: str) -> str:
+        return f"({value} IS NOT NULL AND {value} <> '' AND {value} !~ '{URL_PATTERN}')"
+
+    def relative(self, value: str) -> str:
+        """The path relative to uploads/, or NULL when it cannot be resolved there."""
+        slashed = f"replace({value}, '\\', '/')"
+        branches = [
+            f"WHEN left({slashed}, length(:{name}) + 1) = :{name} || '/' "
+            f"THEN substr({slashed}, length(:{name}) + 2)"
+            for name in self.params
+        ]
+        branches.append(f"WHEN {slashed} ~ '^(\\./)*uploads/' "
+                        f"THEN regexp_replace({slashed}, '^(\\./)*uploads/', '')")
+        inside = f"CASE {' '.join(branches)} END"
+        # Collapse '//' and '/./'; a '..' segment would leave the folder: unresolvable.
+        tidy = f"regexp_replace(regexp_replace({inside}, '/+', '/', 'g'), '(^|/)\\./', '\\1', 'g')"
+        return f"(CASE WHEN {tidy} ~ '(^|/)\\.\\.(/|$)' THEN NULL ELSE {tidy} END)"
+
+
+def _statement(sql: str, params: dict[str, str]) -> sa.TextClause:
+    return sa.text(sql).bindparams(**params)
+
+
+def findings_query(col: PathColumn, paths: PathSql, manifest: str) -> sa.TextClause:
+    value = f"t.{quote(col.column)}"
+    return _statement(
+        f"SELECT t.{quote(col.key)}::text, {value}, {paths.relative(value)} AS relative_path, "
+        f"m.relative_path IS NOT NULL AS uploaded "
+        f"FROM {quote(col.table)} AS t LEFT JOIN {quote(manifest)} AS m "
+        f"ON m.relative_path = {paths.relative(value)} AND m.status = 'verified' "
+        f"WHERE {paths.is_path(value)} AND m.relative_path IS NULL", paths.params)
+
+
+def preflight(connection: sa.Connection, columns: list[PathColumn], paths: PathSql,
+              manifest: str) -> list[PathFinding]:
+    """Every stored path that cannot be rewritten, with the reason."""
+    found = []
+    for col in columns:
+        for key, value, relative, _ in connection.execute(findings_query(col, paths, manifest)):
+            found.append(PathFinding(col.table, key, col.column, value, _reason(value, relative)))
+    return found
+
+
+def _reason(value: str, relative: str | None) -> str:
+    if relative is not None:
+        return f"file {relative!r} is not among the uploaded files"
+    slashed = value.replace("\\", "/")
+    if slashed.startswith("/") or slashed[1:3] == ":/" or "/../" in f"/{slashed}/":
+        return "outside the uploads folder (add its folder to UPLOADS_PATH_ALIASES?)"
+    return "cannot be resolved to a file under the uploads folder"
+
+
+def save_originals(col: PathColumn, paths: PathSql, manifest: str,
+                   rewrites: str) -> sa.TextClause:
+    value = f"t.{quote(col.column)}"
+    return _statement(
+        f"INSERT INTO {quote(rewrites)} (table_name, column_name, key, original) "
+        f"SELECT '{col.table}', '{col.column}', t.{quote(col.key)}::text, {value} "
+        f"FROM {quote(col.table)} AS t JOIN {quote(manifest)} AS m "
+        f"ON m.relative_path = {paths.relative(value)} AND m.status = 'verified' "
+        f"WHERE {paths.is_path(value)}", paths.params)
+
+
+def rewrite(col: PathColumn, paths: PathSql, manifest: str) -> sa.TextClause:
+    value = f"t.{quote(col.column)}"
+    return _statement(
+        f"UPDATE {quote(col.table)} AS t SET {quote(col.column)} = m.public_url "
+        f"FROM {quote(manifest)} AS m "
+        f"WHERE m.relative_path = {paths.relative(value)} AND m.status = 'verified' "
+        f"AND {paths.is_path(value)}", paths.params)
+
+
+def restore(col: PathColumn, rewrites: str) -> sa.TextClause:
+    return sa.text(
+        f"UPDATE {quote(col.table)} AS t SET {quote(col.column)} = r.original "
+        f"FROM {quote(rewrites)} AS r WHERE r.table_name = '{col.table}' "
+        f"AND r.column_name = '{col.column}' AND r.key = t.{quote(col.key)}::text")
+
+
+def rewrite_statements(columns: list[PathColumn], paths: PathSql, manifest: str,
+                       rewrites: str) -> Iterator[tuple[PathColumn, sa.TextClause]]:
+    """The statements of the rewrite, in order: keep each column's originals, then update."""
+    for col in columns:
+        yield col, save_originals(col, paths, manifest, rewrites)
+        yield col, rewrite(col, paths, manifest)
+
+
+def check_findings(found: list[PathFinding], missing_files: str) -> None:
+    if not found:
+        return
+    shown = "\n".join(f"  - {f}" for f in found[:FINDINGS_SHOWN])
+    more = len(found) - FINDINGS_SHOWN
+    tail = f"\n  ... and {more:,} more" if more > 0 else ""
+    if missing_files == "fail":
+        raise DataMigrationError(
+            f"path rewrite stopped: {len(found):,} stored paths cannot be rewritten; nothing "
+            f"was changed.\n{shown}{tail}\nUpload the files, add their folders to "
+            "UPLOADS_PATH_ALIASES, or run with -x missing_files=keep to leave these values "
+            "as they are.")
+    say(f"{len(found):,} stored paths are left as they are (missing_files=keep):\n{shown}{tail}")
+
+
+def print_summary(counts: list[tuple[PathColumn, int]], kept: int) -> None:
+    rows = [(f"{c.table}.{c.column}", n) for c, n in counts]
+    say("Path rewrite:\n" + table(("column", "rewritten"), rows) + f"\nleft as they are: {kept:,}")
