@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from logging.config import fileConfig
+from pathlib import Path
 
 from alembic import context
 from alembic.util import CommandError
@@ -21,12 +22,14 @@ from sqlalchemy.exc import OperationalError
 import models
 import settings
 from data_migrations.options import flag
-from data_migrations.report import say
+from data_migrations.report import say, write_cutover_report
 from data_migrations.row_copy import DataMigrationError
 
 # Bookkeeping tables of the data steps (copied keys, upload manifest) are not part of the
 # app's schema: their revisions create and drop them, and autogenerate must ignore them.
 BOOKKEEPING_PREFIX = "cutover_"
+# Where the JSON report of each cutover run goes.
+REPORTS_DIR = Path(os.environ.get("REPORTS_DIR", "reports"))
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -82,6 +85,7 @@ def run_on(connection: Connection) -> None:
     if not dry_run:
         with context.begin_transaction():
             context.run_migrations()
+        write_cutover_report(REPORTS_DIR)
         return
     transaction = connection.begin()
     try:

@@ -87,3 +87,26 @@ class RejectsFile:
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+
+
+# What each data step did in this process, for the cutover report written at the end.
+_steps: list[dict[str, Any]] = []
+
+
+def record_step(step: str, **figures: Any) -> None:
+    _steps.append({"step": step, **figures})
+
+
+def write_cutover_report(directory: Path) -> Path | None:
+    """Write the steps recorded in this run as JSON and print a one-line-per-step summary."""
+    if not _steps:
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = directory.resolve() / f"cutover-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"finished_at": stamp, "steps": _steps}, indent=2,
+                               ensure_ascii=False, default=_json_safe) + "\n", encoding="utf-8")
+    rows = [(s["step"], s.get("summary", ""), f"{s.get('seconds', 0):.1f}s") for s in _steps]
+    say("Cutover report:\n" + table(("step", "result", "time"), rows) + f"\nWritten to {path}")
+    _steps.clear()
+    return path

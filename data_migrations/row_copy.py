@@ -17,15 +17,16 @@ from __future__ import annotations
 import hashlib
 import io
 import sqlite3
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from data_migrations import source as src
 from data_migrations.options import CopyOptions
-from data_migrations.report import Progress, RejectsFile, say, shorten, table
+from data_migrations.report import Progress, RejectsFile, record_step, say, shorten, table
 from data_migrations.values import BadValue, converter_for
 
 CHECKSUM_MASK = (1 << 64) - 1
@@ -369,14 +370,22 @@ def copy_rows(connection: sa.Connection, source_path: Path, options: CopyOptions
 
     A real run first backs the file up and copies from the backup: one consistent
     snapshot, and a copy of the dev data that the cutover never touches."""
+    started = time.monotonic()
+    backup = None
     if not options.dry_run:
         backup = src.back_up(source_path, options.work_dir)
         say(f"Backed up {source_path} to {backup}")
-        source_path = backup
-    say(f"Copying rows from {source_path}")
-    with src.open_source(source_path) as source:
+    say(f"Copying rows from {backup or source_path}")
+    with src.open_source(backup or source_path) as source:
         report = RowCopy(connection, source, options, copied_keys).run()
     print_summary(report, options)
+    if not options.dry_run:
+        written = sum(r.written for r in report.tables)
+        rejected = sum(r.rejected for r in report.tables)
+        record_step("rows", seconds=time.monotonic() - started, source=source_path,
+                    backup=backup, rejects_file=report.rejects_file,
+                    summary=f"{written:,} rows copied, {rejected:,} rejected",
+                    tables=[asdict(r) for r in report.tables])
     return report
 
 

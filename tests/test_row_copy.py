@@ -87,6 +87,25 @@ def test_every_type_and_datetime_form_round_trips(
     assert version(pg_engine) == "0002"
 
 
+def test_a_cutover_report_is_written_as_json(
+    dev: DevDatabase, pg_url: str, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    dev.add_minimal_tree()
+    dev.add("users", id=2, email="x" * 300)
+    config = alembic_config(pg_url)
+    config.cmd_opts = type("Options", (), {"x": ["bad_rows=reject"]})()
+    command.upgrade(config, "head")
+    [path] = (tmp_path / "reports").glob("cutover-*.json")
+    assert f"Written to {path}" in capfd.readouterr().err
+    [rows] = json.loads(path.read_text())["steps"]
+    assert rows["step"] == "rows"
+    assert rows["summary"] == "8 rows copied, 1 rejected"
+    users = next(t for t in rows["tables"] if t["table"] == "users")
+    assert (users["read"], users["written"], users["rejected"], users["verified"]) == (
+        2, 1, 1, "ok")
+    assert rows["rejects_file"].endswith(".jsonl")
+
+
 def test_the_source_is_backed_up_before_the_copy_and_never_changed(
     dev: DevDatabase, pg_url: str, tmp_path: Path, capfd: pytest.CaptureFixture
 ) -> None:
