@@ -57,3 +57,21 @@ class CopyOptions:
             force=flag("force", x_args),
             work_dir=Path(_raw("work_dir", x_args, "work")),
         )
+
+
+@dataclass(frozen=True)
+class PathOptions:
+    """How the path rewrite reads stored paths and treats the ones it cannot rewrite."""
+
+    missing_files: str = "fail"
+    aliases: tuple[str, ...] = ()
+    uploads_dir: Path = Path("uploads")
+
+    @classmethod
+    def from_sources(cls, x_args: Mapping[str, str]) -> PathOptions:
+        aliases = _raw("uploads_path_aliases", x_args, "")
+        return cls(
+            missing_files=choice("missing_files", x_args, ("fail", "keep")),
+            aliases=tuple(a for a in aliases.split(",") if a.strip()),
+            uploads_dir=Path(_raw("uploads_dir", x_args, "uploads")),
+        )

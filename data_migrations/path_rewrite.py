@@ -21,7 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 import models
-from data_migrations.report import say, shorten, table
+from data_migrations.report import record_step, say, shorten, table
 from data_migrations.row_copy import DataMigrationError
 from data_migrations.source import quote
 
@@ -163,11 +163,20 @@ def restore(col: PathColumn, rewrites: str) -> sa.TextClause:
 
 
 def rewrite_statements(columns: list[PathColumn], paths: PathSql, manifest: str,
-                       rewrites: str) -> Iterator[tuple[PathColumn, sa.TextClause]]:
+                       rewrites: str) -> Iterator[sa.TextClause]:
     """The statements of the rewrite, in order: keep each column's originals, then update."""
     for col in columns:
-        yield col, save_originals(col, paths, manifest, rewrites)
-        yield col, rewrite(col, paths, manifest)
+        yield save_originals(col, paths, manifest, rewrites)
+        yield rewrite(col, paths, manifest)
+
+
+def rewritten_columns(connection: sa.Connection, rewrites: str) -> list[PathColumn]:
+    """The columns the rewrite changed, as it recorded them."""
+    pairs = connection.execute(sa.text(
+        f"SELECT DISTINCT table_name, column_name FROM {quote(rewrites)} ORDER BY 1, 2"))
+    inspector = sa.inspect(connection)
+    return [PathColumn(t, c, inspector.get_pk_constraint(t)["constrained_columns"][0])
+            for t, c in pairs]
 
 
 def check_findings(found: list[PathFinding], missing_files: str) -> None:
@@ -185,6 +194,12 @@ def check_findings(found: list[PathFinding], missing_files: str) -> None:
     say(f"{len(found):,} stored paths are left as they are (missing_files=keep):\n{shown}{tail}")
 
 
-def print_summary(counts: list[tuple[PathColumn, int]], kept: int) -> None:
-    rows = [(f"{c.table}.{c.column}", n) for c, n in counts]
-    say("Path rewrite:\n" + table(("column", "rewritten"), rows) + f"\nleft as they are: {kept:,}")
+def print_summary(connection: sa.Connection, rewrites: str, kept: int) -> None:
+    rows = [(f"{t}.{c}", n) for t, c, n in connection.execute(sa.text(
+        f"SELECT table_name, column_name, count(*) FROM {quote(rewrites)} "
+        "GROUP BY 1, 2 ORDER BY 1, 2"))]
+    rewritten = sum(n for _, n in rows)
+    say("Path rewrite:\n" + table(("column", "rewritten"), rows)
+        + f"\nrewritten: {rewritten:,}; left as they are: {kept:,}")
+    record_step("paths", summary=f"{rewritten:,} paths rewritten, {kept:,} left",
+                columns=dict(rows), kept=kept)
