@@ -11,12 +11,14 @@ ENV ?=
 REV ?=
 export ENV PG_BIN
 
-.PHONY: help install test lint migrate sql sql-downgrade downgrade current history check \
+.PHONY: help install test lint migrate plan verify sql sql-downgrade downgrade current history check \
 	adopt-dev revision postgres-binaries
 
 help:
 	@echo "make test                      set up the virtualenv, lint, run the tests"
+	@echo "make plan ENV=prod             the whole cutover as a dry run: checks, findings, no change"
 	@echo "make migrate ENV=prod          alembic upgrade head against DATABASE_URL"
+	@echo "make verify ENV=prod           re-check a finished cutover; non-zero exit on any failure"
 	@echo "make sql ENV=prod              write the upgrade SQL for review (no database needed)"
 	@echo "make sql-downgrade ENV=prod    write the downgrade SQL (head to base) for review"
 	@echo "make downgrade ENV=prod REV=x  roll back to revision x (e.g. REV=0001, REV=base)"
@@ -50,6 +52,13 @@ test: install postgres-binaries lint
 
 migrate: install
 	$(ALEMBIC) upgrade head
+
+# The whole chain as a dry run: every check and finding, then everything rolled back.
+plan: install
+	$(ALEMBIC) -x dry_run=true upgrade head
+
+verify: install
+	$(BIN)/python -m data_migrations.verify
 
 sql: install
 	@mkdir -p $(SQL_DIR)

@@ -21,13 +21,11 @@ from sqlalchemy.exc import OperationalError
 
 import models
 import settings
+from data_migrations import bookkeeping
 from data_migrations.options import flag
 from data_migrations.report import say, write_cutover_report
 from data_migrations.row_copy import DataMigrationError
 
-# Bookkeeping tables of the data steps (copied keys, upload manifest) are not part of the
-# app's schema: their revisions create and drop them, and autogenerate must ignore them.
-BOOKKEEPING_PREFIX = "cutover_"
 # Where the JSON report of each cutover run goes.
 REPORTS_DIR = Path(os.environ.get("REPORTS_DIR", "reports"))
 
@@ -49,7 +47,9 @@ def target_url(required: bool) -> URL | None:
 
 def include_object(obj: object, name: str | None, type_: str, reflected: bool,
                    compare_to: object) -> bool:
-    return not (type_ == "table" and name and name.startswith(BOOKKEEPING_PREFIX))
+    # The data steps' bookkeeping tables are not part of the app's schema: their
+    # revisions create and drop them, and autogenerate must leave them alone.
+    return not (type_ == "table" and name and name.startswith(bookkeeping.PREFIX))
 
 
 def configure_options(url_backend: str, dry_run: bool = False) -> dict:

@@ -164,11 +164,8 @@ class RowCopy:
         self.connection.execute(sa.text("SET LOCAL TimeZone = 'UTC'"))
         self.connection.execute(sa.text("SET LOCAL DateStyle = 'ISO, YMD'"))
         plans = self.plan()
-        try:
-            for plan in plans:
-                self.copy_table(plan)
-        finally:
-            self.rejects.close()
+        self.refuse_foreign_rows(plans)
+        self.scan(plans)
         if self.rejects.count:
             self.report.rejects_file = self.rejects.path
         if self.options.dry_run:
@@ -179,6 +176,14 @@ class RowCopy:
         reset_sequences(self.connection, [p.name for p in plans])
         self.record_copied_keys(plans)
         return self.report
+
+    def scan(self, plans: list[TablePlan]) -> None:
+        """Read, check and (unless a dry run) copy every table, parents first."""
+        try:
+            for plan in plans:
+                self.copy_table(plan)
+        finally:
+            self.rejects.close()
 
     def plan(self) -> list[TablePlan]:
         names = src.table_names(self.source)
@@ -197,7 +202,6 @@ class RowCopy:
                     f"only in source {sorted(source_columns - target_columns)}, "
                     f"only in target {sorted(target_columns - source_columns)}")
             plans.append(TablePlan(target, self.source))
-        self.refuse_foreign_rows(plans)
         return plans
 
     def refuse_foreign_rows(self, plans: list[TablePlan]) -> None:
@@ -338,13 +342,29 @@ class RowCopy:
                                      + "\n  ".join(mismatches))
 
 
-def target_checksum(connection: sa.Connection, plan: TablePlan) -> tuple[int, int]:
+def target_checksum(connection: sa.Connection, plan: TablePlan,
+                    rewritten: dict[str, str] | None = None) -> tuple[int, int]:
     """Row count and checksum of a target table, computed by PostgreSQL over its own text
-    of each value: the same text the converters sent, if the rows arrived unchanged."""
-    row_text = ", ".join(f"coalesce({src.quote(c)}::text, :null)" for c in plan.columns)
+    of each value: the same text the converters sent, if the rows arrived unchanged.
+
+    ``rewritten`` maps columns whose values a later step replaced to the bookkeeping
+    table that holds their originals; the checksum then covers the originals."""
+    rewritten = rewritten or {}
+    key = src.quote(plan.columns[plan.key_index])
+    joins, values = [], []
+    for index, column in enumerate(plan.columns):
+        value = f"t.{src.quote(column)}::text"
+        if column in rewritten:
+            alias = f"r{index}"
+            joins.append(f"LEFT JOIN {src.quote(rewritten[column])} AS {alias} "
+                         f"ON {alias}.table_name = '{plan.name}' "
+                         f"AND {alias}.column_name = '{column}' AND {alias}.key = t.{key}::text")
+            value = f"coalesce({alias}.original, {value})"
+        values.append(f"coalesce({value}, :null)")
     count, total = connection.execute(sa.text(
-        f"SELECT count(*), coalesce(sum(('x' || left(md5(concat_ws(E'\\t', {row_text})), 16))"
-        f"::bit(64)::bigint), 0) FROM {src.quote(plan.name)}"), {"null": NULL_TEXT}).one()
+        f"SELECT count(*), coalesce(sum(('x' || left(md5(concat_ws(E'\\t', {', '.join(values)})), "
+        f"16))::bit(64)::bigint), 0) FROM {src.quote(plan.name)} AS t {' '.join(joins)}"),
+        {"null": NULL_TEXT}).one()
     return count, int(total) & CHECKSUM_MASK
 
 

@@ -26,6 +26,7 @@ from alembic import context, op
 
 import settings
 from data_migrations import row_copy
+from data_migrations.bookkeeping import COPIED_KEYS
 from data_migrations.options import CopyOptions
 from data_migrations.report import say
 
@@ -33,8 +34,6 @@ revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-COPIED_KEYS = "cutover_copied_keys"
 
 
 def upgrade() -> None:

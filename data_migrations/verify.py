@@ -1,0 +1,145 @@
+"""Re-check a finished cutover, at any time: ``make verify ENV=prod``.
+
+- rows: per table, the row count and checksum of the target against the source, read
+  again and converted with the same settings (the rows the copy rejected stay out; the
+  paths the rewrite changed are compared through their saved originals);
+- sequences: every identity sequence is past its table's largest id;
+- files: every object in the upload manifest is in the bucket with the manifest's size
+  and CRC-64, and every URL in a file-path column is one of those objects.
+
+Prints a pass/fail table and exits non-zero on any failure.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+import settings
+from data_migrations import bookkeeping
+from data_migrations import source as src
+from data_migrations.options import CopyOptions
+from data_migrations.path_rewrite import PathColumn, marked_columns, rewritten_columns
+from data_migrations.report import table
+from data_migrations.row_copy import DataMigrationError, RowCopy, target_checksum
+from storage import StorageClient, StorageError
+from storage.settings import StorageSettings, build_storage
+
+
+@dataclass(frozen=True)
+class Check:
+    kind: str
+    subject: str
+    passed: bool
+    detail: str
+
+
+def row_checks(connection: sa.Connection, source_path: Path,
+               options: CopyOptions) -> Iterator[Check]:
+    has_rewrites = sa.inspect(connection).has_table(bookkeeping.PATH_REWRITES)
+    rewritten = rewritten_columns(connection, bookkeeping.PATH_REWRITES) if has_rewrites else []
+    with src.open_source(source_path) as source:
+        run = RowCopy(connection, source, options, bookkeeping.COPIED_KEYS)
+        plans = run.plan()
+        run.scan(plans)
+    for plan, expected in zip(plans, run.report.tables, strict=True):
+        originals = {c.column: bookkeeping.PATH_REWRITES for c in rewritten
+                     if c.table == plan.name}
+        count, checksum = target_checksum(connection, plan, originals)
+        same = (count, checksum) == (expected.written, expected.checksum)
+        detail = f"{count:,} rows" if same else (
+            f"source {expected.written:,} rows / target {count:,} rows"
+            + ("" if count != expected.written else ", values differ (checksum)"))
+        yield Check("rows", plan.name, same, detail)
+
+
+def sequence_checks(connection: sa.Connection) -> Iterator[Check]:
+    inspector = sa.inspect(connection)
+    for name in sorted(inspector.get_table_names()):
+        for column in inspector.get_columns(name):
+            if column.get("identity") is None:
+                continue
+            quoted = src.quote(column["name"])
+            largest, last, called = connection.execute(sa.text(
+                f"SELECT (SELECT max({quoted}) FROM {src.quote(name)}), last_value, is_called "
+                f"FROM {_sequence(connection, name, column['name'])}")).one()
+            next_id = last + 1 if called else last
+            ok = largest is None or next_id > largest
+            yield Check("sequence", f"{name}.{column['name']}", ok,
+                        f"next {next_id:,}, largest id {largest if largest is not None else '-'}")
+
+
+def _sequence(connection: sa.Connection, table_name: str, column: str) -> str:
+    return connection.execute(sa.text("SELECT pg_get_serial_sequence(:t, :c)"),
+                              {"t": table_name, "c": column}).scalar_one()
+
+
+def file_checks(connection: sa.Connection, storage: StorageClient,
+                workers: int) -> Iterator[Check]:
+    manifest = src.quote(bookkeeping.FILE_MANIFEST)
+    objects = connection.execute(sa.text(
+        f"SELECT object_key, size, crc64 FROM {manifest} ORDER BY object_key")).all()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        found = list(pool.map(storage.stat, (key for key, _, _ in objects)))
+    bad = [f"{key}: {'missing' if info is None else f'size {info.size}, crc {info.crc64}'}"
+           for (key, size, crc), info in zip(objects, found, strict=True)
+           if info is None or (info.size, info.crc64) != (size, int(crc))]
+    yield Check("files", "objects in the bucket", not bad,
+                f"{len(objects):,} objects" if not bad else "; ".join(bad[:5]))
+    for column in marked_columns(connection):
+        yield _url_check(connection, column, manifest)
+
+
+def _url_check(connection: sa.Connection, column: PathColumn, manifest: str) -> Check:
+    value = f"t.{src.quote(column.column)}"
+    stray = connection.execute(sa.text(
+        f"SELECT count(*) FROM {src.quote(column.table)} AS t WHERE {value} ~ '://' "
+        f"AND NOT EXISTS (SELECT 1 FROM {manifest} AS m WHERE m.public_url = {value})"
+    )).scalar_one()
+    return Check("urls", f"{column.table}.{column.column}", stray == 0,
+                 "every URL is an uploaded object" if stray == 0
+                 else f"{stray:,} URLs point to no uploaded object")
+
+
+def run_checks(connection: sa.Connection) -> list[Check]:
+    source_path = settings.source_database_path()
+    if source_path is None:
+        raise settings.ConfigError("SOURCE_DATABASE_URL is not set: nothing to verify against")
+    options = CopyOptions.from_sources({"dry_run": "true"})
+    checks = [*row_checks(connection, source_path, options), *sequence_checks(connection)]
+    if sa.inspect(connection).has_table(bookkeeping.FILE_MANIFEST):
+        storage_settings = StorageSettings.from_env(os.environ)
+        storage = build_storage(storage_settings, options.work_dir)
+        checks += file_checks(connection, storage, storage_settings.max_concurrent)
+    return checks
+
+
+def main() -> int:
+    try:
+        settings.load_environment(os.environ.get("ENV") or None)
+        engine = sa.create_engine(settings.database_url())
+        with engine.connect() as connection:
+            connection.execute(sa.text("SET TimeZone = 'UTC'"))
+            checks = run_checks(connection)
+    except (settings.ConfigError, DataMigrationError, StorageError, ValueError) as exc:
+        print(f"verify: {exc}", file=sys.stderr)
+        return 2
+    except sa.exc.OperationalError as exc:
+        print(f"verify: cannot connect: {str(exc.orig).strip().splitlines()[0]}",
+              file=sys.stderr)
+        return 2
+    print(table(("check", "subject", "result", "detail"),
+                [(c.kind, c.subject, "pass" if c.passed else "FAIL", c.detail) for c in checks]))
+    failed = sum(not c.passed for c in checks)
+    print(f"\n{len(checks) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
