@@ -173,7 +173,8 @@ def report(results: list[Result], size_mib: float, comparison: str) -> str:
             f"{result.rows_per_second:>12,.0f}{result.peak_rss_kib / 1024:>14.1f}  "
             f"{'FAILED: ' + result.failure if result.failure else 'ok'}"
         )
-    lines.append(f"dev database file: {size_mib:,.1f} MiB")
+    lines.append(f"dev database file: {size_mib:,.1f} MiB; the generator's peak RSS is the"
+                 " bench process's (it streams the rows)")
     lines.append(f"ours / pgloader: {comparison}")
     return "\n".join(lines)
 

@@ -372,29 +372,26 @@ class Uploads:
         """
         relative = f"{folder}/{_file_name(rng, key, extension)}"
         path = file_path(rng, relative)
-        if self.root is not None and path is not None:
-            data = content if isinstance(content, bytes) else _filler(relative, content)
-            target = self.root / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+        if path is not None:
+            self._write(relative, content)
         return path
 
     def add_leftovers(self) -> None:
         """What an interrupted upload and the app's scratch space leave behind."""
+        self._write("tmp/chunk-000001.bin", 4096)
+        self._write("tmp/上传中 recording.m4a", 1500)
+        self._write(f"{AUDIO}/unfinished upload 周会.m4a.part", 65_536)
+
+    def _write(self, relative: str, content: bytes | int) -> None:
         if self.root is None:
             return
-        leftovers = {
-            "tmp/chunk-000001.bin": 4096,
-            "tmp/上传中 recording.m4a": 1500,
-            f"{AUDIO}/unfinished upload 周会.m4a.part": 65_536,
-        }
-        for relative, size in leftovers.items():
-            target = self.root / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(_filler(relative, size))
+        target = self.root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content if isinstance(content, bytes) else _filler(relative, content))
 
 
 def _filler(relative: str, size: int) -> bytes:
+    """Deterministic bytes, different for every file."""
     line = f"{relative}\n".encode()
     return (line * (size // len(line) + 1))[:size]
 
