@@ -10,11 +10,19 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
-from data_migrations.sample import DEV_SCHEMA, UPLOADS_ALIAS, generate_dev_database, main
-from models.adopt import schema_signature
+from alembic import command
+from data_migrations.sample import (
+    COLUMNS,
+    DEV_SCHEMA,
+    UPLOADS_ALIAS,
+    generate_dev_database,
+    main,
+)
+from models.adopt import alembic_config, schema_signature
 
 ROWS = 5_000  # enough rows that every 3% form shows up in each large table
 PATH_COLUMNS = {
@@ -167,6 +175,26 @@ def test_every_foreign_key_has_its_parent(db: sqlite3.Connection) -> None:
     assert db.execute("PRAGMA foreign_key_check").fetchall() == []
     # The foreign-key check above must have something to check.
     assert db.execute("SELECT count(*) FROM audit_logs WHERE task_id IS NOT NULL").fetchone()[0]
+
+
+def test_postgres_accepts_every_row_into_the_baseline(
+    sample: tuple, db: sqlite3.Connection, pg_url: str
+) -> None:
+    """COPY in text form, the plainest load there is: PostgreSQL's own input functions
+    check every timestamp, JSON document, UUID, boolean, length and foreign key."""
+    command.upgrade(alembic_config(pg_url), "0001")
+    with psycopg.connect(sa.make_url(pg_url).set(drivername="postgresql").render_as_string(
+        hide_password=False
+    )) as target:
+        for table, columns in COLUMNS.items():  # parents first
+            with target.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in db.execute(f"SELECT {', '.join(columns)} FROM {table}"):
+                    copy.write_row(row)
+        loaded = {
+            table: target.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in COLUMNS
+        }
+    assert loaded == sample[2]
 
 
 def test_segment_speakers_are_the_tasks_speakers(db: sqlite3.Connection) -> None:
