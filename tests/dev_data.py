@@ -6,7 +6,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-DEV_SCHEMA = Path(__file__).resolve().parent / "fixtures" / "dev_schema.sql"
+from data_migrations.sample import DEV_SCHEMA
+
 NOW = "2025-03-04 05:06:07.123456"
 TASK_1 = "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e"
 TASK_2 = "0a0b0c0d-1e1f-4a2b-9c3d-4e5f6a7b8c9d"

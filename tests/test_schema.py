@@ -9,11 +9,10 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from data_migrations.sample import DEV_SCHEMA
 from models.adopt import adopt, differences, schema_signature
 from tests.conftest import alembic_config
 
-# The dev database as the app created it (a copy of the schema the cutover reads).
-DEV_SCHEMA = Path(__file__).resolve().parent / "fixtures" / "dev_schema.sql"
 TABLES = {
     "users", "prompt_templates", "hotword_sets", "tasks", "transcripts",
     "speaker_mappings", "generated_artifacts", "audit_logs",
