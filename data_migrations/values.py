@@ -90,7 +90,20 @@ def parse_timestamp(value: object) -> datetime:
     return moment.astimezone(UTC)
 
 
+# The form the app itself writes: naive UTC, space separator, optional fraction.
+_APP_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?")
+
+
 def _timestamptz(value: object) -> str:
+    if isinstance(value, str) and _APP_TIMESTAMP.fullmatch(value):
+        # Already UTC and in PostgreSQL's layout: check the date is real, then respell.
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise BadValue("not a valid ISO-8601 date-time") from None
+        whole, _, fraction = value.partition(".")
+        fraction = fraction.rstrip("0")
+        return f"{whole}.{fraction}+00" if fraction else f"{whole}+00"
     moment = parse_timestamp(value)
     # PostgreSQL's own output with TimeZone=UTC: fraction without trailing zeros.
     text = moment.isoformat(sep=" ", timespec="seconds")[:19]
@@ -147,7 +160,12 @@ def float8_text(number: float) -> str:
     return prefix + format(Decimal(repr(abs(number))).normalize(), "f")
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _uuid(value: object) -> str:
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+        return value
     try:
         return str(uuid.UUID(str(value).strip()))
     except ValueError:
@@ -166,14 +184,28 @@ def _jsonb_number(literal: str) -> str:
     return _NUMBER_TAG + format(Decimal(literal) + 0, "f")
 
 
+# Documents repeat the same objects (every segment has the same keys): the order of a
+# key list is worked out once. Bounded, so odd documents cannot grow it without end.
+_KEY_ORDERS: dict[tuple[str, ...], tuple[int, ...]] = {}
+_KEY_ORDERS_KEPT = 4096
+
+
 def _jsonb_object(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    # jsonb keeps the last of duplicate keys and orders keys by UTF-8 length, then bytes.
-    return dict(sorted(dict(pairs).items(), key=_jsonb_key_order))
+    keys = tuple(key for key, _ in pairs)
+    order = _KEY_ORDERS.get(keys)
+    if order is None:
+        order = _jsonb_key_order(keys)
+        if len(_KEY_ORDERS) < _KEY_ORDERS_KEPT:
+            _KEY_ORDERS[keys] = order
+    return {pairs[i][0]: pairs[i][1] for i in order}
 
 
-def _jsonb_key_order(item: tuple[str, object]) -> tuple[int, bytes]:
-    key = item[0].encode("utf-8", "surrogatepass")
-    return len(key), key
+def _jsonb_key_order(keys: tuple[str, ...]) -> tuple[int, ...]:
+    """Positions of the keys jsonb keeps (the last of duplicates), in jsonb's order: by
+    UTF-8 length, then bytes."""
+    last = {key: index for index, key in enumerate(keys)}
+    spelled = {key: key.encode("utf-8", "surrogatepass") for key in last}
+    return tuple(last[key] for key in sorted(last, key=lambda k: (len(spelled[k]), spelled[k])))
 
 
 def _refuse_constant(name: str) -> None:

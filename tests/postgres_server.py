@@ -63,8 +63,26 @@ def _hand_to_postgres_user(path: Path) -> None:
 
 
 @contextmanager
-def running_server() -> Iterator[PostgresServer]:
-    base = Path(tempfile.mkdtemp(prefix="cutover-pg-"))
+def running_server(attempts: int = 3) -> Iterator[PostgresServer]:
+    """A started server; a port taken between choosing and binding it means a retry."""
+    for attempt in range(1, attempts + 1):
+        base = Path(tempfile.mkdtemp(prefix="cutover-pg-"))
+        try:
+            executor, port = _start(base)
+            break
+        except Exception:
+            shutil.rmtree(base, ignore_errors=True)
+            if attempt == attempts:
+                raise
+    try:
+        _require_passwords(base, port)
+        yield PostgresServer(host="127.0.0.1", port=port, socket_dir=str(base))
+    finally:
+        executor.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _start(base: Path) -> tuple[PostgreSQLExecutor, int]:
     base.chmod(0o755)
     _hand_to_postgres_user(base)
     port = _free_port()
@@ -81,12 +99,7 @@ def running_server() -> Iterator[PostgresServer]:
         postgres_options="-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
     )
     executor.start()
-    try:
-        _require_passwords(base, port)
-        yield PostgresServer(host="127.0.0.1", port=port, socket_dir=str(base))
-    finally:
-        executor.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    return executor, port
 
 
 def _require_passwords(base: Path, port: int) -> None:
