@@ -4,7 +4,8 @@ The URL comes from DATABASE_URL (environment or .env.<ENV>, see settings/). A to
 drives Alembic from Python may instead pass ``config.attributes["connection"]`` (Alembic's
 cookbook recipe for sharing a connection) or ``config.attributes["database_url"]``. Offline
 (``--sql``) runs need no database: without DATABASE_URL they render PostgreSQL SQL.
-Expected failures become one ``FAILED: ...`` line instead of a traceback.
+Expected failures (settings, storage, a data step's findings) become one ``FAILED: ...``
+line instead of a traceback.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from sqlalchemy.exc import OperationalError
 
 import models
 import settings
+from data_migrations.errors import DataMigrationError
 from data_migrations.options import flag
 from data_migrations.report import say
-from data_migrations.row_copy import DataMigrationError
+from storage import StorageError
+from storage.settings import StorageConfigError
 
 # Bookkeeping tables of the data steps (copied keys, upload manifest) are not part of the
 # app's schema: their revisions create and drop them, and autogenerate must ignore them.
@@ -118,5 +121,5 @@ try:
         run_migrations_offline()
     else:
         run_migrations_online()
-except (settings.ConfigError, DataMigrationError) as exc:
+except (settings.ConfigError, StorageConfigError, StorageError, DataMigrationError) as exc:
     raise CommandError(str(exc)) from None
