@@ -12,7 +12,7 @@ REV ?=
 export ENV PG_BIN
 
 .PHONY: help install test lint migrate sql sql-downgrade downgrade current history check \
-	adopt-dev revision postgres-binaries
+	adopt-dev revision postgres-binaries bench-upload
 
 help:
 	@echo "make test                      set up the virtualenv, lint, run the tests"
@@ -23,6 +23,7 @@ help:
 	@echo "make current | history | check ENV=prod"
 	@echo "make adopt-dev DEV_DB=./meeting_agent.db   stamp an existing dev file at the baseline"
 	@echo "make revision MSG='add x'      new revision file with the next number"
+	@echo "make bench-upload              time the file upload against a slow local TOS server"
 
 install: $(VENV)/.installed
 
@@ -81,3 +82,6 @@ adopt-dev: install
 revision: install
 	@if [ -z "$(MSG)" ]; then echo "MSG is not set: make revision MSG='what it does'" >&2; exit 2; fi
 	$(ALEMBIC) revision -m "$(MSG)" --rev-id $$(printf '%04d' $$(( $$(ls alembic/versions/[0-9]*.py | wc -l) + 1 )))
+
+bench-upload: install postgres-binaries
+	$(BIN)/python -m bench.upload_files
