@@ -4,7 +4,8 @@ The URL comes from DATABASE_URL (environment or .env.<ENV>, see settings/). A to
 drives Alembic from Python may instead pass ``config.attributes["connection"]`` (Alembic's
 cookbook recipe for sharing a connection) or ``config.attributes["database_url"]``. Offline
 (``--sql``) runs need no database: without DATABASE_URL they render PostgreSQL SQL.
-Expected failures become one ``FAILED: ...`` line instead of a traceback.
+Expected failures (settings, storage, a data step's findings) become one ``FAILED: ...``
+line instead of a traceback.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from sqlalchemy.exc import OperationalError
 import models
 import settings
 from data_migrations import bookkeeping
+from data_migrations.errors import DataMigrationError
 from data_migrations.options import flag
 from data_migrations.report import say, write_cutover_report
-from data_migrations.row_copy import DataMigrationError
+from storage import StorageError
+from storage.settings import StorageConfigError
 
 # Where the JSON report of each cutover run goes.
 REPORTS_DIR = Path(os.environ.get("REPORTS_DIR", "reports"))
@@ -122,5 +125,5 @@ try:
         run_migrations_offline()
     else:
         run_migrations_online()
-except (settings.ConfigError, DataMigrationError) as exc:
+except (settings.ConfigError, StorageConfigError, StorageError, DataMigrationError) as exc:
     raise CommandError(str(exc)) from None

@@ -17,10 +17,11 @@ from settings import ConfigError
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
-def _raw(name: str, x_args: Mapping[str, str], default: str) -> str:
+def _raw(name: str, x_args: Mapping[str, str], default: str, env: str | None = None) -> str:
+    """``-x name=...``, else the environment variable ``env`` (``NAME`` by default)."""
     if name in x_args:
         return x_args[name].strip()
-    return os.environ.get(name.upper(), default).strip() or default
+    return os.environ.get(env or name.upper(), default).strip() or default
 
 
 def choice(name: str, x_args: Mapping[str, str], choices: tuple[str, ...]) -> str:
@@ -55,6 +56,42 @@ class CopyOptions:
             orphans=choice("orphans", x_args, ("reject", "set_null")),
             dry_run=flag("dry_run", x_args),
             force=flag("force", x_args),
+            work_dir=Path(_raw("work_dir", x_args, "work")),
+        )
+
+
+DEFAULT_EXCLUDE = ("tmp/", "*.part")
+
+
+def _patterns(name: str, x_args: Mapping[str, str], default: tuple[str, ...],
+              env: str) -> tuple[str, ...]:
+    """Comma-separated globs; ``none`` means no pattern at all."""
+    value = _raw(name, x_args, ",".join(default), env)
+    if value.lower() == "none":
+        return ()
+    return tuple(p.strip() for p in value.split(",") if p.strip())
+
+
+@dataclass(frozen=True)
+class UploadOptions:
+    """Which files the upload takes, what it does with unsafe ones, and the downgrade's
+    purge."""
+
+    uploads_dir: Path = Path("uploads")
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    unsafe_files: str = "fail"
+    dry_run: bool = False
+    purge_objects: bool = False
+    work_dir: Path = Path("work")
+
+    @classmethod
+    def from_sources(cls, x_args: Mapping[str, str]) -> UploadOptions:
+        return cls(
+            uploads_dir=Path(_raw("uploads_dir", x_args, "uploads")),
+            exclude=_patterns("exclude", x_args, DEFAULT_EXCLUDE, env="UPLOAD_EXCLUDE"),
+            unsafe_files=choice("unsafe_files", x_args, ("fail", "skip")),
+            dry_run=flag("dry_run", x_args),
+            purge_objects=flag("purge_objects", x_args),
             work_dir=Path(_raw("work_dir", x_args, "work")),
         )
 

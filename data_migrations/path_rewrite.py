@@ -21,8 +21,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 import models
+from data_migrations.errors import DataMigrationError
 from data_migrations.report import record_step, say, shorten, table
-from data_migrations.row_copy import DataMigrationError
 from data_migrations.source import quote
 
 URL_PATTERN = "^[A-Za-z][A-Za-z0-9+.-]*://"

@@ -25,24 +25,48 @@ def shorten(value: object, limit: int = 60) -> str:
 
 
 class Progress:
-    """Prints ``rows done / total (rate)`` for a long step at most every two seconds."""
+    """Prints ``done / total unit (rate)`` for a long step at most every two seconds; given
+    ``total_bytes`` it also prints the bytes done and the byte rate."""
 
-    def __init__(self, label: str, total: int, unit: str = "rows") -> None:
+    def __init__(self, label: str, total: int, unit: str = "rows",
+                 total_bytes: int | None = None) -> None:
         self.label, self.total, self.unit = label, total, unit
+        self.total_bytes = total_bytes
         self.started = self.last = time.monotonic()
         self.done = 0
+        self.bytes_done = 0
 
-    def advance(self, count: int = 1) -> None:
+    def advance(self, count: int = 1, size: int = 0) -> None:
+        """Count finished work; ``advance(0)`` just prints if a line is due, so that a step
+        waiting on slow work still shows it is alive."""
         self.done += count
+        self.bytes_done += size
         now = time.monotonic()
         if now - self.last >= PROGRESS_EVERY_SECONDS:
             self.last = now
-            rate = self.done / (now - self.started)
-            say(f"  {self.label}: {self.done:,}/{self.total:,} {self.unit} ({rate:,.0f}/s)")
+            say(self._line(now - self.started))
+
+    def _line(self, elapsed: float) -> str:
+        line = (f"  {self.label}: {self.done:,}/{self.total:,} {self.unit} "
+                f"({self.done / elapsed:,.0f}/s)")
+        if self.total_bytes is not None:
+            line += (f", {size_text(self.bytes_done)}/{size_text(self.total_bytes)} "
+                     f"({size_text(self.bytes_done / elapsed)}/s)")
+        return line
 
     @property
     def seconds(self) -> float:
         return time.monotonic() - self.started
+
+
+def size_text(size: float) -> str:
+    """A byte count for people: ``512 B``, ``1.5 MiB``."""
+    units = ("B", "KiB", "MiB", "GiB")
+    power = 0
+    while size >= 1024 and power < len(units) - 1:
+        size /= 1024
+        power += 1
+    return f"{size:,.0f} B" if power == 0 else f"{size:,.1f} {units[power]}"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from data_migrations import source as src
+from data_migrations.errors import DataMigrationError
 from data_migrations.options import CopyOptions
 from data_migrations.report import Progress, RejectsFile, record_step, say, shorten, table
 from data_migrations.values import BadValue, converter_for
@@ -34,10 +35,6 @@ NULL_TEXT = "\\N"
 FINDINGS_SHOWN = 50
 COPY_CHUNK_CHARS = 1 << 20
 PROGRESS_ROWS = 4096
-
-
-class DataMigrationError(Exception):
-    """An expected failure of a data step; the message says what and where."""
 
 
 @dataclass(frozen=True)

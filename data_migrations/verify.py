@@ -24,10 +24,11 @@ import sqlalchemy as sa
 import settings
 from data_migrations import bookkeeping
 from data_migrations import source as src
+from data_migrations.errors import DataMigrationError
 from data_migrations.options import CopyOptions
 from data_migrations.path_rewrite import PathColumn, marked_columns, rewritten_columns
 from data_migrations.report import table
-from data_migrations.row_copy import DataMigrationError, RowCopy, target_checksum
+from data_migrations.row_copy import RowCopy, target_checksum
 from storage import StorageClient, StorageError
 from storage.settings import StorageSettings, build_storage
 

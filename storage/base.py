@@ -69,6 +69,10 @@ class StorageClient(ABC):
     def check_access(self) -> None:
         """The bucket or folder exists and the credentials are accepted."""
 
+    def close(self) -> None:
+        """Release connections; a client without any has nothing to do."""
+        return None
+
     def preflight(self) -> None:
         """Check the target is usable; raise StorageError naming the step that failed.
 
@@ -160,3 +164,6 @@ class PrefixedStorage(StorageClient):
 
     def check_access(self) -> None:
         self.inner.check_access()
+
+    def close(self) -> None:
+        self.inner.close()

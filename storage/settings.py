@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from storage.base import PrefixedStorage, StorageClient
 from storage.local import LocalStorage
-from storage.tos import TosStorage
+from storage.tos import DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, MIN_PART_SIZE, TosStorage
 
 Provider = Literal["local", "tos"]
 DEFAULT_LOCAL_ROOT = "./work/bucket"
@@ -38,6 +38,8 @@ class StorageSettings:
     public_base_url: str  # no trailing "/"
     proxy: tuple[str, int] | None
     max_concurrent: int
+    multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD  # bytes; larger files go in parts
+    part_size: int = DEFAULT_PART_SIZE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StorageSettings:
@@ -72,6 +74,10 @@ class StorageSettings:
             proxy=proxy,
             max_concurrent=_positive_int("MAX_CONCURRENT", get("MAX_CONCURRENT"),
                                          DEFAULT_MAX_CONCURRENT),
+            multipart_threshold=_positive_int("STORAGE_MULTIPART_THRESHOLD",
+                                              get("STORAGE_MULTIPART_THRESHOLD"),
+                                              DEFAULT_MULTIPART_THRESHOLD),
+            part_size=_part_size(get("STORAGE_PART_SIZE")),
         )
 
 
@@ -150,6 +156,14 @@ def _positive_int(name: str, value: str, default: int) -> int:
     return int(value)
 
 
+def _part_size(value: str) -> int:
+    size = _positive_int("STORAGE_PART_SIZE", value, DEFAULT_PART_SIZE)
+    if size < MIN_PART_SIZE:
+        raise StorageConfigError(f"STORAGE_PART_SIZE must be at least {MIN_PART_SIZE} bytes "
+                                 f"(the TOS minimum), got {value!r}")
+    return size
+
+
 def build_storage(settings: StorageSettings, work_dir: Path) -> StorageClient:
     """The client the settings describe; ``work_dir`` takes its scratch files (the
     preflight probe), never the folder being migrated."""
@@ -166,5 +180,7 @@ def build_storage(settings: StorageSettings, work_dir: Path) -> StorageClient:
             public_base_url=settings.public_base_url,
             work_dir=work_dir,
             proxy=settings.proxy,
+            multipart_threshold=settings.multipart_threshold,
+            part_size=settings.part_size,
         )
     return PrefixedStorage(client, settings.key_prefix) if settings.key_prefix else client

@@ -19,6 +19,8 @@ from storage.base import ObjectInfo, StorageClient, StorageError, join_url, pref
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB  # TOS refuses smaller parts, except the last one
+DEFAULT_MULTIPART_THRESHOLD = 64 * MiB
+DEFAULT_PART_SIZE = 16 * MiB
 NO_SUCH_BUCKET_EC = "0006-00000001"
 
 
@@ -52,8 +54,8 @@ class TosStorage(StorageClient):
         public_base_url: str,
         work_dir: Path,
         proxy: tuple[str, int] | None = None,
-        multipart_threshold: int = 64 * MiB,
-        part_size: int = 16 * MiB,
+        multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
+        part_size: int = DEFAULT_PART_SIZE,
         list_page_size: int = 1000,
         max_retry_count: int = 3,
         socket_timeout: float = 30.0,

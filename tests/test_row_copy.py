@@ -68,7 +68,7 @@ def test_every_type_and_datetime_form_round_trips(
             details='{"ip": "10.0.0.1", "nested": {"n": [1, 2.50, "三"]}, "ok": true}')
     dev.add("prompt_templates", id=1, content="请总结会议", variables="[]", is_default=1)
 
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0002")
 
     created = dict(fetch(pg_engine, "SELECT id, created_at FROM users"))
     assert created == {user_id: moment for user_id, (_, moment) in forms.items()}
@@ -94,7 +94,7 @@ def test_a_cutover_report_is_written_as_json(
     dev.add("users", id=2, email="x" * 300)
     config = alembic_config(pg_url)
     config.cmd_opts = type("Options", (), {"x": ["bad_rows=reject"]})()
-    command.upgrade(config, "head")
+    command.upgrade(config, "0002")
     [path] = (tmp_path / "reports").glob("cutover-*.json")
     assert f"Written to {path}" in capfd.readouterr().err
     [rows] = json.loads(path.read_text())["steps"]
@@ -111,7 +111,7 @@ def test_the_source_is_backed_up_before_the_copy_and_never_changed(
 ) -> None:
     dev.add_minimal_tree()
     before = dev.path.read_bytes()
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0002")
     [backup] = (tmp_path / "work" / "backups").glob("meeting_agent-*.db")
     assert f"Backed up {dev.path} to {backup}" in capfd.readouterr().err
     with sqlite3.connect(backup) as copy:
@@ -130,7 +130,7 @@ def test_copy_follows_foreign_keys_and_resets_sequences(
     dev.add("users", id=40)
     dev.add("users", id=9)
 
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0002")
 
     summary = capfd.readouterr().err
     order = [t for t in TABLES if f"\n{t} " in summary]
@@ -152,7 +152,7 @@ def test_copy_follows_foreign_keys_and_resets_sequences(
 def test_without_a_source_the_revision_does_nothing(
     pg_url: str, pg_engine: sa.Engine, capfd: pytest.CaptureFixture
 ) -> None:
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0002")
     assert "SOURCE_DATABASE_URL is not set: no rows to copy" in capfd.readouterr().err
     assert version(pg_engine) == "0002"
     assert set(counts(pg_engine).values()) == {0}
@@ -163,7 +163,7 @@ def test_a_missing_source_file_is_named(
 ) -> None:
     monkeypatch.setenv("SOURCE_DATABASE_URL", f"sqlite:///{tmp_path}/nowhere.db")
     with pytest.raises(CommandError, match=r"nowhere\.db, which does not exist"):
-        command.upgrade(alembic_config(pg_url), "head")
+        command.upgrade(alembic_config(pg_url), "0002")
 
 
 def add_bad_rows(dev: DevDatabase) -> None:
@@ -198,7 +198,7 @@ def test_bad_rows_fail_by_default_with_every_finding_and_nothing_written(
 ) -> None:
     add_bad_rows(dev)
     with pytest.raises(CommandError) as failure:
-        command.upgrade(alembic_config(pg_url), "head")
+        command.upgrade(alembic_config(pg_url), "0002")
     message = str(failure.value)
     assert "nothing was written" in message
     for table, key, column, reason in BAD_FINDINGS:
@@ -221,7 +221,7 @@ def test_reject_policy_copies_the_rest_and_writes_every_rejected_row(
 ) -> None:
     add_bad_rows(dev)
     monkeypatch.setenv("BAD_ROWS", "reject")
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0002")
 
     assert counts(pg_engine) == {"users": 1, "prompt_templates": 1, "hotword_sets": 1,
                                  "tasks": 1, "transcripts": 1, "speaker_mappings": 1,
@@ -244,7 +244,7 @@ def test_set_null_policy_keeps_rows_with_a_dangling_optional_reference(
     add_bad_rows(dev)
     config = alembic_config(pg_url)
     config.cmd_opts = type("Options", (), {"x": ["bad_rows=reject", "orphans=set_null"]})()
-    command.upgrade(config, "head")
+    command.upgrade(config, "0002")
 
     assert fetch(pg_engine, "SELECT id, user_id FROM audit_logs ORDER BY id") == [
         (1, 1), (2, None)]
@@ -266,7 +266,7 @@ def test_a_foreign_non_empty_target_is_refused(
         conn.execute(sa.text("INSERT INTO users (username, tenant_id, role, is_active, "
                              "created_at) VALUES ('prod-user', 't', 'r', true, now())"))
     with pytest.raises(CommandError, match="already holds rows in users"):
-        command.upgrade(alembic_config(pg_url), "head")
+        command.upgrade(alembic_config(pg_url), "0002")
     assert counts(pg_engine)["users"] == 1 and version(pg_engine) == "0001"
 
 
@@ -276,7 +276,7 @@ def test_dry_run_reports_and_writes_nothing(
 ) -> None:
     add_bad_rows(dev)
     monkeypatch.setenv("DRY_RUN", "true")
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0002")
     err = capfd.readouterr().err
     assert "Row copy plan (dry run, nothing written)" in err
     assert "references users 99, which does not exist" in err
@@ -290,7 +290,7 @@ def test_downgrade_removes_exactly_the_copied_rows(
 ) -> None:
     dev.add_minimal_tree()
     config = alembic_config(pg_url)
-    command.upgrade(config, "head")
+    command.upgrade(config, "0002")
     with pg_engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO audit_logs (action, currency, created_at) "
                              "VALUES ('after cutover', 'CNY', now())"))
@@ -316,10 +316,10 @@ def test_upgrade_after_downgrade_copies_again(
 ) -> None:
     dev.add_minimal_tree()
     config = alembic_config(pg_url)
-    command.upgrade(config, "head")
+    command.upgrade(config, "0002")
     command.downgrade(config, "0001")
     assert set(counts(pg_engine).values()) == {0}
-    command.upgrade(config, "head")
+    command.upgrade(config, "0002")
     assert set(counts(pg_engine).values()) == {1}
 
 
@@ -342,7 +342,7 @@ def test_a_copy_killed_mid_way_leaves_nothing_and_a_rerun_completes(
     fill_audit_logs(dev, 400_000)
     env = {**os.environ, "DATABASE_URL": pg_url}
     upgrade = [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"),
-               "upgrade", "head"]
+               "upgrade", "0002"]
     process = subprocess.Popen(upgrade, env=env, stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     for line in process.stderr:  # a progress line: the copy of audit_logs is under way
@@ -369,11 +369,11 @@ def test_command_line_options_and_a_bad_option_value(
     add_bad_rows(dev)
     env = {**os.environ, "DATABASE_URL": pg_url}
     base = [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini")]
-    wrong = subprocess.run([*base, "-x", "bad_rows=skip", "upgrade", "head"], env=env,
+    wrong = subprocess.run([*base, "-x", "bad_rows=skip", "upgrade", "0002"], env=env,
                            capture_output=True, text=True, timeout=120)
     assert wrong.returncode != 0 and "Traceback" not in wrong.stdout + wrong.stderr
     assert "FAILED: bad_rows must be one of fail, reject, got 'skip'" in wrong.stdout
-    ok = subprocess.run([*base, "-x", "bad_rows=reject", "upgrade", "head"], env=env,
+    ok = subprocess.run([*base, "-x", "bad_rows=reject", "upgrade", "0002"], env=env,
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert counts(pg_engine)["users"] == 1

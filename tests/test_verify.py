@@ -22,7 +22,7 @@ def cut_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str) -> st
     dev.add("users", id=2, email="x" * 300)  # rejected, and still verify passes
     monkeypatch.setenv("SOURCE_DATABASE_URL", dev.url)
     monkeypatch.setenv("BAD_ROWS", "reject")
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0002")
     return pg_url
 
 

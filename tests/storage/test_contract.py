@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from storage.base import ObjectInfo, StorageClient, StorageError, file_crc64
-from tests.storage.conftest import PUBLIC_BASE_URL
+from tests.conftest import PUBLIC_BASE_URL
 
 MakeFile = Callable[..., Path]
 

@@ -11,7 +11,7 @@ from storage.local import LocalStorage
 from storage.settings import TOS_REQUIRED, StorageConfigError, StorageSettings, build_storage
 from storage.tos import TosStorage
 from storage.tos_server import TosServer
-from tests.storage.conftest import ACCESS_KEY, BUCKET, SECRET_KEY
+from tests.conftest import ACCESS_KEY, BUCKET, SECRET_KEY
 
 SECRET = "very-secret-value-0123456789"
 TOS_ENV = {

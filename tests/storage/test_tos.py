@@ -12,7 +12,7 @@ import tos
 from storage.base import ObjectInfo, StorageError, file_crc64
 from storage.tos import TosStorage
 from storage.tos_server import Faults, TosServer
-from tests.storage.conftest import SECRET_KEY, TosFactory
+from tests.conftest import SECRET_KEY, TosFactory
 
 MakeFile = Callable[..., Path]
 

@@ -33,7 +33,7 @@ from storage.tos_server import (
     parse_range,
     verify_signature,
 )
-from tests.storage.conftest import ACCESS_KEY, BUCKET, SECRET_KEY, TosFactory
+from tests.conftest import ACCESS_KEY, BUCKET, SECRET_KEY, TosFactory
 
 MakeFile = Callable[..., Path]
 MiB = 1024 * 1024

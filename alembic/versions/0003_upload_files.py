@@ -1,0 +1,80 @@
+"""Upload the files of the dev uploads/ folder to object storage (TOS or a local folder).
+
+Upgrade, step by step:
+  1. Without SOURCE_DATABASE_URL there is nothing to move: the revision says so and does
+     nothing, so a fresh production database reaches head without storage settings.
+  2. Scans UPLOADS_DIR (default ./uploads). Files matching -x exclude= / UPLOAD_EXCLUDE
+     (default tmp/ and *.part) are counted and left out. Links leading outside the folder,
+     broken links, loops and special files are refused: the upgrade stops naming them,
+     or with -x unsafe_files=skip leaves them out and lists them.
+  3. Runs the storage preflight (bucket, credentials, a probe object).
+  4. Uploads every file under [STORAGE_KEY_PREFIX/]<path relative to UPLOADS_DIR> on
+     MAX_CONCURRENT threads; an object already there with the same size and CRC-64 is
+     skipped (so a rerun after a kill resumes), one with other content is uploaded again.
+  5. Records each file in cutover_file_manifest (key, public URL, size, CRC-64), which
+     revision 0004 joins to rewrite the stored paths, and checks every row against the
+     bucket: any missing or different object fails the upgrade; otherwise all rows are
+     'verified'.
+-x dry_run=true prints what would be uploaded and touches no storage. --sql prints a
+comment (folder, target, counts): uploading needs a live run. The work is in
+data_migrations/file_upload.py.
+
+Downgrade drops the manifest and leaves the objects in the bucket (it says how many);
+-x purge_objects=true (PURGE_OBJECTS) first deletes exactly the objects the manifest lists.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-28
+
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import context, op
+
+import settings
+from data_migrations import file_upload
+from data_migrations.bookkeeping import FILE_MANIFEST as MANIFEST
+from data_migrations.options import UploadOptions
+from data_migrations.report import say
+
+revision: str = "0003"
+down_revision: str | Sequence[str] | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    if settings.source_database_path() is None:
+        say("0003: SOURCE_DATABASE_URL is not set: no files to upload.")
+        return
+    options = UploadOptions.from_sources(context.get_x_argument(as_dictionary=True))
+    if context.is_offline_mode():
+        context.get_context().impl.static_output(file_upload.offline_comment(options, MANIFEST))
+        return
+    op.create_table(
+        MANIFEST,
+        sa.Column("relative_path", sa.Text(), nullable=False),
+        sa.Column("object_key", sa.Text(), nullable=False),
+        sa.Column("public_url", sa.Text(), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("crc64", sa.Numeric(20, 0), nullable=False),
+        sa.Column("status", sa.Text(), nullable=False),
+        sa.Column("uploaded_at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.now()),
+        sa.PrimaryKeyConstraint("relative_path", name=f"pk_{MANIFEST}"),
+    )
+    file_upload.upload_files(op.get_bind(), options, MANIFEST)
+
+
+def downgrade() -> None:
+    options = UploadOptions.from_sources(context.get_x_argument(as_dictionary=True))
+    if context.is_offline_mode():
+        context.get_context().impl.static_output(file_upload.offline_downgrade_comment(MANIFEST))
+        return
+    if not sa.inspect(op.get_bind()).has_table(MANIFEST):
+        say("0003: no files were uploaded by this revision: nothing to remove.")
+        return
+    file_upload.remove_uploads(op.get_bind(), options, MANIFEST)
+    op.drop_table(MANIFEST)

@@ -1,0 +1,149 @@
+"""How fast revision 0003 uploads, against the local TOS server with 20 ms per request.
+
+Two runs of the upload step itself (data_migrations/file_upload.py, real SDK, real HTTP,
+the manifest written to a throwaway PostgreSQL started as the tests start theirs):
+
+* 5,000 small files at MAX_CONCURRENT=32, compared with the latency-bound ideal
+  5000 x 0.02 s / 32 = 3.1 s (goal: at most 1.25 x that);
+* one 1 GiB file (multipart), compared with reading the same file from disk.
+
+The server runs in its own process, as TOS would: in this process its request handling
+would compete with the client for the interpreter lock and measure Python, not the upload.
+
+    python bench/upload_files.py [--files 5000] [--large-mib 1024] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from data_migrations.file_scan import scan_folder
+from data_migrations.file_upload import FileUpload, manifest_table
+from storage.settings import StorageSettings, build_storage
+from storage.tos import MiB
+from tests.postgres_server import running_server
+
+LATENCY = 0.02
+WORKERS = 32
+GOAL = 1.25
+ACCESS_KEY, SECRET_KEY, BUCKET = "AKLT-bench", "bench-secret", "bench"
+MANIFEST = "cutover_file_manifest"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(root: Path, port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "storage.tos_server", "--root", str(root), "--port", str(port),
+         "--bucket", BUCKET, "--latency-ms", str(LATENCY * 1000)],
+        env={**os.environ, "STORAGE_ACCESS_KEY": ACCESS_KEY, "STORAGE_SECRET_KEY": SECRET_KEY},
+        stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    server.stdout.readline()  # "listening on ...": the socket is ready
+    return server
+
+
+def settings(port: int) -> StorageSettings:
+    return StorageSettings.from_env({
+        "STORAGE_PROVIDER": "tos", "STORAGE_BUCKET": BUCKET, "STORAGE_REGION": "cn-beijing",
+        "STORAGE_ENDPOINT": "http://tos-cn-beijing.volces.com", "STORAGE_ACCESS_KEY": ACCESS_KEY,
+        "STORAGE_SECRET_KEY": SECRET_KEY, "STORAGE_PROXY": f"http://127.0.0.1:{port}",
+        "MAX_CONCURRENT": str(WORKERS)})
+
+
+def upload(folder: Path, port: int, work: Path, database_url: str) -> dict[str, float]:
+    """The upload step on ``folder``, in a transaction rolled back after; returns its phase
+    times."""
+    engine = sa.create_engine(database_url)
+    with engine.connect() as connection, connection.begin() as transaction:
+        connection.execute(sa.text(
+            f"CREATE TABLE {MANIFEST} (relative_path TEXT PRIMARY KEY, object_key TEXT, "
+            "public_url TEXT, size BIGINT, crc64 NUMERIC(20, 0), status TEXT)"))
+        configured = settings(port)
+        storage = build_storage(configured, work)
+        try:
+            scan = scan_folder(folder, ())
+            run = FileUpload(connection, storage, configured, manifest_table(MANIFEST))
+            return run.run(scan, 0.0).seconds
+        finally:
+            storage.close()
+            transaction.rollback()
+
+
+def small_files(folder: Path, count: int) -> None:
+    for index in range(count):
+        path = folder / f"audio/{index % 50:02d}/clip-{index:05d}.mp3"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(1024))
+
+
+def large_file(path: Path, size: int) -> None:
+    path.parent.mkdir(parents=True)
+    chunk = os.urandom(MiB)
+    with path.open("wb") as stream:
+        for _ in range(size // MiB):
+            stream.write(chunk)
+
+
+def read_seconds(path: Path) -> float:
+    started = time.monotonic()
+    with path.open("rb") as stream:
+        while stream.read(8 * MiB):
+            pass
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=5000)
+    parser.add_argument("--large-mib", type=int, default=1024)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.workdir) as scratch, running_server() as postgres, \
+            postgres.database("bench_upload") as database_url:
+        root = Path(scratch)
+        port = free_port()
+        server = start_server(root / "tos", port)
+        try:
+            small = root / "small"
+            small_files(small, args.files)
+            cpu = time.process_time()
+            seconds = upload(small, port, root / "work", database_url)
+            cpu = time.process_time() - cpu
+            ideal = args.files * LATENCY / WORKERS
+            ratio = seconds["upload"] / ideal
+            print(f"{args.files:,} small files, {WORKERS} threads, {LATENCY * 1000:.0f} ms per "
+                  f"request: upload {seconds['upload']:.2f} s, ideal {ideal:.2f} s, "
+                  f"{ratio:.2f}x ({'within' if ratio <= GOAL else 'OVER'} the {GOAL}x goal); "
+                  f"verify {seconds['verify']:.2f} s; client CPU {cpu:.1f} s for "
+                  f"{2 * args.files:,} requests ({cpu / (2 * args.files) * 1000:.1f} ms each, "
+                  f"{os.cpu_count()} CPUs)")
+
+            large = root / "large" / "meeting.wav"
+            large_file(large, args.large_mib * MiB)
+            disk = read_seconds(large)
+            seconds = upload(large.parent, port, root / "work", database_url)
+            size_mb = args.large_mib * MiB / 1e6
+            print(f"{args.large_mib:,} MiB file (multipart, 16 MiB parts): upload "
+                  f"{seconds['upload']:.2f} s = {size_mb / seconds['upload']:,.0f} MB/s; "
+                  f"reading it from disk {size_mb / disk:,.0f} MB/s")
+        finally:
+            server.terminate()
+            server.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""What is in the uploads folder: the files to upload, the excluded ones, the refused ones.
+
+Nothing outside the folder is ever read. A symbolic link is followed only when what it
+points to, fully resolved, lies inside the folder; one that leads outside (``../..``
+tricks included), a broken one, a loop, a name that is not UTF-8 and anything that is not
+a regular file (a FIFO would block the upload) is refused and reported, never followed.
+The folder is only listed and read, never written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    relative_path: str  # posix path below the uploads folder: the object key before prefix
+    source: Path  # the real file to read: a link inside the folder already resolved
+    size: int
+
+
+@dataclass(frozen=True)
+class Refusal:
+    relative_path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.relative_path}: {self.reason}"
+
+
+@dataclass
+class FolderScan:
+    root: Path
+    files: list[LocalFile] = field(default_factory=list)
+    excluded: list[LocalFile] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def excluded_bytes(self) -> int:
+        return sum(f.size for f in self.excluded)
+
+
+class Exclusions:
+    """Globs in the spirit of .gitignore: ``tmp/`` excludes every file under a folder named
+    tmp, ``*.part`` matches a file name at any depth, a glob holding ``/`` is matched
+    against the whole relative path."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.folders = [p.rstrip("/") for p in patterns if p.endswith("/")]
+        self.files = [p for p in patterns if not p.endswith("/")]
+
+    def folder(self, relative_path: str) -> bool:
+        return any(_matches(p, relative_path) for p in self.folders)
+
+    def file(self, relative_path: str) -> bool:
+        return any(_matches(p, relative_path) for p in self.files)
+
+
+def _matches(pattern: str, relative_path: str) -> bool:
+    if "/" in pattern:
+        return fnmatchcase(relative_path, pattern.lstrip("/"))
+    return fnmatchcase(relative_path.rpartition("/")[2], pattern)
+
+
+@dataclass(frozen=True)
+class _Folder:
+    path: Path  # as walked (may pass through a link inside the root)
+    prefix: str  # relative path + "/", "" for the root
+    excluded: bool
+    ancestors: frozenset[Path]  # real paths of the folders above, to refuse link loops
+
+
+def scan_folder(root: Path, exclude: Sequence[str]) -> FolderScan:
+    """Every entry under ``root`` sorted into files, excluded files and refusals."""
+    real_root = root.resolve(strict=True)
+    scan = FolderScan(root=real_root)
+    exclusions = Exclusions(exclude)
+    stack = [_Folder(real_root, "", False, frozenset({real_root}))]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder.path) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                _sort_entry(scan, exclusions, real_root, folder, entry, stack)
+    scan.files.sort(key=lambda f: f.relative_path)  # a stable order for logs and reruns
+    return scan
+
+
+def _sort_entry(scan: FolderScan, exclusions: Exclusions, real_root: Path, folder: _Folder,
+                entry: os.DirEntry[str], stack: list[_Folder]) -> None:
+    relative = folder.prefix + entry.name
+    path = Path(entry.path)
+    if not _is_utf8(entry.name):
+        scan.refused.append(Refusal(_printable(relative), "the name is not valid UTF-8"))
+    elif entry.is_dir(follow_symlinks=False):
+        excluded = folder.excluded or exclusions.folder(relative)
+        stack.append(_Folder(path, relative + "/", excluded, folder.ancestors | {path}))
+    elif folder.excluded or exclusions.file(relative):  # counted, never followed or read
+        scan.excluded.append(LocalFile(relative, path, entry.stat(follow_symlinks=False).st_size))
+    elif entry.is_symlink():
+        _sort_link(scan, exclusions, real_root, folder, relative, path, stack)
+    elif entry.is_file(follow_symlinks=False):
+        scan.files.append(LocalFile(relative, path, entry.stat(follow_symlinks=False).st_size))
+    else:
+        scan.refused.append(Refusal(relative, "not a regular file (FIFO, socket or device)"))
+
+
+def _sort_link(scan: FolderScan, exclusions: Exclusions, real_root: Path, folder: _Folder,
+               relative: str, link: Path, stack: list[_Folder]) -> None:
+    """Follow a link only to a file or folder inside the root, and never round a loop."""
+    target = Path(os.path.realpath(link))
+    points_to = os.readlink(link)
+    if not target.is_relative_to(real_root):
+        reason = f"symbolic link to {points_to}, outside UPLOADS_DIR (not followed)"
+    elif not target.exists():
+        reason = f"broken symbolic link to {points_to}"
+    elif target in folder.ancestors:
+        reason = f"symbolic link loop to {points_to} (not followed)"
+    elif target.is_dir():
+        stack.append(_Folder(target, relative + "/", exclusions.folder(relative),
+                             folder.ancestors | {target}))
+        return
+    elif target.is_file():
+        scan.files.append(LocalFile(relative, target, target.stat().st_size))
+        return
+    else:
+        reason = f"symbolic link to {points_to}, not a regular file"
+    scan.refused.append(Refusal(relative, reason))
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes arrive as lone surrogates
+        return False
+    return True
+
+
+def _printable(name: str) -> str:
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")

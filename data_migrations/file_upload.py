@@ -1,0 +1,377 @@
+"""Upload the app's uploads folder to object storage, record every file, verify them all.
+
+The folder is scanned first (file_scan.py: exclusions, refusal of anything leading
+outside it). After the storage preflight, one listing of the bucket tells which objects
+are already there: an object with the same size and CRC-64 as the file is skipped, which
+makes a rerun after a killed upgrade resume instead of starting over; an object with other
+content is uploaded again and named in the summary. Files go up on MAX_CONCURRENT threads,
+each retried as a whole a few times when a transient failure outlives the SDK's own
+retries. The manifest is written in batches as files finish; at the end every manifest
+row is checked against the bucket (size and CRC-64) and marked 'verified'.
+
+It all runs inside the revision's transaction: a failure rolls the manifest back, while
+the objects already uploaded stay and are skipped next time. The uploads folder is only
+read, never written: the preflight probe and any scratch file go to WORK_DIR.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass, field, replace
+from pathlib import PurePosixPath
+from threading import Event
+from typing import TypeVar
+
+import sqlalchemy as sa
+
+from data_migrations.errors import DataMigrationError
+from data_migrations.file_scan import FolderScan, LocalFile, scan_folder
+from data_migrations.options import UploadOptions
+from data_migrations.parallel import Done, run_in_parallel
+from data_migrations.report import Progress, say, size_text, table
+from settings import ConfigError
+from storage import ObjectInfo, StorageClient, StorageError, file_crc64
+from storage.settings import StorageConfigError, StorageSettings, build_storage
+from storage.tos import guess_content_type
+
+R = TypeVar("R")
+ATTEMPTS = 3
+RETRY_BACKOFF_SECONDS = 1.0  # doubled after each failed attempt
+MANIFEST_BATCH = 1000
+NAMES_SHOWN = 50
+LARGEST_SHOWN = 10
+STATUS_ROWS = (("uploaded", "uploaded"), ("replaced", "re-uploaded (content differed)"),
+               ("skipped", "skipped (already in the bucket)"))
+
+
+def manifest_table(name: str) -> sa.TableClause:
+    """The columns of the manifest that revision 0003 creates, for reading and writing."""
+    return sa.table(name, *(sa.column(c) for c in (
+        "relative_path", "object_key", "public_url", "size", "crc64", "status")))
+
+
+class ActionFailure(Exception):
+    """A storage action that kept failing; the message names the file and the attempts."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    file: LocalFile
+    status: str  # uploaded | replaced | skipped
+    stored: ObjectInfo
+
+
+@dataclass
+class UploadReport:
+    scan: FolderScan
+    files: Counter[str] = field(default_factory=Counter)
+    bytes: Counter[str] = field(default_factory=Counter)
+    replaced: list[str] = field(default_factory=list)
+    verified: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def storage_settings() -> StorageSettings:
+    return StorageSettings.from_env(os.environ)
+
+
+def describe_target(settings: StorageSettings) -> str:
+    """Where the objects go, for people: never a credential."""
+    where = (f"folder {settings.local_root.resolve()}" if settings.provider == "local"
+             else f"bucket {settings.bucket!r} at {settings.endpoint}")
+    return where + (f", keys under {settings.key_prefix}" if settings.key_prefix else "")
+
+
+def check_folders(options: UploadOptions, settings: StorageSettings) -> None:
+    """The uploads folder exists, and nothing this step writes lies inside it."""
+    root = options.uploads_dir
+    if not root.is_dir():
+        raise ConfigError(f"UPLOADS_DIR {root} is not an existing folder (set UPLOADS_DIR to "
+                          "the app's uploads folder)")
+    written = {"WORK_DIR": options.work_dir}
+    if settings.provider == "local":
+        written["STORAGE_LOCAL_ROOT"] = settings.local_root
+    for name, folder in written.items():
+        if folder.resolve().is_relative_to(root.resolve()):
+            raise ConfigError(f"{name} {folder} lies inside UPLOADS_DIR {root}: the upload "
+                              "never writes into the folder it uploads")
+
+
+def upload_files(connection: sa.Connection, options: UploadOptions, manifest: str) -> None:
+    """Upload UPLOADS_DIR to the configured storage and fill the table ``manifest``."""
+    settings = storage_settings()
+    check_folders(options, settings)
+    started = time.monotonic()
+    scan = scan_folder(options.uploads_dir, options.exclude)
+    say(f"Uploading files from {scan.root} to {describe_target(settings)}")
+    if options.dry_run:
+        print_plan(scan)
+        return
+    if scan.refused and options.unsafe_files == "fail":
+        raise DataMigrationError(refusal_message(scan))
+    with closing(build_storage(settings, options.work_dir)) as storage:
+        storage.preflight()
+        say("Storage preflight passed: bucket, credentials, probe object written, read and "
+            "deleted.")
+        run = FileUpload(connection, storage, settings, manifest_table(manifest))
+        report = run.run(scan, time.monotonic() - started)
+    print_summary(report)
+
+
+class FileUpload:
+    """One run of the upload: the files, the outcomes, the manifest, the verification."""
+
+    def __init__(self, connection: sa.Connection, storage: StorageClient,
+                 settings: StorageSettings, manifest: sa.TableClause) -> None:
+        self.connection = connection
+        self.storage = storage
+        self.key_prefix = settings.key_prefix
+        self.workers = settings.max_concurrent
+        self.manifest = manifest
+        self.stopping = Event()  # set on the first failure: retries stop early
+
+    def run(self, scan: FolderScan, scan_seconds: float) -> UploadReport:
+        report = UploadReport(scan, seconds={"scan": scan_seconds})
+        started = time.monotonic()
+        present = {info.key: info for info in self.storage.list()}
+        say(f"{len(present):,} objects already stored; uploading {len(scan.files):,} files "
+            f"({size_text(scan.bytes)}) on {self.workers} threads.")
+        self.upload(scan.files, present, report)
+        report.seconds["upload"] = time.monotonic() - started
+        started = time.monotonic()
+        report.verified = self.verify()
+        report.seconds["verify"] = time.monotonic() - started
+        return report
+
+    def upload(self, files: list[LocalFile], present: dict[str, ObjectInfo],
+               report: UploadReport) -> None:
+        progress = Progress("uploading", len(files), "files",
+                            total_bytes=sum(f.size for f in files))
+        batch: list[dict[str, object]] = []
+
+        def upload_one(file: LocalFile) -> Outcome:
+            return self.upload_one(file, present.get(file.relative_path))
+
+        with closing(run_in_parallel(upload_one, files, self.workers,
+                                     on_idle=progress.advance)) as finished:
+            for done in finished:
+                outcome = self.outcome(done)
+                report.files[outcome.status] += 1
+                report.bytes[outcome.status] += outcome.stored.size
+                if outcome.status == "replaced":
+                    report.replaced.append(outcome.file.relative_path)
+                batch.append(self.manifest_row(outcome))
+                if len(batch) >= MANIFEST_BATCH:
+                    self.record(batch)
+                progress.advance(1, outcome.file.size)
+        self.record(batch)
+
+    def outcome(self, done: Done[LocalFile, Outcome]) -> Outcome:
+        failure = failure_text(done)
+        if failure is None:
+            assert done.result is not None
+            return done.result
+        self.stopping.set()
+        raise DataMigrationError(
+            f"file upload stopped: {failure}\nNothing was recorded (the manifest is rolled "
+            "back). The objects already uploaded stay in the bucket and are skipped when the "
+            "upgrade runs again.")
+
+    def upload_one(self, file: LocalFile, present: ObjectInfo | None) -> Outcome:
+        if present is not None and present.size == file.size \
+                and present.crc64 == file_crc64(file.source):
+            return Outcome(file, "skipped", present)
+        stored = self.put_with_retries(file)
+        return Outcome(file, "uploaded" if present is None else "replaced", stored)
+
+    def put_with_retries(self, file: LocalFile) -> ObjectInfo:
+        content_type = guess_content_type(PurePosixPath(file.relative_path))
+        return retrying(lambda: self.storage.put_file(file.relative_path, file.source,
+                                                      content_type),
+                        file.relative_path, self.stopping)
+
+    def manifest_row(self, outcome: Outcome) -> dict[str, object]:
+        key = outcome.file.relative_path
+        return {"relative_path": key, "object_key": self.key_prefix + key,
+                "public_url": self.storage.public_url(key), "size": outcome.stored.size,
+                "crc64": outcome.stored.crc64,
+                "status": "skipped" if outcome.status == "skipped" else "uploaded"}
+
+    def record(self, batch: list[dict[str, object]]) -> None:
+        if batch:
+            self.connection.execute(sa.insert(self.manifest), batch)
+            batch.clear()
+
+    def verify(self) -> int:
+        """Check every manifest row against the bucket; any difference fails the step."""
+        columns = self.manifest.c
+        rows = self.connection.execute(
+            sa.select(columns.relative_path, columns.size, columns.crc64)).all()
+        say(f"Verifying {len(rows):,} files against the bucket (size and CRC-64).")
+        progress = Progress("verifying", len(rows), "files")
+        problems = []
+        with closing(run_in_parallel(self.check_one, rows, self.workers,
+                                     on_idle=progress.advance)) as finished:
+            for done in finished:
+                progress.advance()
+                problem = failure_text(done) or done.result
+                if problem:
+                    problems.append(problem)
+        if problems:
+            raise DataMigrationError(
+                f"verification failed for {len(problems):,} of {len(rows):,} files; nothing "
+                f"was recorded:\n{bulleted(sorted(problems))}\nRun the upgrade again: "
+                "missing or different objects are uploaded again.")
+        self.connection.execute(sa.update(self.manifest).values(status="verified"))
+        return len(rows)
+
+    def check_one(self, row: sa.Row) -> str | None:
+        stored = retrying(lambda: self.storage.stat(row.relative_path), row.relative_path,
+                          self.stopping)
+        if stored is None:
+            return f"{row.relative_path}: not in the bucket"
+        if (stored.size, stored.crc64) != (row.size, int(row.crc64)):
+            return (f"{row.relative_path}: the bucket holds {stored.size:,} bytes with CRC-64 "
+                    f"{stored.crc64}, the upload stored {row.size:,} bytes with CRC-64 "
+                    f"{row.crc64}")
+        return None
+
+
+def retrying(action: Callable[[], R], name: str, stopping: Event | None = None) -> R:
+    """``action()``, tried again with backoff while it fails in a way that may pass.
+
+    The SDK already retries single requests; this retries the whole action (a file's upload
+    with all its parts, a stat) for what still gets through: a connection dropped on every
+    SDK attempt, a long spell of 5xx. Once ``stopping`` is set, no new attempt starts."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return action()
+        except StorageError as error:
+            if attempt == ATTEMPTS or is_permanent(error) or (stopping and stopping.is_set()):
+                raise ActionFailure(f"{name} (after {attempt} attempt"
+                                    f"{'s' if attempt > 1 else ''}): {error}") from error
+            time.sleep(RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def is_permanent(error: StorageError) -> bool:
+    """A refusal (403, 400, ...) fails the same way every time; 5xx, 408, 429 and lost
+    connections may not."""
+    status = getattr(error.__cause__, "status_code", None)
+    return isinstance(status, int) and 400 <= status < 500 and status not in (408, 429)
+
+
+def failure_text(done: Done) -> str | None:
+    """A worker's expected failure as one line; anything else is a bug and propagates."""
+    if done.error is None:
+        return None
+    if isinstance(done.error, ActionFailure | StorageError | OSError):
+        return str(done.error)
+    raise done.error
+
+
+def bulleted(lines: list[str]) -> str:
+    shown = "\n".join(f"  - {line}" for line in lines[:NAMES_SHOWN])
+    more = len(lines) - NAMES_SHOWN
+    return shown + (f"\n  ... and {more:,} more" if more > 0 else "")
+
+
+def refusal_message(scan: FolderScan) -> str:
+    return (f"{len(scan.refused):,} entries in {scan.root} cannot be uploaded safely and were "
+            f"not read; nothing was uploaded:\n{bulleted([str(r) for r in scan.refused])}\n"
+            "Fix or move them, or run with -x unsafe_files=skip to upload everything else "
+            "(the summary lists what was left out).")
+
+
+def print_plan(scan: FolderScan) -> None:
+    """The dry run's report: what would be uploaded, excluded and refused."""
+    say("File upload plan (dry run, nothing uploaded):\n" + table(
+        ("files", "count", "bytes"),
+        [("to upload", len(scan.files), size_text(scan.bytes)),
+         ("excluded", len(scan.excluded), size_text(scan.excluded_bytes)),
+         ("refused (not read)", len(scan.refused), "-")]))
+    largest = sorted(scan.files, key=lambda f: f.size, reverse=True)[:LARGEST_SHOWN]
+    if largest:
+        say("Largest files:\n" + "\n".join(
+            f"  {size_text(f.size):>10}  {f.relative_path}" for f in largest))
+    if scan.refused:
+        say(f"Refused:\n{bulleted([str(r) for r in scan.refused])}")
+
+
+def print_summary(report: UploadReport) -> None:
+    scan = report.scan
+    rows = [(label, report.files[status], size_text(report.bytes[status]))
+            for status, label in STATUS_ROWS]
+    rows += [("excluded", len(scan.excluded), size_text(scan.excluded_bytes)),
+             ("refused (not read)", len(scan.refused), "-"),
+             ("verified in the bucket", report.verified, "-")]
+    times = ", ".join(f"{step} {seconds:.1f}s" for step, seconds in report.seconds.items())
+    say(f"File upload ({times}):\n" + table(("files", "count", "bytes"), rows))
+    if report.replaced:
+        say(f"Re-uploaded because the bucket held other content:\n"
+            f"{bulleted(sorted(report.replaced))}")
+    if scan.refused:
+        say(f"Refused and left out (-x unsafe_files=skip):\n"
+            f"{bulleted([str(r) for r in scan.refused])}")
+
+
+def remove_uploads(connection: sa.Connection, options: UploadOptions, manifest: str) -> None:
+    """The downgrade's part: by default the objects stay; ``purge_objects`` deletes exactly
+    the objects the manifest lists (by their full key, whatever the prefix is now)."""
+    keys = list(connection.execute(sa.select(manifest_table(manifest).c.object_key)).scalars())
+    if not options.purge_objects:
+        say(f"0003: the {len(keys):,} uploaded objects stay in the bucket; only the manifest "
+            "is dropped (-x purge_objects=true deletes them first).")
+        return
+    settings = replace(storage_settings(), key_prefix="")
+    with closing(build_storage(settings, options.work_dir)) as storage:
+        storage.check_access()
+        delete_objects(storage, keys, settings.max_concurrent)
+    say(f"0003: deleted the {len(keys):,} uploaded objects from {describe_target(settings)}.")
+
+
+def delete_objects(storage: StorageClient, keys: list[str], workers: int) -> None:
+    progress = Progress("deleting", len(keys), "objects")
+    failures = []
+    def delete(key: str) -> None:
+        retrying(lambda: storage.delete(key), key)
+
+    with closing(run_in_parallel(delete, keys, workers,
+                                 on_idle=progress.advance)) as finished:
+        for done in finished:
+            progress.advance()
+            if (failure := failure_text(done)) is not None:
+                failures.append(failure)
+    if failures:
+        raise DataMigrationError(
+            f"{len(failures):,} of {len(keys):,} objects could not be deleted; the manifest "
+            f"is kept, run the downgrade again:\n{bulleted(sorted(failures))}")
+
+
+def offline_comment(options: UploadOptions, manifest: str) -> str:
+    """What the upload would do, for ``--sql`` output: it needs live storage to run."""
+    lines = [f"-- 0003 uploads the files under {options.uploads_dir.resolve()}"]
+    try:
+        lines.append(f"-- to {describe_target(storage_settings())}")
+    except StorageConfigError as error:
+        lines.append(f"-- to storage not configured yet ({error})")
+    if options.uploads_dir.is_dir():
+        scan = scan_folder(options.uploads_dir, options.exclude)
+        lines.append(f"--   {len(scan.files):,} files, {size_text(scan.bytes)}; excluded "
+                     f"{len(scan.excluded):,} ({', '.join(options.exclude) or 'no pattern'}); "
+                     f"refused {len(scan.refused):,}")
+    else:
+        lines.append("--   (the folder does not exist on this machine)")
+    lines.append(f"-- and records them in {manifest}. It runs only online (alembic upgrade "
+                 "head);\n-- no SQL is emitted for it.\n\n")
+    return "\n".join(lines)
+
+
+def offline_downgrade_comment(manifest: str) -> str:
+    return ("-- 0003 downgrade keeps the uploaded objects (online, -x purge_objects=true "
+            "deletes\n-- the objects listed in the manifest first) and drops the manifest.\n"
+            f"DROP TABLE IF EXISTS {manifest};\n\n")

@@ -1,0 +1,505 @@
+"""The file-upload revision (0003) on a real PostgreSQL, against a local folder and the
+local TOS server through the real ``tos`` SDK."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+import tos
+from alembic import command
+from alembic.util import CommandError
+
+from data_migrations import file_upload
+from data_migrations.file_scan import Exclusions
+from storage import StorageClient, file_crc64
+from storage.tos import MiB
+from storage.tos_server import Faults, TosServer
+from tests.conftest import (
+    ACCESS_KEY,
+    BUCKET,
+    ENDPOINT,
+    PUBLIC_BASE_URL,
+    REGION,
+    ROOT,
+    SECRET_KEY,
+    alembic_config,
+)
+from tests.dev_data import DevDatabase
+from tests.postgres_server import PASSWORD
+
+SPECIAL_NAMES = ("audio/周会 #1.mp3", "audio/50% off+more.wav", "notes/a b/c&d=e.txt",
+                 "top.txt", "empty.txt")
+
+
+@pytest.fixture(autouse=True)
+def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cutover is on: a dev database (empty: the rows are 0002's business)."""
+    monkeypatch.setenv("SOURCE_DATABASE_URL", DevDatabase(tmp_path / "meeting_agent.db").url)
+    monkeypatch.setattr(file_upload, "RETRY_BACKOFF_SECONDS", 0.05)
+
+
+@pytest.fixture
+def uploads(tmp_path: Path) -> Path:
+    folder = tmp_path / "uploads"  # the default UPLOADS_DIR, relative to the cwd
+    folder.mkdir()
+    return folder
+
+
+def write(folder: Path, relative: str, data: bytes | None = None) -> Path:
+    path = folder / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(relative.encode() * 3 if data is None else data)
+    return path
+
+
+def tos_env(server: TosServer) -> dict[str, str]:
+    return {"STORAGE_PROVIDER": "tos", "STORAGE_BUCKET": BUCKET, "STORAGE_REGION": REGION,
+            "STORAGE_ENDPOINT": ENDPOINT, "STORAGE_ACCESS_KEY": ACCESS_KEY,
+            "STORAGE_SECRET_KEY": SECRET_KEY, "STORAGE_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+            "STORAGE_PROXY": f"http://127.0.0.1:{server.port}"}
+
+
+@pytest.fixture(params=["local", "tos"])
+def bucket(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> StorageClient:
+    """The storage settings in the environment, and a client (no prefix) to look inside."""
+    client: StorageClient = request.getfixturevalue(f"{request.param}_storage")
+    if request.param == "local":
+        env = {"STORAGE_PROVIDER": "local", "STORAGE_LOCAL_ROOT": str(client.root),  # type: ignore[attr-defined]
+               "STORAGE_PUBLIC_BASE_URL": PUBLIC_BASE_URL}
+    else:
+        env = tos_env(request.getfixturevalue("tos_server"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return client
+
+
+only_tos = pytest.mark.parametrize("bucket", ["tos"], indirect=True)
+only_local = pytest.mark.parametrize("bucket", ["local"], indirect=True)
+
+
+def stored(client: StorageClient) -> dict[str, bytes]:
+    result = {}
+    for info in client.list():
+        with client.open(info.key) as stream:
+            result[info.key] = stream.read()
+    return result
+
+
+def manifest(engine: sa.Engine) -> dict[str, tuple]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT relative_path, object_key, public_url, size, crc64, status "
+            "FROM cutover_file_manifest"))
+        return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def fetch(engine: sa.Engine, sql: str) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(sql))]
+
+
+def version(engine: sa.Engine) -> str:
+    return fetch(engine, "SELECT version_num FROM alembic_version")[0][0]
+
+
+def snapshot(folder: Path) -> dict[str, tuple]:
+    """Every entry of a folder with its size and times: proof that nothing was written."""
+    return {str(p.relative_to(folder)): (p.lstat().st_size, p.lstat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+def summary(output: str, title: str = "File upload (") -> dict[str, int]:
+    """The counts of the last summary (or plan) table in the output, by row label."""
+    lines = output[output.rindex(title):].splitlines()[3:]
+    counts = {}
+    for line in lines:
+        row = re.match(r"(\S.*?)\s{2,}([\d,]+)\s", line + " ")
+        if row is None:
+            break
+        counts[row[1]] = int(row[2].replace(",", ""))
+    return counts
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), *args]
+
+
+def run_watching(args: list[str], env: dict[str, str], trigger: str,
+                 action: Callable[[subprocess.Popen], None]) -> tuple[int, str]:
+    """Run the alembic command line; call ``action`` once when a line contains ``trigger``.
+    Returns the exit code and the whole output."""
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    lines, fired = [], False
+    for line in process.stdout:
+        lines.append(line)
+        if not fired and trigger in line:
+            fired = True
+            action(process)
+    assert fired, "".join(lines)
+    return process.wait(timeout=60), "".join(lines)
+
+
+def test_every_file_is_uploaded_under_its_key_and_recorded(
+    bucket: StorageClient, uploads: Path, pg_url: str, pg_engine: sa.Engine,
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("STORAGE_KEY_PREFIX", "meetings")
+    files = {name: write(uploads, name) for name in SPECIAL_NAMES}
+    files["empty.txt"].write_bytes(b"")
+    before = snapshot(uploads)
+
+    command.upgrade(alembic_config(pg_url), "head")
+
+    assert version(pg_engine) == "0003"
+    assert stored(bucket) == {f"meetings/{n}": p.read_bytes() for n, p in files.items()}
+    assert manifest(pg_engine) == {
+        name: (f"meetings/{name}", f"{PUBLIC_BASE_URL}/meetings/{quote(name)}",
+               path.stat().st_size, file_crc64(path), "verified")
+        for name, path in files.items()}
+    assert snapshot(uploads) == before
+    counts = summary(capfd.readouterr().err)
+    assert counts["uploaded"] == counts["verified in the bucket"] == len(files)
+    assert counts["skipped (already in the bucket)"] == counts["excluded"] == 0
+
+
+@only_tos
+def test_content_type_follows_the_extension(
+    bucket: StorageClient, uploads: Path, pg_url: str, raw_client: tos.TosClientV2
+) -> None:
+    write(uploads, "audio/周会 #1.mp3")
+    write(uploads, "minutes.docx")
+    command.upgrade(alembic_config(pg_url), "head")
+    assert raw_client.head_object(BUCKET, "audio/周会 #1.mp3").content_type == "audio/mpeg"
+    assert raw_client.head_object(BUCKET, "minutes.docx").content_type.endswith(
+        "wordprocessingml.document")
+
+
+@only_tos
+def test_a_large_file_goes_up_in_parts(
+    bucket: StorageClient, uploads: Path, pg_url: str, pg_engine: sa.Engine,
+    raw_client: tos.TosClientV2, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STORAGE_MULTIPART_THRESHOLD", str(6 * MiB))
+    monkeypatch.setenv("STORAGE_PART_SIZE", str(5 * MiB))
+    large = write(uploads, "recordings/all-hands.wav", os.urandom(11 * MiB))
+    command.upgrade(alembic_config(pg_url), "head")
+    assert raw_client.head_object(BUCKET, "recordings/all-hands.wav").etag.endswith("-3")
+    assert stored(bucket)["recordings/all-hands.wav"] == large.read_bytes()
+    assert manifest(pg_engine)["recordings/all-hands.wav"][3] == file_crc64(large)
+
+
+@only_local
+def test_exclusions_are_left_out_and_counted(
+    bucket: StorageClient, uploads: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture
+) -> None:
+    for name in ("keep.mp3", "tmp/a.wav", "audio/tmp/b.wav", "audio/c.mp3.part", "x.log"):
+        write(uploads, name)
+    command.upgrade(alembic_config(pg_url), "head")
+    assert set(stored(bucket)) == {"keep.mp3", "x.log"}
+    assert summary(capfd.readouterr().err)["excluded"] == 3
+
+    command.downgrade(alembic_config(pg_url), "0002")
+    monkeypatch.setenv("UPLOAD_EXCLUDE", "*.log")
+    command.upgrade(alembic_config(pg_url), "head")
+    assert set(stored(bucket)) == {"keep.mp3", "x.log", "tmp/a.wav", "audio/tmp/b.wav",
+                                   "audio/c.mp3.part"}  # x.log stayed from the first run
+    assert summary(capfd.readouterr().err)["excluded"] == 1
+
+
+def test_exclusion_patterns() -> None:
+    rules = Exclusions(["tmp/", "*.part", "cache/*.bin"])
+    assert rules.folder("tmp") and rules.folder("audio/tmp") and not rules.folder("tmpx")
+    assert rules.file("a/b.part") and not rules.file("a/b.party")
+    assert rules.file("cache/x.bin") and not rules.file("audio/cache/x.bin")
+
+
+@only_local
+def test_links_leading_outside_are_refused_and_never_read(
+    bucket: StorageClient, uploads: Path, tmp_path: Path, pg_url: str, pg_engine: sa.Engine,
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    outside = tmp_path / "outside"
+    write(outside, "secret.txt", b"not for the bucket")
+    write(uploads, "audio/ok.mp3")
+    (uploads / "audio" / "escape.mp3").symlink_to("../../outside/secret.txt")
+    (uploads / "dotdot.txt").symlink_to(uploads / "audio" / ".." / ".." / "outside" / "secret.txt")
+    (uploads / "folder").symlink_to(outside)
+    (uploads / "alias.mp3").symlink_to("audio/ok.mp3")  # inside: followed
+    (uploads / "loop").symlink_to(".")
+    os.mkfifo(uploads / "pipe")
+
+    with pytest.raises(CommandError) as failure:
+        command.upgrade(alembic_config(pg_url), "head")
+    message = str(failure.value)
+    assert "5 entries" in message and "nothing was uploaded" in message
+    for name in ("audio/escape.mp3", "dotdot.txt", "folder", "loop", "pipe"):
+        assert f"  - {name}: " in message
+    assert "-x unsafe_files=skip" in message
+    assert version(pg_engine) == "0002" and stored(bucket) == {}
+
+    monkeypatch.setenv("UNSAFE_FILES", "skip")
+    command.upgrade(alembic_config(pg_url), "head")
+    assert stored(bucket) == {"audio/ok.mp3": b"audio/ok.mp3" * 3,
+                              "alias.mp3": b"audio/ok.mp3" * 3}
+    assert "  - audio/escape.mp3: symbolic link to ../../outside/secret.txt, outside" in (
+        capfd.readouterr().err)
+
+
+def tos_subprocess_env(server: TosServer, pg_url: str) -> dict[str, str]:
+    return {**os.environ, **tos_env(server), "DATABASE_URL": pg_url}
+
+
+@only_tos
+def test_a_killed_upload_resumes_and_skips_what_is_there(
+    bucket: StorageClient, tos_server: TosServer, uploads: Path, pg_url: str,
+    pg_engine: sa.Engine, capfd: pytest.CaptureFixture
+) -> None:
+    files = {f"audio/{i:03d}.mp3": write(uploads, f"audio/{i:03d}.mp3") for i in range(60)}
+    tos_server.faults = Faults(latency=0.1)
+    env = {**tos_subprocess_env(tos_server, pg_url), "MAX_CONCURRENT": "2"}
+    code, output = run_watching(cli("upgrade", "head"), env, "uploading:",
+                                lambda process: process.kill())
+    assert code == -9, output
+    tos_server.faults = Faults()
+    present = set(stored(bucket))
+    assert 0 < len(present) < len(files)
+    assert version(pg_engine) == "0002"
+    assert fetch(pg_engine, "SELECT to_regclass('cutover_file_manifest')") == [(None,)]
+
+    command.upgrade(alembic_config(pg_url), "head")
+    assert stored(bucket) == {name: path.read_bytes() for name, path in files.items()}
+    assert {row[4] for row in manifest(pg_engine).values()} == {"verified"}
+    assert len(manifest(pg_engine)) == len(files)
+    counts = summary(capfd.readouterr().err)
+    assert counts["skipped (already in the bucket)"] == len(present)
+    assert counts["uploaded"] == len(files) - len(present)
+
+
+def test_an_object_with_other_content_is_uploaded_again(
+    bucket: StorageClient, uploads: Path, pg_url: str, pg_engine: sa.Engine,
+    capfd: pytest.CaptureFixture, make_file: Callable[..., Path]
+) -> None:
+    same = write(uploads, "same.mp3")
+    changed = write(uploads, "audio/changed.mp3")
+    bucket.put_file("same.mp3", same)
+    bucket.put_file("audio/changed.mp3", make_file(b"an older recording"))
+
+    command.upgrade(alembic_config(pg_url), "head")
+
+    assert stored(bucket) == {"same.mp3": same.read_bytes(),
+                              "audio/changed.mp3": changed.read_bytes()}
+    assert manifest(pg_engine)["same.mp3"][4] == "verified"
+    err = capfd.readouterr().err
+    counts = summary(err)
+    assert counts["re-uploaded (content differed)"] == counts["skipped (already in the bucket)"] \
+        == 1
+    assert "Re-uploaded because the bucket held other content:\n  - audio/changed.mp3" in err
+
+
+@only_tos
+def test_errors_and_dropped_connections_are_survived(
+    bucket: StorageClient, tos_server: TosServer, uploads: Path, pg_url: str,
+    pg_engine: sa.Engine
+) -> None:
+    files = {f"f{i:02d}.txt": write(uploads, f"f{i:02d}.txt") for i in range(30)}
+
+    def misbehave(_: subprocess.Popen) -> None:  # from the first upload to the last check
+        tos_server.faults = Faults(error_rate=0.3, drop_rate=0.2, seed=7)
+
+    code, output = run_watching(cli("upgrade", "head"), tos_subprocess_env(tos_server, pg_url),
+                                "objects already stored; uploading", misbehave)
+    faults, tos_server.faults = tos_server.faults, Faults()
+    assert code == 0, output
+    assert faults.errors > 10 and faults.drops > 5
+    assert stored(bucket) == {name: path.read_bytes() for name, path in files.items()}
+    assert {row[4] for row in manifest(pg_engine).values()} == {"verified"}
+    assert len(manifest(pg_engine)) == len(files)
+
+
+def assert_one_clear_failure(code: int, output: str, message: str) -> None:
+    assert code != 0, output
+    assert "Traceback" not in output
+    failures = [line for line in output.splitlines() if line.startswith("FAILED:")]
+    assert len(failures) == 1, output
+    assert message in failures[0], output
+    assert SECRET_KEY not in output and PASSWORD not in output
+
+
+@only_tos
+def test_storage_failing_every_request_is_one_clear_line(
+    bucket: StorageClient, tos_server: TosServer, uploads: Path, pg_url: str,
+    pg_engine: sa.Engine
+) -> None:
+    for i in range(5):
+        write(uploads, f"f{i}.txt")
+
+    def fail_everything(_: subprocess.Popen) -> None:
+        tos_server.faults = Faults(error_rate=1.0)
+
+    code, output = run_watching(cli("upgrade", "head"), tos_subprocess_env(tos_server, pg_url),
+                                "objects already stored; uploading", fail_everything)
+    assert_one_clear_failure(code, output, "file upload stopped: f")
+    assert "(after 3 attempts)" in output and "HTTP 503" in output
+    assert version(pg_engine) == "0002"
+
+
+@only_tos
+def test_settings_and_credentials_problems_are_one_clear_line(
+    bucket: StorageClient, tos_server: TosServer, uploads: Path, pg_url: str
+) -> None:
+    write(uploads, "a.txt")
+    env = tos_subprocess_env(tos_server, pg_url)
+    missing = subprocess.run(cli("upgrade", "head"), env={**env, "STORAGE_BUCKET": ""},
+                             capture_output=True, text=True, timeout=60)
+    assert_one_clear_failure(missing.returncode, missing.stdout + missing.stderr,
+                             "STORAGE_BUCKET is not set")
+    wrong = subprocess.run(cli("upgrade", "head"),
+                           env={**env, "STORAGE_SECRET_KEY": SECRET_KEY[::-1]},
+                           capture_output=True, text=True, timeout=60)
+    assert_one_clear_failure(wrong.returncode, wrong.stdout + wrong.stderr,
+                             "preflight failed at step 'credentials'")
+    assert SECRET_KEY[::-1] not in wrong.stdout + wrong.stderr
+
+
+@only_tos
+def test_an_object_lost_before_verification_fails_the_upgrade(
+    bucket: StorageClient, tos_server: TosServer, uploads: Path, pg_url: str,
+    pg_engine: sa.Engine
+) -> None:
+    for i in range(12):
+        write(uploads, f"f{i:02d}.txt")
+    tos_server.faults = Faults(latency=0.1)
+    env = {**tos_subprocess_env(tos_server, pg_url), "MAX_CONCURRENT": "1"}
+
+    def lose_the_last_object(_: subprocess.Popen) -> None:
+        bucket.delete("f11.txt")  # verification goes in key order, one at a time
+
+    code, output = run_watching(cli("upgrade", "head"), env, "Verifying 12 files",
+                                lose_the_last_object)
+    assert_one_clear_failure(code, output, "verification failed for 1 of 12 files")
+    assert "  - f11.txt: not in the bucket" in output
+    assert version(pg_engine) == "0002"
+
+
+def test_downgrade_keeps_the_objects_unless_purged(
+    bucket: StorageClient, uploads: Path, pg_url: str, pg_engine: sa.Engine,
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture,
+    make_file: Callable[..., Path]
+) -> None:
+    monkeypatch.setenv("STORAGE_KEY_PREFIX", "meetings")
+    for name in SPECIAL_NAMES:
+        write(uploads, name)
+    config = alembic_config(pg_url)
+    command.upgrade(config, "head")
+    command.downgrade(config, "0002")
+    assert f"the {len(SPECIAL_NAMES)} uploaded objects stay in the bucket" in (
+        capfd.readouterr().err)
+    assert len(stored(bucket)) == len(SPECIAL_NAMES)
+    assert fetch(pg_engine, "SELECT to_regclass('cutover_file_manifest')") == [(None,)]
+
+    command.upgrade(config, "head")
+    bucket.put_file("meetings/other.txt", make_file(b"not from the uploads folder"))
+    monkeypatch.setenv("STORAGE_KEY_PREFIX", "changed-since")  # the manifest's keys count
+    monkeypatch.setenv("PURGE_OBJECTS", "true")
+    command.downgrade(config, "0002")
+    assert set(stored(bucket)) == {"meetings/other.txt"}
+    assert version(pg_engine) == "0002"
+
+
+def test_dry_run_uploads_nothing_and_needs_no_storage(
+    bucket: StorageClient, uploads: Path, pg_url: str, pg_engine: sa.Engine,
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    write(uploads, "big.wav", b"x" * 5000)
+    write(uploads, "small.txt")
+    write(uploads, "tmp/skip.wav")
+    monkeypatch.setenv("STORAGE_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("STORAGE_LOCAL_ROOT", str(uploads.parent / "no-such-folder"))
+    monkeypatch.setenv("DRY_RUN", "true")
+    command.upgrade(alembic_config(pg_url), "head")
+    monkeypatch.delenv("STORAGE_PROXY")
+    monkeypatch.delenv("STORAGE_LOCAL_ROOT")
+    err = capfd.readouterr().err
+    assert "File upload plan (dry run, nothing uploaded)" in err
+    plan = summary(err, "File upload plan")
+    assert (plan["to upload"], plan["excluded"], plan["refused (not read)"]) == (2, 1, 0)
+    assert "Largest files:\n     4.9 KiB  big.wav" in err
+    assert fetch(pg_engine, "SELECT to_regclass('alembic_version')") == [(None,)]
+    assert not (uploads.parent / "no-such-folder").exists()
+
+
+def test_offline_sql_describes_the_upload_without_secrets(
+    uploads: Path, tos_server: TosServer
+) -> None:
+    write(uploads, "a.mp3")
+    write(uploads, "b.part")
+    env = {**os.environ, **tos_env(tos_server)}
+    upgrade = subprocess.run(cli("upgrade", "head", "--sql"), env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert f"-- 0003 uploads the files under {uploads}\n" in upgrade.stdout
+    assert f"-- to bucket '{BUCKET}' at {ENDPOINT}\n" in upgrade.stdout
+    assert "--   1 files, 15 B; excluded 1 (tmp/, *.part); refused 0" in upgrade.stdout
+    assert "cutover_file_manifest (" not in upgrade.stdout
+    downgrade = subprocess.run(cli("downgrade", "head:0002", "--sql"), env=env,
+                               capture_output=True, text=True, timeout=60)
+    assert "DROP TABLE IF EXISTS cutover_file_manifest;" in downgrade.stdout
+    for result in (upgrade, downgrade):
+        assert SECRET_KEY not in result.stdout + result.stderr
+
+
+def test_without_a_source_nothing_is_read(
+    pg_url: str, pg_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture
+) -> None:
+    monkeypatch.delenv("SOURCE_DATABASE_URL")
+    monkeypatch.setenv("STORAGE_PROVIDER", "not-a-provider")  # never read
+    command.upgrade(alembic_config(pg_url), "head")
+    assert "0003: SOURCE_DATABASE_URL is not set: no files to upload." in capfd.readouterr().err
+    assert version(pg_engine) == "0003"
+    assert fetch(pg_engine, "SELECT to_regclass('cutover_file_manifest')") == [(None,)]
+
+
+def test_a_missing_uploads_folder_is_named(
+    bucket: StorageClient, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOADS_DIR", "/srv/nowhere/uploads")
+    with pytest.raises(CommandError, match="UPLOADS_DIR /srv/nowhere/uploads is not an "
+                                           "existing folder"):
+        command.upgrade(alembic_config(pg_url), "head")
+
+
+@only_local
+def test_manifest_is_as_the_path_rewrite_expects_and_check_stays_clean(
+    bucket: StorageClient, uploads: Path, pg_url: str, pg_engine: sa.Engine
+) -> None:
+    write(uploads, "a.mp3")
+    config = alembic_config(pg_url)
+    command.upgrade(config, "head")
+    command.check(config)  # raises when the models and the database disagree
+    assert fetch(pg_engine, """
+        SELECT column_name, data_type, numeric_precision, is_nullable, column_default
+        FROM information_schema.columns WHERE table_name = 'cutover_file_manifest'
+        ORDER BY ordinal_position""") == [
+        ("relative_path", "text", None, "NO", None),
+        ("object_key", "text", None, "NO", None),
+        ("public_url", "text", None, "NO", None),
+        ("size", "bigint", 64, "NO", None),
+        ("crc64", "numeric", 20, "NO", None),
+        ("status", "text", None, "NO", None),
+        ("uploaded_at", "timestamp with time zone", None, "NO", "now()")]
+    assert fetch(pg_engine, "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON "
+                            "a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE "
+                            "i.indrelid = 'cutover_file_manifest'::regclass "
+                            "AND i.indisprimary") == [("relative_path",)]
