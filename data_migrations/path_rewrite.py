@@ -75,8 +75,12 @@ def normalized_aliases(aliases: Sequence[str], uploads_dir: Path) -> list[str]:
     return list(dict.fromkeys(a for a in cleaned if a))
 
 
+RELATIVE_PATH_FUNCTION = "pg_temp.uploads_relative_path"
+
+
 class PathSql:
-    """The SQL expressions that turn a stored value into a path relative to uploads/."""
+    """The SQL that turns a stored value into a path relative to uploads/: a temporary
+    function, so every statement that uses it stays short enough to review."""
 
     def __init__(self, aliases: list[str]) -> None:
         self.aliases = aliases
@@ -86,20 +90,33 @@ class PathSql:
     def is_path(value: str) -> str:
         return f"({value} IS NOT NULL AND {value} <> '' AND {value} !~ '{URL_PATTERN}')"
 
-    def relative(self, value: str) -> str:
-        """The path relative to uploads/, or NULL when it cannot be resolved there."""
-        slashed = f"replace({value}, '\\', '/')"
-        branches = [
-            f"WHEN left({slashed}, length(:{name}) + 1) = :{name} || '/' "
-            f"THEN substr({slashed}, length(:{name}) + 2)"
-            for name in self.params
-        ]
-        branches.append(f"WHEN {slashed} ~ '^(\\./)*uploads/' "
-                        f"THEN regexp_replace({slashed}, '^(\\./)*uploads/', '')")
-        inside = f"CASE {' '.join(branches)} END"
-        # Collapse '//' and '/./'; a '..' segment would leave the folder: unresolvable.
-        tidy = f"regexp_replace(regexp_replace({inside}, '/+', '/', 'g'), '(^|/)\\./', '\\1', 'g')"
-        return f"(CASE WHEN {tidy} ~ '(^|/)\\.\\.(/|$)' THEN NULL ELSE {tidy} END)"
+    @staticmethod
+    def relative(value: str) -> str:
+        return f"{RELATIVE_PATH_FUNCTION}({value})"
+
+    def create_function(self) -> sa.TextClause:
+        """The function: aliases first, then ``uploads/`` and ``./uploads/``; '//' and
+        '/./' collapse; a '..' segment would leave the folder, so it gives NULL."""
+        branches = "\n".join(
+            f"             WHEN left(s, length(:{name}) + 1) = :{name} || '/' "
+            f"THEN substr(s, length(:{name}) + 2)"
+            for name in self.params)
+        return _statement(
+            f"CREATE FUNCTION {RELATIVE_PATH_FUNCTION}(stored text) RETURNS text\n"
+            "LANGUAGE sql IMMUTABLE AS $function$\n"
+            "  SELECT CASE WHEN p ~ '(^|/)\\.\\.(/|$)' THEN NULL ELSE p END\n"
+            "  FROM (SELECT regexp_replace(regexp_replace(\n"
+            "          CASE\n"
+            f"{branches}\n"
+            "             WHEN s ~ '^(\\./)*uploads/' "
+            "THEN regexp_replace(s, '^(\\./)*uploads/', '')\n"
+            "          END, '/+', '/', 'g'), '(^|/)\\./', '\\1', 'g') AS p\n"
+            "        FROM (SELECT replace(stored, '\\', '/') AS s) AS slashed) AS inside\n"
+            "$function$", self.params)
+
+    @staticmethod
+    def drop_function() -> sa.TextClause:
+        return sa.text(f"DROP FUNCTION {RELATIVE_PATH_FUNCTION}(text)")
 
 
 def _statement(sql: str, params: dict[str, str]) -> sa.TextClause:
@@ -113,7 +130,7 @@ def findings_query(col: PathColumn, paths: PathSql, manifest: str) -> sa.TextCla
         f"m.relative_path IS NOT NULL AS uploaded "
         f"FROM {quote(col.table)} AS t LEFT JOIN {quote(manifest)} AS m "
         f"ON m.relative_path = {paths.relative(value)} AND m.status = 'verified' "
-        f"WHERE {paths.is_path(value)} AND m.relative_path IS NULL", paths.params)
+        f"WHERE {paths.is_path(value)} AND m.relative_path IS NULL", {})
 
 
 def preflight(connection: sa.Connection, columns: list[PathColumn], paths: PathSql,
@@ -143,7 +160,7 @@ def save_originals(col: PathColumn, paths: PathSql, manifest: str,
         f"SELECT '{col.table}', '{col.column}', t.{quote(col.key)}::text, {value} "
         f"FROM {quote(col.table)} AS t JOIN {quote(manifest)} AS m "
         f"ON m.relative_path = {paths.relative(value)} AND m.status = 'verified' "
-        f"WHERE {paths.is_path(value)}", paths.params)
+        f"WHERE {paths.is_path(value)}", {})
 
 
 def rewrite(col: PathColumn, paths: PathSql, manifest: str) -> sa.TextClause:
@@ -152,7 +169,7 @@ def rewrite(col: PathColumn, paths: PathSql, manifest: str) -> sa.TextClause:
         f"UPDATE {quote(col.table)} AS t SET {quote(col.column)} = m.public_url "
         f"FROM {quote(manifest)} AS m "
         f"WHERE m.relative_path = {paths.relative(value)} AND m.status = 'verified' "
-        f"AND {paths.is_path(value)}", paths.params)
+        f"AND {paths.is_path(value)}", {})
 
 
 def restore(col: PathColumn, rewrites: str) -> sa.TextClause:
@@ -168,6 +185,7 @@ def rewrite_statements(columns: list[PathColumn], paths: PathSql, manifest: str,
     for col in columns:
         yield save_originals(col, paths, manifest, rewrites)
         yield rewrite(col, paths, manifest)
+    yield paths.drop_function()
 
 
 def rewritten_columns(connection: sa.Connection, rewrites: str) -> list[PathColumn]:

@@ -93,6 +93,14 @@ ENDPOINT = "http://tos-cn-beijing.volces.com"  # never resolved: requests go to 
 PUBLIC_BASE_URL = "https://cdn.example.com/media"
 
 
+def tos_env(server: TosServer) -> dict[str, str]:
+    """The storage settings that point the cutover at the local TOS server."""
+    return {"STORAGE_PROVIDER": "tos", "STORAGE_BUCKET": BUCKET, "STORAGE_REGION": REGION,
+            "STORAGE_ENDPOINT": ENDPOINT, "STORAGE_ACCESS_KEY": ACCESS_KEY,
+            "STORAGE_SECRET_KEY": SECRET_KEY, "STORAGE_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+            "STORAGE_PROXY": f"http://127.0.0.1:{server.port}"}
+
+
 @pytest.fixture
 def tos_server(tmp_path: Path) -> Iterator[TosServer]:
     with TosServer(tmp_path / "tos-root", access_key=ACCESS_KEY, secret_key=SECRET_KEY,

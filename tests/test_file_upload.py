@@ -23,14 +23,13 @@ from storage import StorageClient, file_crc64
 from storage.tos import MiB
 from storage.tos_server import Faults, TosServer
 from tests.conftest import (
-    ACCESS_KEY,
     BUCKET,
     ENDPOINT,
     PUBLIC_BASE_URL,
-    REGION,
     ROOT,
     SECRET_KEY,
     alembic_config,
+    tos_env,
 )
 from tests.dev_data import DevDatabase
 from tests.postgres_server import PASSWORD
@@ -58,13 +57,6 @@ def write(folder: Path, relative: str, data: bytes | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(relative.encode() * 3 if data is None else data)
     return path
-
-
-def tos_env(server: TosServer) -> dict[str, str]:
-    return {"STORAGE_PROVIDER": "tos", "STORAGE_BUCKET": BUCKET, "STORAGE_REGION": REGION,
-            "STORAGE_ENDPOINT": ENDPOINT, "STORAGE_ACCESS_KEY": ACCESS_KEY,
-            "STORAGE_SECRET_KEY": SECRET_KEY, "STORAGE_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
-            "STORAGE_PROXY": f"http://127.0.0.1:{server.port}"}
 
 
 @pytest.fixture(params=["local", "tos"])
@@ -158,7 +150,7 @@ def test_every_file_is_uploaded_under_its_key_and_recorded(
     files["empty.txt"].write_bytes(b"")
     before = snapshot(uploads)
 
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0003")
 
     assert version(pg_engine) == "0003"
     assert stored(bucket) == {f"meetings/{n}": p.read_bytes() for n, p in files.items()}
@@ -178,7 +170,7 @@ def test_content_type_follows_the_extension(
 ) -> None:
     write(uploads, "audio/周会 #1.mp3")
     write(uploads, "minutes.docx")
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0003")
     assert raw_client.head_object(BUCKET, "audio/周会 #1.mp3").content_type == "audio/mpeg"
     assert raw_client.head_object(BUCKET, "minutes.docx").content_type.endswith(
         "wordprocessingml.document")
@@ -192,7 +184,7 @@ def test_a_large_file_goes_up_in_parts(
     monkeypatch.setenv("STORAGE_MULTIPART_THRESHOLD", str(6 * MiB))
     monkeypatch.setenv("STORAGE_PART_SIZE", str(5 * MiB))
     large = write(uploads, "recordings/all-hands.wav", os.urandom(11 * MiB))
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0003")
     assert raw_client.head_object(BUCKET, "recordings/all-hands.wav").etag.endswith("-3")
     assert stored(bucket)["recordings/all-hands.wav"] == large.read_bytes()
     assert manifest(pg_engine)["recordings/all-hands.wav"][3] == file_crc64(large)
@@ -205,13 +197,13 @@ def test_exclusions_are_left_out_and_counted(
 ) -> None:
     for name in ("keep.mp3", "tmp/a.wav", "audio/tmp/b.wav", "audio/c.mp3.part", "x.log"):
         write(uploads, name)
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0003")
     assert set(stored(bucket)) == {"keep.mp3", "x.log"}
     assert summary(capfd.readouterr().err)["excluded"] == 3
 
     command.downgrade(alembic_config(pg_url), "0002")
     monkeypatch.setenv("UPLOAD_EXCLUDE", "*.log")
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0003")
     assert set(stored(bucket)) == {"keep.mp3", "x.log", "tmp/a.wav", "audio/tmp/b.wav",
                                    "audio/c.mp3.part"}  # x.log stayed from the first run
     assert summary(capfd.readouterr().err)["excluded"] == 1
@@ -240,7 +232,7 @@ def test_links_leading_outside_are_refused_and_never_read(
     os.mkfifo(uploads / "pipe")
 
     with pytest.raises(CommandError) as failure:
-        command.upgrade(alembic_config(pg_url), "head")
+        command.upgrade(alembic_config(pg_url), "0003")
     message = str(failure.value)
     assert "5 entries" in message and "nothing was uploaded" in message
     for name in ("audio/escape.mp3", "dotdot.txt", "folder", "loop", "pipe"):
@@ -249,7 +241,7 @@ def test_links_leading_outside_are_refused_and_never_read(
     assert version(pg_engine) == "0002" and stored(bucket) == {}
 
     monkeypatch.setenv("UNSAFE_FILES", "skip")
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0003")
     assert stored(bucket) == {"audio/ok.mp3": b"audio/ok.mp3" * 3,
                               "alias.mp3": b"audio/ok.mp3" * 3}
     assert "  - audio/escape.mp3: symbolic link to ../../outside/secret.txt, outside" in (
@@ -268,7 +260,7 @@ def test_a_killed_upload_resumes_and_skips_what_is_there(
     files = {f"audio/{i:03d}.mp3": write(uploads, f"audio/{i:03d}.mp3") for i in range(60)}
     tos_server.faults = Faults(latency=0.1)
     env = {**tos_subprocess_env(tos_server, pg_url), "MAX_CONCURRENT": "2"}
-    code, output = run_watching(cli("upgrade", "head"), env, "uploading:",
+    code, output = run_watching(cli("upgrade", "0003"), env, "uploading:",
                                 lambda process: process.kill())
     assert code == -9, output
     tos_server.faults = Faults()
@@ -277,7 +269,7 @@ def test_a_killed_upload_resumes_and_skips_what_is_there(
     assert version(pg_engine) == "0002"
     assert fetch(pg_engine, "SELECT to_regclass('cutover_file_manifest')") == [(None,)]
 
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0003")
     assert stored(bucket) == {name: path.read_bytes() for name, path in files.items()}
     assert {row[4] for row in manifest(pg_engine).values()} == {"verified"}
     assert len(manifest(pg_engine)) == len(files)
@@ -295,7 +287,7 @@ def test_an_object_with_other_content_is_uploaded_again(
     bucket.put_file("same.mp3", same)
     bucket.put_file("audio/changed.mp3", make_file(b"an older recording"))
 
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0003")
 
     assert stored(bucket) == {"same.mp3": same.read_bytes(),
                               "audio/changed.mp3": changed.read_bytes()}
@@ -317,7 +309,7 @@ def test_errors_and_dropped_connections_are_survived(
     def misbehave(_: subprocess.Popen) -> None:  # from the first upload to the last check
         tos_server.faults = Faults(error_rate=0.3, drop_rate=0.2, seed=7)
 
-    code, output = run_watching(cli("upgrade", "head"), tos_subprocess_env(tos_server, pg_url),
+    code, output = run_watching(cli("upgrade", "0003"), tos_subprocess_env(tos_server, pg_url),
                                 "objects already stored; uploading", misbehave)
     faults, tos_server.faults = tos_server.faults, Faults()
     assert code == 0, output
@@ -347,7 +339,7 @@ def test_storage_failing_every_request_is_one_clear_line(
     def fail_everything(_: subprocess.Popen) -> None:
         tos_server.faults = Faults(error_rate=1.0)
 
-    code, output = run_watching(cli("upgrade", "head"), tos_subprocess_env(tos_server, pg_url),
+    code, output = run_watching(cli("upgrade", "0003"), tos_subprocess_env(tos_server, pg_url),
                                 "objects already stored; uploading", fail_everything)
     assert_one_clear_failure(code, output, "file upload stopped: f")
     assert "(after 3 attempts)" in output and "HTTP 503" in output
@@ -360,11 +352,11 @@ def test_settings_and_credentials_problems_are_one_clear_line(
 ) -> None:
     write(uploads, "a.txt")
     env = tos_subprocess_env(tos_server, pg_url)
-    missing = subprocess.run(cli("upgrade", "head"), env={**env, "STORAGE_BUCKET": ""},
+    missing = subprocess.run(cli("upgrade", "0003"), env={**env, "STORAGE_BUCKET": ""},
                              capture_output=True, text=True, timeout=60)
     assert_one_clear_failure(missing.returncode, missing.stdout + missing.stderr,
                              "STORAGE_BUCKET is not set")
-    wrong = subprocess.run(cli("upgrade", "head"),
+    wrong = subprocess.run(cli("upgrade", "0003"),
                            env={**env, "STORAGE_SECRET_KEY": SECRET_KEY[::-1]},
                            capture_output=True, text=True, timeout=60)
     assert_one_clear_failure(wrong.returncode, wrong.stdout + wrong.stderr,
@@ -385,7 +377,7 @@ def test_an_object_lost_before_verification_fails_the_upgrade(
     def lose_the_last_object(_: subprocess.Popen) -> None:
         bucket.delete("f11.txt")  # verification goes in key order, one at a time
 
-    code, output = run_watching(cli("upgrade", "head"), env, "Verifying 12 files",
+    code, output = run_watching(cli("upgrade", "0003"), env, "Verifying 12 files",
                                 lose_the_last_object)
     assert_one_clear_failure(code, output, "verification failed for 1 of 12 files")
     assert "  - f11.txt: not in the bucket" in output
@@ -401,14 +393,14 @@ def test_downgrade_keeps_the_objects_unless_purged(
     for name in SPECIAL_NAMES:
         write(uploads, name)
     config = alembic_config(pg_url)
-    command.upgrade(config, "head")
+    command.upgrade(config, "0003")
     command.downgrade(config, "0002")
     assert f"the {len(SPECIAL_NAMES)} uploaded objects stay in the bucket" in (
         capfd.readouterr().err)
     assert len(stored(bucket)) == len(SPECIAL_NAMES)
     assert fetch(pg_engine, "SELECT to_regclass('cutover_file_manifest')") == [(None,)]
 
-    command.upgrade(config, "head")
+    command.upgrade(config, "0003")
     bucket.put_file("meetings/other.txt", make_file(b"not from the uploads folder"))
     monkeypatch.setenv("STORAGE_KEY_PREFIX", "changed-since")  # the manifest's keys count
     monkeypatch.setenv("PURGE_OBJECTS", "true")
@@ -427,7 +419,7 @@ def test_dry_run_uploads_nothing_and_needs_no_storage(
     monkeypatch.setenv("STORAGE_PROXY", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("STORAGE_LOCAL_ROOT", str(uploads.parent / "no-such-folder"))
     monkeypatch.setenv("DRY_RUN", "true")
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0003")
     monkeypatch.delenv("STORAGE_PROXY")
     monkeypatch.delenv("STORAGE_LOCAL_ROOT")
     err = capfd.readouterr().err
@@ -445,7 +437,7 @@ def test_offline_sql_describes_the_upload_without_secrets(
     write(uploads, "a.mp3")
     write(uploads, "b.part")
     env = {**os.environ, **tos_env(tos_server)}
-    upgrade = subprocess.run(cli("upgrade", "head", "--sql"), env=env, capture_output=True,
+    upgrade = subprocess.run(cli("upgrade", "0003", "--sql"), env=env, capture_output=True,
                              text=True, timeout=60)
     assert upgrade.returncode == 0, upgrade.stderr
     assert f"-- 0003 uploads the files under {uploads}\n" in upgrade.stdout
@@ -465,7 +457,7 @@ def test_without_a_source_nothing_is_read(
 ) -> None:
     monkeypatch.delenv("SOURCE_DATABASE_URL")
     monkeypatch.setenv("STORAGE_PROVIDER", "not-a-provider")  # never read
-    command.upgrade(alembic_config(pg_url), "head")
+    command.upgrade(alembic_config(pg_url), "0003")
     assert "0003: SOURCE_DATABASE_URL is not set: no files to upload." in capfd.readouterr().err
     assert version(pg_engine) == "0003"
     assert fetch(pg_engine, "SELECT to_regclass('cutover_file_manifest')") == [(None,)]
@@ -477,7 +469,7 @@ def test_a_missing_uploads_folder_is_named(
     monkeypatch.setenv("UPLOADS_DIR", "/srv/nowhere/uploads")
     with pytest.raises(CommandError, match="UPLOADS_DIR /srv/nowhere/uploads is not an "
                                            "existing folder"):
-        command.upgrade(alembic_config(pg_url), "head")
+        command.upgrade(alembic_config(pg_url), "0003")
 
 
 @only_local

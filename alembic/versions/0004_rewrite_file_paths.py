@@ -1,0 +1,77 @@
+"""Rewrite the stored file paths to the URLs of the uploaded objects.
+
+Every column the models mark as a file path (tasks.audio_path,
+transcripts.raw_result_path, generated_artifacts.file_path, hotword_sets.file_path) is
+rewritten from the local path the app stored ('uploads/...', './uploads/...', Windows
+backslashes, absolute paths under UPLOADS_PATH_ALIASES) to the public URL of its object,
+taken from the upload manifest of 0003 — only for files that were uploaded and verified.
+NULL, empty values and values that are already URLs stay. Paths that cannot be rewritten
+(missing file, outside the uploads folder, unresolvable) stop the revision
+(missing_files=fail, the default) or stay as they are (-x missing_files=keep).
+
+Before the update the original strings are saved in cutover_path_rewrites; the
+downgrade writes them back byte for byte and drops that table. The work is set-based
+SQL in data_migrations/path_rewrite.py; --sql shows the statements.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-27
+
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import context, op
+
+import settings
+from data_migrations import path_rewrite
+from data_migrations.options import PathOptions
+from data_migrations.report import say
+
+revision: str = "0004"
+down_revision: str | Sequence[str] | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+MANIFEST = "cutover_file_manifest"
+REWRITES = "cutover_path_rewrites"
+
+
+def upgrade() -> None:
+    if settings.source_database_path() is None:
+        say("0004: SOURCE_DATABASE_URL is not set: no paths to rewrite.")
+        return
+    options = PathOptions.from_sources(context.get_x_argument(as_dictionary=True))
+    offline = context.is_offline_mode()
+    columns = path_rewrite.marked_columns(None if offline else op.get_bind())
+    paths = path_rewrite.PathSql(path_rewrite.normalized_aliases(options.aliases,
+                                                                 options.uploads_dir))
+    op.execute(paths.create_function())
+    if not offline:
+        found = path_rewrite.preflight(op.get_bind(), columns, paths, MANIFEST)
+        path_rewrite.check_findings(found, options.missing_files)
+    op.create_table(
+        REWRITES,
+        sa.Column("table_name", sa.Text(), nullable=False),
+        sa.Column("column_name", sa.Text(), nullable=False),
+        sa.Column("key", sa.Text(), nullable=False),
+        sa.Column("original", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("table_name", "column_name", "key", name=f"pk_{REWRITES}"),
+    )
+    for statement in path_rewrite.rewrite_statements(columns, paths, MANIFEST, REWRITES):
+        op.execute(statement)
+    if not offline:
+        path_rewrite.print_summary(op.get_bind(), REWRITES, kept=len(found))
+
+
+def downgrade() -> None:
+    if context.is_offline_mode():
+        columns = path_rewrite.marked_columns(None)
+    elif sa.inspect(op.get_bind()).has_table(REWRITES):
+        columns = path_rewrite.rewritten_columns(op.get_bind(), REWRITES)
+    else:
+        columns = []
+    for column in columns:
+        op.execute(path_rewrite.restore(column, REWRITES))
+    op.execute(f"DROP TABLE IF EXISTS {REWRITES}")
