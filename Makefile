@@ -13,7 +13,7 @@ ROWS ?= 1000000
 export ENV PG_BIN
 
 <<<<<<< HEAD
-.PHONY: help install test lint migrate plan verify sql sql-downgrade downgrade current history check \
+.PHONY: help install test lint demo migrate plan verify sql sql-downgrade downgrade current history check \
 	adopt-dev revision postgres-binaries bench
 =======
 .PHONY: help install test lint migrate sql sql-downgrade downgrade current history check \
@@ -21,6 +21,7 @@ export ENV PG_BIN
 >>>>>>> upload
 
 help:
+	@echo "make demo                      the whole cutover and rollback on sample data"
 	@echo "make test                      set up the virtualenv, lint, run the tests"
 	@echo "make plan ENV=prod             the whole cutover as a dry run: checks, findings, no change"
 	@echo "make migrate ENV=prod          alembic upgrade head against DATABASE_URL"
@@ -63,6 +64,11 @@ test: install postgres-binaries lint
 
 migrate: install
 	$(ALEMBIC) upgrade head
+
+# The whole cutover and its rollback on sample data, with a throwaway PostgreSQL and the
+# local TOS server: nothing to configure.
+demo: install postgres-binaries
+	$(BIN)/python -m demo
 
 # The whole chain as a dry run: every check and finding, then everything rolled back.
 plan: install

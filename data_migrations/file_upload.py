@@ -32,7 +32,7 @@ from data_migrations.errors import DataMigrationError
 from data_migrations.file_scan import FolderScan, LocalFile, scan_folder
 from data_migrations.options import UploadOptions
 from data_migrations.parallel import Done, run_in_parallel
-from data_migrations.report import Progress, say, size_text, table
+from data_migrations.report import Progress, record_step, say, size_text, table
 from settings import ConfigError
 from storage import ObjectInfo, StorageClient, StorageError, file_crc64
 from storage.settings import StorageConfigError, StorageSettings, build_storage
@@ -120,6 +120,12 @@ def upload_files(connection: sa.Connection, options: UploadOptions, manifest: st
         run = FileUpload(connection, storage, settings, manifest_table(manifest))
         report = run.run(scan, time.monotonic() - started)
     print_summary(report)
+    record_step("files", seconds=sum(report.seconds.values()),
+                summary=f"{sum(report.files.values()):,} files in the bucket, "
+                        f"{len(scan.excluded):,} excluded, {len(scan.refused):,} refused",
+                files=dict(report.files), bytes=dict(report.bytes),
+                excluded=len(scan.excluded), refused=[str(r) for r in scan.refused],
+                replaced=report.replaced, verified=report.verified)
 
 
 class FileUpload:

@@ -212,12 +212,12 @@ def check_findings(found: list[PathFinding], missing_files: str) -> None:
     say(f"{len(found):,} stored paths are left as they are (missing_files=keep):\n{shown}{tail}")
 
 
-def print_summary(connection: sa.Connection, rewrites: str, kept: int) -> None:
+def print_summary(connection: sa.Connection, rewrites: str, kept: int, seconds: float) -> None:
     rows = [(f"{t}.{c}", n) for t, c, n in connection.execute(sa.text(
         f"SELECT table_name, column_name, count(*) FROM {quote(rewrites)} "
         "GROUP BY 1, 2 ORDER BY 1, 2"))]
     rewritten = sum(n for _, n in rows)
     say("Path rewrite:\n" + table(("column", "rewritten"), rows)
         + f"\nrewritten: {rewritten:,}; left as they are: {kept:,}")
-    record_step("paths", summary=f"{rewritten:,} paths rewritten, {kept:,} left",
+    record_step("paths", seconds=seconds, summary=f"{rewritten:,} paths rewritten, {kept:,} left",
                 columns=dict(rows), kept=kept)

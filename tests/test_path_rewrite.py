@@ -199,3 +199,29 @@ def test_a_cutover_killed_in_any_step_ends_like_an_uninterrupted_one(
     command.downgrade(alembic_config(pg_url), "base")
     command.upgrade(alembic_config(pg_url), "head")
     assert final_state(pg_engine) == interrupted
+
+
+def run_verify(env: dict[str, str], url: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "data_migrations.verify"],
+                          env={**os.environ, **env, "DATABASE_URL": url},
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_verify_checks_a_whole_cutover_and_catches_a_missing_object(
+    cutover_env: dict[str, str], pg_url: str, make_tos_storage: type[TosStorage]
+) -> None:
+    command.upgrade(alembic_config(pg_url), "head")
+    passed = run_verify(cutover_env, pg_url)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    lines = passed.stdout.splitlines()
+    assert any(line.split()[:3] == ["rows", "tasks", "pass"] for line in lines)
+    assert any(line.split()[:3] == ["urls", "tasks.audio_path", "pass"] for line in lines)
+    assert any(line.split()[:2] == ["files", "objects"] and "pass" in line for line in lines)
+
+    storage = make_tos_storage()
+    victim = next(info.key for info in storage.list("audio/"))
+    storage.delete(victim)
+    failed = run_verify(cutover_env, pg_url)
+    assert failed.returncode == 1
+    assert f"{victim}: missing" in failed.stdout
+    assert cutover_env["STORAGE_SECRET_KEY"] not in failed.stdout + failed.stderr

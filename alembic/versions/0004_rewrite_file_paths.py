@@ -19,6 +19,7 @@ Create Date: 2026-11-27
 
 """
 
+import time
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -26,6 +27,8 @@ from alembic import context, op
 
 import settings
 from data_migrations import path_rewrite
+from data_migrations.bookkeeping import FILE_MANIFEST as MANIFEST
+from data_migrations.bookkeeping import PATH_REWRITES as REWRITES
 from data_migrations.options import PathOptions
 from data_migrations.report import say
 
@@ -34,14 +37,13 @@ down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-MANIFEST = "cutover_file_manifest"
-REWRITES = "cutover_path_rewrites"
 
 
 def upgrade() -> None:
     if settings.source_database_path() is None:
         say("0004: SOURCE_DATABASE_URL is not set: no paths to rewrite.")
         return
+    started = time.monotonic()
     options = PathOptions.from_sources(context.get_x_argument(as_dictionary=True))
     offline = context.is_offline_mode()
     columns = path_rewrite.marked_columns(None if offline else op.get_bind())
@@ -62,7 +64,8 @@ def upgrade() -> None:
     for statement in path_rewrite.rewrite_statements(columns, paths, MANIFEST, REWRITES):
         op.execute(statement)
     if not offline:
-        path_rewrite.print_summary(op.get_bind(), REWRITES, kept=len(found))
+        path_rewrite.print_summary(op.get_bind(), REWRITES, kept=len(found),
+                                   seconds=time.monotonic() - started)
 
 
 def downgrade() -> None:

@@ -1,0 +1,1 @@
+"""The cutover, shown end to end on sample data: ``make demo``."""

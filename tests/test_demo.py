@@ -1,0 +1,29 @@
+"""make demo runs the whole cutover and its rollback on sample data, by itself."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def test_the_demo_runs_the_cutover_and_rolls_it_back(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "demo"], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    verified = re.search(r"^(\d+) passed, (\d+) failed$", output, re.M)  # make verify
+    assert verified and int(verified[1]) > 0 and verified[2] == "0"
+    rewritten = output[output.index("Rewritten paths:"):output.index("=== Roll back the path")]
+    restored = output[output.index("Restored paths:"):output.index("=== Roll back everything")]
+    assert rewritten.count("https://meeting-agent-demo.") == 3
+    assert restored.count("audio_path = ") == 3 and "https://" not in restored
+    uploaded = re.search(r"uploading (\d+) files", output)
+    assert uploaded and f"deleted the {uploaded[1]} uploaded objects" in output
+    assert "Running downgrade 0001 -> " in output
+    assert (tmp_path / "work" / "demo" / "reports").is_dir()
