@@ -12,13 +12,8 @@ REV ?=
 ROWS ?= 1000000
 export ENV PG_BIN
 
-<<<<<<< HEAD
-.PHONY: help install test lint demo migrate plan verify sql sql-downgrade downgrade current history check \
-	adopt-dev revision postgres-binaries bench
-=======
-.PHONY: help install test lint migrate sql sql-downgrade downgrade current history check \
-	adopt-dev revision postgres-binaries bench-upload
->>>>>>> upload
+.PHONY: help install test lint demo migrate plan verify sql sql-downgrade downgrade current \
+	history check adopt-dev revision postgres-binaries bench bench-rows bench-upload
 
 help:
 	@echo "make demo                      the whole cutover and rollback on sample data"
@@ -32,11 +27,9 @@ help:
 	@echo "make current | history | check ENV=prod"
 	@echo "make adopt-dev DEV_DB=./meeting_agent.db   stamp an existing dev file at the baseline"
 	@echo "make revision MSG='add x'      new revision file with the next number"
-<<<<<<< HEAD
-	@echo "make bench ROWS=1000000        time the row copy (and pgloader) on generated dev data"
-=======
+	@echo "make bench                     both benchmarks below"
+	@echo "make bench-rows ROWS=1000000   time the row copy (and pgloader) on generated dev data"
 	@echo "make bench-upload              time the file upload against a slow local TOS server"
->>>>>>> upload
 
 install: $(VENV)/.installed
 
@@ -108,11 +101,12 @@ revision: install
 	@if [ -z "$(MSG)" ]; then echo "MSG is not set: make revision MSG='what it does'" >&2; exit 2; fi
 	$(ALEMBIC) revision -m "$(MSG)" --rev-id $$(printf '%04d' $$(( $$(ls alembic/versions/[0-9]*.py | wc -l) + 1 )))
 
-<<<<<<< HEAD
+bench: bench-rows bench-upload
+
 # A throwaway PostgreSQL and a generated dev database of ROWS rows; see bench/copy_rows.py.
-bench: install postgres-binaries
+bench-rows: install postgres-binaries
 	$(BIN)/python -m bench.copy_rows --rows $(ROWS)
-=======
+
+# The local TOS server with 20 ms per request; see bench/upload_files.py.
 bench-upload: install postgres-binaries
 	$(BIN)/python -m bench.upload_files
->>>>>>> upload
