@@ -101,7 +101,7 @@ class PathSql:
             f"             WHEN left(s, length(:{name}) + 1) = :{name} || '/' "
             f"THEN substr(s, length(:{name}) + 2)"
             for name in self.params)
-        return _statement(
+        return sa.text(
             f"CREATE FUNCTION {RELATIVE_PATH_FUNCTION}(stored text) RETURNS text\n"
             "LANGUAGE sql IMMUTABLE AS $function$\n"
             "  SELECT CASE WHEN p ~ '(^|/)\\.\\.(/|$)' THEN NULL ELSE p END\n"
@@ -112,25 +112,20 @@ class PathSql:
             "THEN regexp_replace(s, '^(\\./)*uploads/', '')\n"
             "          END, '/+', '/', 'g'), '(^|/)\\./', '\\1', 'g') AS p\n"
             "        FROM (SELECT replace(stored, '\\', '/') AS s) AS slashed) AS inside\n"
-            "$function$", self.params)
+            "$function$").bindparams(**self.params)
 
     @staticmethod
     def drop_function() -> sa.TextClause:
         return sa.text(f"DROP FUNCTION {RELATIVE_PATH_FUNCTION}(text)")
 
 
-def _statement(sql: str, params: dict[str, str]) -> sa.TextClause:
-    return sa.text(sql).bindparams(**params)
-
-
 def findings_query(col: PathColumn, paths: PathSql, manifest: str) -> sa.TextClause:
     value = f"t.{quote(col.column)}"
-    return _statement(
-        f"SELECT t.{quote(col.key)}::text, {value}, {paths.relative(value)} AS relative_path, "
-        f"m.relative_path IS NOT NULL AS uploaded "
+    return sa.text(
+        f"SELECT t.{quote(col.key)}::text, {value}, {paths.relative(value)} "
         f"FROM {quote(col.table)} AS t LEFT JOIN {quote(manifest)} AS m "
         f"ON m.relative_path = {paths.relative(value)} AND m.status = 'verified' "
-        f"WHERE {paths.is_path(value)} AND m.relative_path IS NULL", {})
+        f"WHERE {paths.is_path(value)} AND m.relative_path IS NULL")
 
 
 def preflight(connection: sa.Connection, columns: list[PathColumn], paths: PathSql,
@@ -138,7 +133,7 @@ def preflight(connection: sa.Connection, columns: list[PathColumn], paths: PathS
     """Every stored path that cannot be rewritten, with the reason."""
     found = []
     for col in columns:
-        for key, value, relative, _ in connection.execute(findings_query(col, paths, manifest)):
+        for key, value, relative in connection.execute(findings_query(col, paths, manifest)):
             found.append(PathFinding(col.table, key, col.column, value, _reason(value, relative)))
     return found
 
@@ -155,21 +150,21 @@ def _reason(value: str, relative: str | None) -> str:
 def save_originals(col: PathColumn, paths: PathSql, manifest: str,
                    rewrites: str) -> sa.TextClause:
     value = f"t.{quote(col.column)}"
-    return _statement(
+    return sa.text(
         f"INSERT INTO {quote(rewrites)} (table_name, column_name, key, original) "
         f"SELECT '{col.table}', '{col.column}', t.{quote(col.key)}::text, {value} "
         f"FROM {quote(col.table)} AS t JOIN {quote(manifest)} AS m "
         f"ON m.relative_path = {paths.relative(value)} AND m.status = 'verified' "
-        f"WHERE {paths.is_path(value)}", {})
+        f"WHERE {paths.is_path(value)}")
 
 
 def rewrite(col: PathColumn, paths: PathSql, manifest: str) -> sa.TextClause:
     value = f"t.{quote(col.column)}"
-    return _statement(
+    return sa.text(
         f"UPDATE {quote(col.table)} AS t SET {quote(col.column)} = m.public_url "
         f"FROM {quote(manifest)} AS m "
         f"WHERE m.relative_path = {paths.relative(value)} AND m.status = 'verified' "
-        f"AND {paths.is_path(value)}", {})
+        f"AND {paths.is_path(value)}")
 
 
 def restore(col: PathColumn, rewrites: str) -> sa.TextClause:
