@@ -110,6 +110,8 @@ def upload_files(connection: sa.Connection, options: UploadOptions, manifest: st
     say(f"Uploading files from {scan.root} to {describe_target(settings)}")
     if options.dry_run:
         print_plan(scan)
+        with closing(build_storage(settings, options.work_dir)) as storage:
+            plan_manifest(connection, manifest_table(manifest), scan, storage, settings)
         return
     if scan.refused and options.unsafe_files == "fail":
         raise DataMigrationError(refusal_message(scan))
@@ -291,6 +293,18 @@ def refusal_message(scan: FolderScan) -> str:
             f"not read; nothing was uploaded:\n{bulleted([str(r) for r in scan.refused])}\n"
             "Fix or move them, or run with -x unsafe_files=skip to upload everything else "
             "(the summary lists what was left out).")
+
+
+def plan_manifest(connection: sa.Connection, manifest: sa.TableClause, scan: FolderScan,
+                  storage: StorageClient, settings: StorageSettings) -> None:
+    """Fill the manifest as the upload would (the dry run is rolled back), so that the
+    path rewrite's dry run checks the stored paths against the files to be uploaded.
+    Nothing is read from the files and nothing is sent to the storage."""
+    rows = [{"relative_path": f.relative_path, "object_key": settings.key_prefix + f.relative_path,
+             "public_url": storage.public_url(f.relative_path), "size": f.size, "crc64": 0,
+             "status": "verified"} for f in scan.files]
+    for start in range(0, len(rows), MANIFEST_BATCH):
+        connection.execute(sa.insert(manifest), rows[start:start + MANIFEST_BATCH])
 
 
 def print_plan(scan: FolderScan) -> None:

@@ -103,6 +103,7 @@ class PathOptions:
     missing_files: str = "fail"
     aliases: tuple[str, ...] = ()
     uploads_dir: Path = Path("uploads")
+    dry_run: bool = False
 
     @classmethod
     def from_sources(cls, x_args: Mapping[str, str]) -> PathOptions:
@@ -111,4 +112,5 @@ class PathOptions:
             missing_files=choice("missing_files", x_args, ("fail", "keep")),
             aliases=tuple(a for a in aliases.split(",") if a.strip()),
             uploads_dir=Path(_raw("uploads_dir", x_args, "uploads")),
+            dry_run=flag("dry_run", x_args),
         )

@@ -192,12 +192,18 @@ def rewritten_columns(connection: sa.Connection, rewrites: str) -> list[PathColu
             for t, c in pairs]
 
 
-def check_findings(found: list[PathFinding], missing_files: str) -> None:
+def check_findings(found: list[PathFinding], missing_files: str, dry_run: bool) -> None:
+    """Stop on paths that cannot be rewritten (missing_files=fail), or list them."""
     if not found:
         return
     shown = "\n".join(f"  - {f}" for f in found[:FINDINGS_SHOWN])
     more = len(found) - FINDINGS_SHOWN
     tail = f"\n  ... and {more:,} more" if more > 0 else ""
+    if dry_run:
+        say(f"{len(found):,} stored paths cannot be rewritten (missing_files={missing_files} "
+            f"would {'stop the cutover' if missing_files == 'fail' else 'keep them'}):"
+            f"\n{shown}{tail}")
+        return
     if missing_files == "fail":
         raise DataMigrationError(
             f"path rewrite stopped: {len(found):,} stored paths cannot be rewritten; nothing "
@@ -207,12 +213,14 @@ def check_findings(found: list[PathFinding], missing_files: str) -> None:
     say(f"{len(found):,} stored paths are left as they are (missing_files=keep):\n{shown}{tail}")
 
 
-def print_summary(connection: sa.Connection, rewrites: str, kept: int, seconds: float) -> None:
+def print_summary(connection: sa.Connection, rewrites: str, kept: int, seconds: float,
+                  dry_run: bool) -> None:
     rows = [(f"{t}.{c}", n) for t, c, n in connection.execute(sa.text(
         f"SELECT table_name, column_name, count(*) FROM {quote(rewrites)} "
         "GROUP BY 1, 2 ORDER BY 1, 2"))]
     rewritten = sum(n for _, n in rows)
-    say("Path rewrite:\n" + table(("column", "rewritten"), rows)
+    title = "Path rewrite plan (dry run, rolled back)" if dry_run else "Path rewrite"
+    say(f"{title}:\n" + table(("column", "rewritten"), rows)
         + f"\nrewritten: {rewritten:,}; left as they are: {kept:,}")
     record_step("paths", seconds=seconds, summary=f"{rewritten:,} paths rewritten, {kept:,} left",
                 columns=dict(rows), kept=kept)

@@ -147,8 +147,10 @@ class RowCopy:
     """One run of the copy: the plans, the findings, the rejects, the results."""
 
     def __init__(self, connection: sa.Connection, source: sqlite3.Connection,
-                 options: CopyOptions, copied_keys: str) -> None:
+                 options: CopyOptions, copied_keys: str, write: bool = True) -> None:
         self.connection = connection
+        # False to only read and check the source, as make verify does.
+        self.write = write
         self.copied_keys = copied_keys
         self.source = source
         self.options = options
@@ -165,9 +167,10 @@ class RowCopy:
         self.scan(plans)
         if self.rejects.count:
             self.report.rejects_file = self.rejects.path
-        if self.options.dry_run:
-            return self.report
-        if self.report.finding_count and self.options.bad_rows == "fail":
+        # A dry run copies too, in the transaction env.py rolls back, so that the later
+        # steps rehearse on the real rows; its findings are reported, not raised.
+        if self.report.finding_count and self.options.bad_rows == "fail" \
+                and not self.options.dry_run:
             raise DataMigrationError(self.findings_message())
         self.verify(plans)
         reset_sequences(self.connection, [p.name for p in plans])
@@ -175,7 +178,7 @@ class RowCopy:
         return self.report
 
     def scan(self, plans: list[TablePlan]) -> None:
-        """Read, check and (unless a dry run) copy every table, parents first."""
+        """Read, check and (when writing) copy every table, parents first."""
         try:
             for plan in plans:
                 self.copy_table(plan)
@@ -213,10 +216,10 @@ class RowCopy:
         result = TableResult(plan.name)
         self.report.tables.append(result)
         self.rejected_keys[plan.name] = set()
-        progress = Progress(f"{'checking' if self.options.dry_run else 'copying'} {plan.name}",
+        progress = Progress(f"{'copying' if self.write else 'checking'} {plan.name}",
                             src.row_count(self.source, plan.name))
         lines = self.copy_lines(plan, result, progress)
-        if self.options.dry_run:
+        if not self.write:
             for _ in lines:
                 pass
         else:
@@ -270,7 +273,7 @@ class RowCopy:
             if fk.nullable and self.options.orphans == "set_null":
                 row[fk.index] = None
                 result.nulled += 1
-                self.rejects.write({"table": plan.name, "key": key, "action": "set_null",
+                self.record_reject({"table": plan.name, "key": key, "action": "set_null",
                                     "column": fk.column, "original": value, "reason": reason})
             else:
                 findings.append(Finding(plan.name, key, fk.column, value, reason))
@@ -300,12 +303,17 @@ class RowCopy:
         self.report.finding_count += len(findings)
         room = FINDINGS_SHOWN - len(self.report.findings)
         self.report.findings.extend(findings[:max(room, 0)])
-        if self.options.bad_rows == "reject" and not self.options.dry_run:
-            self.rejects.write({
+        if self.options.bad_rows == "reject":
+            self.record_reject({
                 "table": plan.name, "key": raw[plan.key_index], "action": "rejected",
                 "reasons": [{"column": f.column, "reason": f.reason} for f in findings],
                 "row": dict(zip(plan.columns, raw, strict=True)),
             })
+
+    def record_reject(self, record: dict) -> None:
+        """A row left out or altered goes to the rejects file; a dry run only counts it."""
+        if not self.options.dry_run and self.write:
+            self.rejects.write(record)
 
     def findings_message(self) -> str:
         shown = "\n".join(f"  - {f}" for f in self.report.findings)
@@ -462,7 +470,7 @@ def offline_downgrade_comment() -> str:
 
 
 def print_summary(report: CopyReport, options: CopyOptions) -> None:
-    title = "Row copy plan (dry run, nothing written)" if options.dry_run else "Row copy"
+    title = "Row copy plan (dry run, rolled back)" if options.dry_run else "Row copy"
     rows = [(r.table, r.read, r.written, r.rejected, r.nulled, r.verified, f"{r.seconds:.1f}s")
             for r in report.tables]
     say(f"{title}:\n" + table(

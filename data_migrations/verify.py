@@ -46,7 +46,7 @@ def row_checks(connection: sa.Connection, source_path: Path,
     has_rewrites = sa.inspect(connection).has_table(bookkeeping.PATH_REWRITES)
     rewritten = rewritten_columns(connection, bookkeeping.PATH_REWRITES) if has_rewrites else []
     with src.open_source(source_path) as source:
-        run = RowCopy(connection, source, options, bookkeeping.COPIED_KEYS)
+        run = RowCopy(connection, source, options, bookkeeping.COPIED_KEYS, write=False)
         plans = run.plan()
         run.scan(plans)
     for plan, expected in zip(plans, run.report.tables, strict=True):
@@ -112,7 +112,7 @@ def run_checks(connection: sa.Connection) -> list[Check]:
     source_path = settings.source_database_path()
     if source_path is None:
         raise settings.ConfigError("SOURCE_DATABASE_URL is not set: nothing to verify against")
-    options = CopyOptions.from_sources({"dry_run": "true"})
+    options = CopyOptions.from_sources({})
     checks = [*row_checks(connection, source_path, options), *sequence_checks(connection)]
     if sa.inspect(connection).has_table(bookkeeping.FILE_MANIFEST):
         storage_settings = StorageSettings.from_env(os.environ)

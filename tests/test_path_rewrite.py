@@ -225,3 +225,40 @@ def test_verify_checks_a_whole_cutover_and_catches_a_missing_object(
     assert failed.returncode == 1
     assert f"{victim}: missing" in failed.stdout
     assert cutover_env["STORAGE_SECRET_KEY"] not in failed.stdout + failed.stderr
+
+
+def test_plan_runs_the_whole_chain_and_changes_nothing(
+    cutover_env: dict[str, str], pg_url: str, pg_engine: sa.Engine,
+    make_tos_storage: type[TosStorage], capfd: pytest.CaptureFixture
+) -> None:
+    config = alembic_config(pg_url)
+    config.cmd_opts = type("Options", (), {"x": ["dry_run=true"]})()
+    command.upgrade(config, "head")
+    err = capfd.readouterr().err
+    assert "Row copy plan (dry run, rolled back)" in err
+    assert "File upload plan (dry run, nothing uploaded)" in err
+    planned = err[err.index("Path rewrite plan (dry run, rolled back)"):]
+    assert "Dry run: every change was rolled back" in err
+    assert fetch_tables(pg_engine) == set()
+    assert list(make_tos_storage().list()) == []
+
+    command.upgrade(alembic_config(pg_url), "head")
+    done = capfd.readouterr().err
+    real = done[done.index("Path rewrite:"):]
+    assert planned.splitlines()[1:7] == real.splitlines()[1:7]  # the same columns and counts
+
+
+def fetch_tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def test_plan_lists_the_paths_that_cannot_be_rewritten(
+    odd_paths: DevDatabase, pg_url: str, pg_engine: sa.Engine, capfd: pytest.CaptureFixture
+) -> None:
+    config = alembic_config(pg_url)
+    config.cmd_opts = type("Options", (), {"x": ["dry_run=true"]})()
+    command.upgrade(config, "head")
+    err = capfd.readouterr().err
+    assert "4 stored paths cannot be rewritten (missing_files=fail would stop the cutover)" in err
+    assert "tasks key=" + TASK_2 + " column audio_path: file 'audio/gone.mp3'" in err
+    assert fetch_tables(pg_engine) == set()

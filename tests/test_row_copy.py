@@ -278,7 +278,7 @@ def test_dry_run_reports_and_writes_nothing(
     monkeypatch.setenv("DRY_RUN", "true")
     command.upgrade(alembic_config(pg_url), "0002")
     err = capfd.readouterr().err
-    assert "Row copy plan (dry run, nothing written)" in err
+    assert "Row copy plan (dry run, rolled back)" in err
     assert "references users 99, which does not exist" in err
     assert "Dry run: every change was rolled back" in err
     assert fetch(pg_engine, "SELECT to_regclass('users'), to_regclass('alembic_version')") == [

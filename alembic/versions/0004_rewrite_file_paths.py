@@ -52,7 +52,7 @@ def upgrade() -> None:
     op.execute(paths.create_function())
     if not offline:
         found = path_rewrite.preflight(op.get_bind(), columns, paths, MANIFEST)
-        path_rewrite.check_findings(found, options.missing_files)
+        path_rewrite.check_findings(found, options.missing_files, options.dry_run)
     op.create_table(
         REWRITES,
         sa.Column("table_name", sa.Text(), nullable=False),
@@ -65,7 +65,7 @@ def upgrade() -> None:
         op.execute(statement)
     if not offline:
         path_rewrite.print_summary(op.get_bind(), REWRITES, kept=len(found),
-                                   seconds=time.monotonic() - started)
+                                   seconds=time.monotonic() - started, dry_run=options.dry_run)
 
 
 def downgrade() -> None:
