@@ -20,6 +20,7 @@ from storage import TosStorage
 from storage.tos_server import TosServer
 from tests.conftest import PUBLIC_BASE_URL, ROOT, alembic_config, tos_env
 from tests.dev_data import TASK_1, TASK_2, DevDatabase
+from tests.postgres_server import PASSWORD
 
 PATH_COLUMNS = {"tasks": "audio_path", "transcripts": "raw_result_path",
                 "generated_artifacts": "file_path", "hotword_sets": "file_path"}
@@ -262,3 +263,24 @@ def test_plan_lists_the_paths_that_cannot_be_rewritten(
     assert "4 stored paths cannot be rewritten (missing_files=fail would stop the cutover)" in err
     assert "tasks key=" + TASK_2 + " column audio_path: file 'audio/gone.mp3'" in err
     assert fetch_tables(pg_engine) == set()
+
+
+def test_no_secret_in_any_output_report_or_work_file(
+    cutover_env: dict[str, str], pg_url: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, **cutover_env, "DATABASE_URL": pg_url}
+    alembic_cli = [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini")]
+    outputs = [subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+               for args in ([*alembic_cli, "-x", "dry_run=true", "upgrade", "head"],
+                            [*alembic_cli, "upgrade", "head", "--sql"],
+                            [*alembic_cli, "upgrade", "head"],
+                            [sys.executable, "-m", "data_migrations.verify"],
+                            [*alembic_cli, "downgrade", "base"])]
+    assert [o.returncode for o in outputs] == [0, 0, 0, 0, 0], [o.stderr for o in outputs]
+    secrets = (cutover_env["STORAGE_SECRET_KEY"], PASSWORD)
+    written = [p.read_text(errors="replace") for p in tmp_path.rglob("*")
+               if p.is_file() and p.suffix in (".json", ".jsonl", ".sql", ".txt", ".log")]
+    assert list((tmp_path / "reports").glob("cutover-*.json"))
+    for text in [o.stdout + o.stderr for o in outputs] + written:
+        for secret in secrets:
+            assert secret not in text
