@@ -12,13 +12,8 @@ REV ?=
 ROWS ?= 1000000
 export ENV PG_BIN
 
-<<<<<<< HEAD
 .PHONY: help install test lint migrate plan verify sql sql-downgrade downgrade current history check \
-	adopt-dev revision postgres-binaries bench
-=======
-.PHONY: help install test lint migrate sql sql-downgrade downgrade current history check \
-	adopt-dev revision postgres-binaries bench-upload
->>>>>>> upload
+	adopt-dev revision postgres-binaries bench bench-upload
 
 help:
 	@echo "make test                      set up the virtualenv, lint, run the tests"
@@ -31,11 +26,8 @@ help:
 	@echo "make current | history | check ENV=prod"
 	@echo "make adopt-dev DEV_DB=./meeting_agent.db   stamp an existing dev file at the baseline"
 	@echo "make revision MSG='add x'      new revision file with the next number"
-<<<<<<< HEAD
 	@echo "make bench ROWS=1000000        time the row copy (and pgloader) on generated dev data"
-=======
 	@echo "make bench-upload              time the file upload against a slow local TOS server"
->>>>>>> upload
 
 install: $(VENV)/.installed
 
@@ -102,11 +94,10 @@ revision: install
 	@if [ -z "$(MSG)" ]; then echo "MSG is not set: make revision MSG='what it does'" >&2; exit 2; fi
 	$(ALEMBIC) revision -m "$(MSG)" --rev-id $$(printf '%04d' $$(( $$(ls alembic/versions/[0-9]*.py | wc -l) + 1 )))
 
-<<<<<<< HEAD
 # A throwaway PostgreSQL and a generated dev database of ROWS rows; see bench/copy_rows.py.
 bench: install postgres-binaries
 	$(BIN)/python -m bench.copy_rows --rows $(ROWS)
-=======
+
+# 5,000 small files and a 1 GiB file against the local TOS server; see bench/upload_files.py.
 bench-upload: install postgres-binaries
 	$(BIN)/python -m bench.upload_files
->>>>>>> upload
