@@ -213,17 +213,19 @@ class TosStorage(StorageClient):
     def _upload_concurrently(self, key: str, path: Path, upload_id: str,
                              parts: list[_Part]) -> list[tuple[str, int]]:
         """The parts' (ETag, CRC-64)s, uploaded on the shared part threads. The first
-        failure cancels the parts not started yet and waits for those in flight, so that
-        the abort that follows leaves nothing behind."""
+        failure (or an interrupt) cancels the parts not started yet and waits for those in
+        flight, so that the abort that follows leaves nothing behind."""
         futures = [self._part_pool.submit(self._upload_part, key, path, upload_id, part)
                    for part in parts]
-        wait(futures, return_when=FIRST_EXCEPTION)
-        if failed := next((future for future in futures if _failed(future)), None):
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+            if failed := next((future for future in futures if _failed(future)), None):
+                failed.result()  # raises the part's error
+            return [future.result() for future in futures]
+        finally:
             for future in futures:
-                future.cancel()
+                future.cancel()  # only those not started yet
             wait(futures)
-            failed.result()  # raises the part's error
-        return [future.result() for future in futures]
 
     def _upload_part(self, key: str, path: Path, upload_id: str, part: _Part) -> tuple[str, int]:
         """One part, streamed from its offset in the file; returns its ETag and CRC-64."""
