@@ -7,7 +7,8 @@ makes a rerun after a killed upgrade resume instead of starting over; an object 
 content is uploaded again and named in the summary. Files go up on MAX_CONCURRENT threads,
 each retried as a whole a few times when a transient failure outlives the SDK's own
 retries. The manifest is written in batches as files finish; at the end every manifest
-row is checked against the bucket (size and CRC-64) and marked 'verified'.
+row is checked against a fresh listing of the bucket (size and CRC-64) and marked
+'verified'.
 
 It all runs inside the revision's transaction: a failure rolls the manifest back, while
 the objects already uploaded stay and are skipped next time. The uploads folder is only
@@ -22,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import PurePosixPath
 from threading import Event
 from typing import TypeVar
@@ -145,7 +147,7 @@ class FileUpload:
     def run(self, scan: FolderScan, scan_seconds: float) -> UploadReport:
         report = UploadReport(scan, seconds={"scan": scan_seconds})
         started = time.monotonic()
-        present = {info.key: info for info in self.storage.list()}
+        present = self.stored_objects()
         say(f"{len(present):,} objects already stored; uploading {len(scan.files):,} files "
             f"({size_text(scan.bytes)}) on {self.workers} threads.")
         self.upload(scan.files, present, report)
@@ -165,7 +167,7 @@ class FileUpload:
             return self.upload_one(file, present.get(file.relative_path))
 
         with closing(run_in_parallel(upload_one, files, self.workers,
-                                     on_idle=progress.advance)) as finished:
+                                     on_idle=partial(progress.advance, 0))) as finished:
             for done in finished:
                 outcome = self.outcome(done)
                 report.files[outcome.status] += 1
@@ -214,21 +216,23 @@ class FileUpload:
             self.connection.execute(sa.insert(self.manifest), batch)
             batch.clear()
 
+    def stored_objects(self) -> dict[str, ObjectInfo]:
+        """Every object in the bucket (under the key prefix) by key, with its size and
+        CRC-64: one listing, 1,000 objects a page, instead of a request per file."""
+        return retrying(lambda: {info.key: info for info in self.storage.list()},
+                        "listing of the bucket", self.stopping)
+
     def verify(self) -> int:
-        """Check every manifest row against the bucket; any difference fails the step."""
+        """Check every manifest row against a fresh listing of the bucket; any difference
+        fails the step."""
         columns = self.manifest.c
         rows = self.connection.execute(
             sa.select(columns.relative_path, columns.size, columns.crc64)).all()
-        say(f"Verifying {len(rows):,} files against the bucket (size and CRC-64).")
-        progress = Progress("verifying", len(rows), "files")
-        problems = []
-        with closing(run_in_parallel(self.check_one, rows, self.workers,
-                                     on_idle=progress.advance)) as finished:
-            for done in finished:
-                progress.advance()
-                problem = failure_text(done) or done.result
-                if problem:
-                    problems.append(problem)
+        say(f"Verifying {len(rows):,} files against a listing of the bucket (size and "
+            "CRC-64).")
+        stored = self.stored_objects()
+        problems = [problem for row in rows
+                    if (problem := difference(row, stored.get(row.relative_path)))]
         if problems:
             raise DataMigrationError(
                 f"verification failed for {len(problems):,} of {len(rows):,} files; nothing "
@@ -237,16 +241,16 @@ class FileUpload:
         self.connection.execute(sa.update(self.manifest).values(status="verified"))
         return len(rows)
 
-    def check_one(self, row: sa.Row) -> str | None:
-        stored = retrying(lambda: self.storage.stat(row.relative_path), row.relative_path,
-                          self.stopping)
-        if stored is None:
-            return f"{row.relative_path}: not in the bucket"
-        if (stored.size, stored.crc64) != (row.size, int(row.crc64)):
-            return (f"{row.relative_path}: the bucket holds {stored.size:,} bytes with CRC-64 "
-                    f"{stored.crc64}, the upload stored {row.size:,} bytes with CRC-64 "
-                    f"{row.crc64}")
-        return None
+
+def difference(row: sa.Row, stored: ObjectInfo | None) -> str | None:
+    """How the bucket's object differs from what the manifest row recorded, if it does."""
+    if stored is None:
+        return f"{row.relative_path}: not in the bucket"
+    if (stored.size, stored.crc64) != (row.size, int(row.crc64)):
+        return (f"{row.relative_path}: the bucket holds {stored.size:,} bytes with CRC-64 "
+                f"{stored.crc64}, the upload stored {row.size:,} bytes with CRC-64 "
+                f"{row.crc64}")
+    return None
 
 
 def retrying(action: Callable[[], R], name: str, stopping: Event | None = None) -> R:
@@ -361,7 +365,7 @@ def delete_objects(storage: StorageClient, keys: list[str], workers: int) -> Non
         retrying(lambda: storage.delete(key), key)
 
     with closing(run_in_parallel(delete, keys, workers,
-                                 on_idle=progress.advance)) as finished:
+                                 on_idle=partial(progress.advance, 0))) as finished:
         for done in finished:
             progress.advance()
             if (failure := failure_text(done)) is not None:

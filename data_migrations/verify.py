@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import closing
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -25,6 +25,7 @@ import settings
 from data_migrations import bookkeeping
 from data_migrations import source as src
 from data_migrations.errors import DataMigrationError
+from data_migrations.file_upload import difference
 from data_migrations.options import CopyOptions
 from data_migrations.path_rewrite import PathColumn, marked_columns, rewritten_columns
 from data_migrations.report import table
@@ -82,17 +83,16 @@ def _sequence(connection: sa.Connection, table_name: str, column: str) -> str:
 
 
 def file_checks(connection: sa.Connection, storage: StorageClient,
-                workers: int) -> Iterator[Check]:
+                key_prefix: str) -> Iterator[Check]:
+    """Every manifest row against one listing of the bucket (``storage`` has no key prefix
+    of its own: the manifest holds full keys)."""
     manifest = src.quote(bookkeeping.FILE_MANIFEST)
-    objects = connection.execute(sa.text(
-        f"SELECT object_key, size, crc64 FROM {manifest} ORDER BY object_key")).all()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        found = list(pool.map(storage.stat, (key for key, _, _ in objects)))
-    bad = [f"{key}: {'missing' if info is None else f'size {info.size}, crc {info.crc64}'}"
-           for (key, size, crc), info in zip(objects, found, strict=True)
-           if info is None or (info.size, info.crc64) != (size, int(crc))]
+    rows = connection.execute(sa.text(
+        f"SELECT relative_path, object_key, size, crc64 FROM {manifest}")).all()
+    stored = {info.key: info for info in storage.list(key_prefix)}
+    bad = [problem for row in rows if (problem := difference(row, stored.get(row.object_key)))]
     yield Check("files", "objects in the bucket", not bad,
-                f"{len(objects):,} objects" if not bad else "; ".join(bad[:5]))
+                f"{len(rows):,} objects" if not bad else "; ".join(sorted(bad)[:5]))
     for column in marked_columns(connection):
         yield _url_check(connection, column, manifest)
 
@@ -116,8 +116,9 @@ def run_checks(connection: sa.Connection) -> list[Check]:
     checks = [*row_checks(connection, source_path, options), *sequence_checks(connection)]
     if sa.inspect(connection).has_table(bookkeeping.FILE_MANIFEST):
         storage_settings = StorageSettings.from_env(os.environ)
-        storage = build_storage(storage_settings, options.work_dir)
-        checks += file_checks(connection, storage, storage_settings.max_concurrent)
+        unprefixed = replace(storage_settings, key_prefix="")
+        with closing(build_storage(unprefixed, options.work_dir)) as storage:
+            checks += file_checks(connection, storage, storage_settings.key_prefix)
     return checks
 
 

@@ -11,7 +11,13 @@ from urllib.parse import urlsplit
 
 from storage.base import PrefixedStorage, StorageClient
 from storage.local import LocalStorage
-from storage.tos import DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, MIN_PART_SIZE, TosStorage
+from storage.tos import (
+    DEFAULT_MULTIPART_THRESHOLD,
+    DEFAULT_PART_CONCURRENCY,
+    DEFAULT_PART_SIZE,
+    MIN_PART_SIZE,
+    TosStorage,
+)
 
 Provider = Literal["local", "tos"]
 DEFAULT_LOCAL_ROOT = "./work/bucket"
@@ -182,5 +188,8 @@ def build_storage(settings: StorageSettings, work_dir: Path) -> StorageClient:
             proxy=settings.proxy,
             multipart_threshold=settings.multipart_threshold,
             part_size=settings.part_size,
+            # MAX_CONCURRENT bounds the parts in flight too; past a few parts one upload
+            # gains no speed, only memory for socket buffers and server load.
+            part_concurrency=min(settings.max_concurrent, DEFAULT_PART_CONCURRENCY),
         )
     return PrefixedStorage(client, settings.key_prefix) if settings.key_prefix else client

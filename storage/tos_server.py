@@ -53,7 +53,7 @@ from types import TracebackType
 from typing import BinaryIO, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from storage.crc64 import crc64_update
+from storage.crc64 import crc64_combine, crc64_update
 
 log = logging.getLogger(__name__)
 
@@ -314,12 +314,13 @@ def verify_signature(request: TosRequest, credentials: Mapping[str, str]) -> Non
 
 @dataclass(frozen=True)
 class Received:
-    """A request body streamed into a temporary file."""
+    """A body stored in a temporary file, with the CRC-64 and ETag (MD5 for a plain body)
+    TOS answers for it."""
 
     path: Path
     size: int
     crc64: int
-    md5: str
+    etag: str
 
 
 def receive_to_file(chunks: Iterable[bytes], directory: Path) -> Received:
@@ -340,11 +341,20 @@ def receive_to_file(chunks: Iterable[bytes], directory: Path) -> Received:
     return Received(path, size, crc, md5.hexdigest())
 
 
-def _copy_files(sources: Iterable[Path]) -> Iterator[bytes]:
-    for source in sources:
-        with source.open("rb") as stream:
-            while chunk := stream.read(COPY_CHUNK):
-                yield chunk
+def join_files(sources: Iterable[Path], directory: Path) -> Path:
+    """The sources one after another in a new file in directory; no checksum is computed
+    (the parts' CRCs combine into the whole's), so this is a plain copy."""
+    fd, name = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for source in sources:
+                with source.open("rb") as stream:
+                    shutil.copyfileobj(stream, out, COPY_CHUNK)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
 
 
 @dataclass
@@ -408,10 +418,10 @@ class Bucket:
     # objects
 
     def install(self, key: str, body: Received, content_type: str,
-                user_meta: dict[str, str], etag: str | None = None) -> ObjectMeta:
+                user_meta: dict[str, str]) -> ObjectMeta:
         """Make a received body the object at key (replacing any previous one)."""
-        meta = ObjectMeta(key, body.size, body.crc64, etag or body.md5, content_type,
-                          time.time(), user_meta)
+        meta = ObjectMeta(key, body.size, body.crc64, body.etag, content_type, time.time(),
+                          user_meta)
         data_path = self._data_path(key)
         meta_tmp = self.incoming / f"{uuid.uuid4().hex}.json"
         meta_tmp.write_text(json.dumps(asdict(meta)))
@@ -471,7 +481,7 @@ class Bucket:
         return upload
 
     def add_part(self, upload: Upload, number: int, body: Received) -> Part:
-        part = Part(number, body.size, body.crc64, body.md5, time.time())
+        part = Part(number, body.size, body.crc64, body.etag, time.time())
         with self._lock:
             if upload.upload_id not in self._uploads:  # aborted meanwhile
                 body.path.unlink(missing_ok=True)
@@ -482,13 +492,16 @@ class Bucket:
 
     def complete(self, upload: Upload, requested: list[tuple[int, str]]) -> ObjectMeta:
         parts = _check_completion(upload, requested)
-        body = receive_to_file(
-            _copy_files(upload.folder / f"{part.number}.part" for part in parts), self.incoming
-        )
+        joined = join_files((upload.folder / f"{part.number}.part" for part in parts),
+                            self.incoming)
+        crc = 0
+        for part in parts:
+            crc = crc64_combine(crc, part.crc64, part.size)
         # Multipart ETags are the MD5 of the parts' MD5s plus the part count, as in S3/TOS.
         digests = b"".join(bytes.fromhex(part.etag) for part in parts)
         etag = f"{hashlib.md5(digests).hexdigest()}-{len(parts)}"
-        meta = self.install(upload.key, body, upload.content_type, upload.user_meta, etag)
+        body = Received(joined, sum(part.size for part in parts), crc, etag)
+        meta = self.install(upload.key, body, upload.content_type, upload.user_meta)
         self.abort(upload)
         return meta
 
@@ -845,6 +858,9 @@ def route(request: TosRequest) -> Handler:
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
+    # A reply's headers and body are two writes; with Nagle's algorithm the body would wait
+    # for the client's (delayed) ACK of the headers.
+    disable_nagle_algorithm = True
     server: _HTTPServer
 
     def do_CONNECT(self) -> None:

@@ -208,9 +208,13 @@ def run_verify(env: dict[str, str], url: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.parametrize("key_prefix", ["", "meeting-agent/prod"])
 def test_verify_checks_a_whole_cutover_and_catches_a_missing_object(
-    cutover_env: dict[str, str], pg_url: str, make_tos_storage: type[TosStorage]
+    cutover_env: dict[str, str], pg_url: str, make_tos_storage: type[TosStorage],
+    monkeypatch: pytest.MonkeyPatch, key_prefix: str
 ) -> None:
+    cutover_env = {**cutover_env, "STORAGE_KEY_PREFIX": key_prefix}
+    monkeypatch.setenv("STORAGE_KEY_PREFIX", key_prefix)
     command.upgrade(alembic_config(pg_url), "head")
     passed = run_verify(cutover_env, pg_url)
     assert passed.returncode == 0, passed.stdout + passed.stderr
@@ -220,11 +224,13 @@ def test_verify_checks_a_whole_cutover_and_catches_a_missing_object(
     assert any(line.split()[:2] == ["files", "objects"] and "pass" in line for line in lines)
 
     storage = make_tos_storage()
-    victim = next(info.key for info in storage.list("audio/"))
+    victim = next(info.key for info in storage.list() if "/audio/" in f"/{info.key}")
+    assert victim.startswith(key_prefix)
     storage.delete(victim)
     failed = run_verify(cutover_env, pg_url)
     assert failed.returncode == 1
-    assert f"{victim}: missing" in failed.stdout
+    relative = victim.removeprefix(key_prefix).lstrip("/")
+    assert f"{relative}: not in the bucket" in failed.stdout
     assert cutover_env["STORAGE_SECRET_KEY"] not in failed.stdout + failed.stderr
 
 

@@ -254,3 +254,19 @@ def test_a_failed_multipart_upload_is_aborted(make_tos_storage: TosFactory,
     assert tos_server.faults.errors == 1
     assert list((tmp_path / "tos-root" / "meeting-agent" / "uploads").iterdir()) == []
     assert storage.stat("big") is None
+
+
+def test_a_part_failing_while_others_are_in_flight_aborts_the_upload(
+        make_tos_storage: TosFactory, tos_server: TosServer, tmp_path: Path,
+        make_file: MakeFile) -> None:
+    storage = make_tos_storage(max_retry_count=0)
+    # Seed 0 draws pass for the first part (sent alone), then two of the three parts sent
+    # together fail, whichever order they arrive in.
+    tos_server.faults = Faults(error_rate=0.5, seed=0, methods=frozenset({"PUT"}))
+
+    with pytest.raises(StorageError, match=r"upload of 'big'.*503"):
+        storage.put_file("big", make_file(size=16 * 1024 * 1024 + 1))  # four 5 MiB parts
+
+    assert tos_server.faults.errors == 2
+    assert list((tmp_path / "tos-root" / "meeting-agent" / "uploads").iterdir()) == []
+    assert storage.stat("big") is None
