@@ -119,12 +119,21 @@ class PathSql:
         return sa.text(f"DROP FUNCTION {RELATIVE_PATH_FUNCTION}(text)")
 
 
+def _value(col: PathColumn) -> str:
+    return f"t.{quote(col.column)}"
+
+
+def _uploaded_file(col: PathColumn, paths: PathSql) -> str:
+    """The join condition: the manifest row of the verified file the stored path names."""
+    return f"m.relative_path = {paths.relative(_value(col))} AND m.status = 'verified'"
+
+
 def findings_query(col: PathColumn, paths: PathSql, manifest: str) -> sa.TextClause:
-    value = f"t.{quote(col.column)}"
+    value = _value(col)
     return sa.text(
         f"SELECT t.{quote(col.key)}::text, {value}, {paths.relative(value)} "
         f"FROM {quote(col.table)} AS t LEFT JOIN {quote(manifest)} AS m "
-        f"ON m.relative_path = {paths.relative(value)} AND m.status = 'verified' "
+        f"ON {_uploaded_file(col, paths)} "
         f"WHERE {paths.is_path(value)} AND m.relative_path IS NULL")
 
 
@@ -149,22 +158,18 @@ def _reason(value: str, relative: str | None) -> str:
 
 def save_originals(col: PathColumn, paths: PathSql, manifest: str,
                    rewrites: str) -> sa.TextClause:
-    value = f"t.{quote(col.column)}"
     return sa.text(
         f"INSERT INTO {quote(rewrites)} (table_name, column_name, key, original) "
-        f"SELECT '{col.table}', '{col.column}', t.{quote(col.key)}::text, {value} "
+        f"SELECT '{col.table}', '{col.column}', t.{quote(col.key)}::text, {_value(col)} "
         f"FROM {quote(col.table)} AS t JOIN {quote(manifest)} AS m "
-        f"ON m.relative_path = {paths.relative(value)} AND m.status = 'verified' "
-        f"WHERE {paths.is_path(value)}")
+        f"ON {_uploaded_file(col, paths)} WHERE {paths.is_path(_value(col))}")
 
 
 def rewrite(col: PathColumn, paths: PathSql, manifest: str) -> sa.TextClause:
-    value = f"t.{quote(col.column)}"
     return sa.text(
         f"UPDATE {quote(col.table)} AS t SET {quote(col.column)} = m.public_url "
         f"FROM {quote(manifest)} AS m "
-        f"WHERE m.relative_path = {paths.relative(value)} AND m.status = 'verified' "
-        f"AND {paths.is_path(value)}")
+        f"WHERE {_uploaded_file(col, paths)} AND {paths.is_path(_value(col))}")
 
 
 def restore(col: PathColumn, rewrites: str) -> sa.TextClause:
