@@ -18,7 +18,7 @@ import hashlib
 import io
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,12 +28,12 @@ from data_migrations import source as src
 from data_migrations.errors import DataMigrationError
 from data_migrations.options import CopyOptions
 from data_migrations.report import Progress, RejectsFile, record_step, say, shorten, table
-from data_migrations.values import BadValue, converter_for
+from data_migrations.values import BadValue, converter_for, row_converter
 
 CHECKSUM_MASK = (1 << 64) - 1
 NULL_TEXT = "\\N"
 FINDINGS_SHOWN = 50
-COPY_CHUNK_CHARS = 1 << 20
+COPY_CHUNK_BYTES = 1 << 18
 PROGRESS_ROWS = 4096
 
 
@@ -87,6 +87,7 @@ class TablePlan:
         self.columns = [c.name for c in target.columns]
         self.required = [i for i, c in enumerate(target.columns) if not c.nullable]
         self.converters = [converter_for(c) for c in target.columns]
+        self.convert_row = row_converter(list(target.columns), NULL_TEXT)
         self.key_index = self.columns.index(next(iter(target.primary_key.columns)).name)
         self.identity = [c.name for c in target.columns if c.identity is not None]
         self.foreign_keys = [self._foreign_key(fk, target, source) for fk in target.foreign_keys]
@@ -100,15 +101,15 @@ class TablePlan:
                           bool(column.nullable), frozenset(orphans))
 
 
-def row_digest(row_text: str) -> int:
-    """The first 64 bits of the row's MD5, as PostgreSQL computes it in target_checksum."""
-    return int.from_bytes(hashlib.md5(row_text.encode("utf-8")).digest()[:8], "big",
-                          signed=True)
+def escaped_line(fields: list[str], row: Sequence[object]) -> bytes:
+    """The COPY line of a row whose values hold tabs or backslashes; ``fields`` are the
+    values' text (``\\N`` for NULL) and ``row`` the source values, None where NULL."""
+    line = "\t".join(NULL_TEXT if value is None else _copy_field(field)
+                      for field, value in zip(fields, row, strict=True))
+    return (line + "\n").encode("utf-8")
 
 
-def _copy_field(text: str | None) -> str:
-    if text is None:
-        return NULL_TEXT
+def _copy_field(text: str) -> str:
     if "\\" in text:
         text = text.replace("\\", "\\\\")
     if "\n" in text:
@@ -120,27 +121,27 @@ def _copy_field(text: str | None) -> str:
     return text
 
 
-class _LineReader(io.TextIOBase):
-    """A file-like view of an iterator of lines, for ``copy_expert`` to read in chunks."""
+class _LineReader(io.RawIOBase):
+    """A file-like view of an iterator of lines, for ``copy_expert`` to read in chunks.
 
-    def __init__(self, lines: Iterator[str]) -> None:
+    A chunk is whole lines of about ``size`` bytes: lines are never split, so a chunk
+    may be longer by up to one line."""
+
+    def __init__(self, lines: Iterator[bytes]) -> None:
         self._lines = lines
-        self._buffer = ""
 
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int | None = -1) -> str:
-        limit = COPY_CHUNK_CHARS if size is None or size < 0 else size
-        parts, length = [self._buffer], len(self._buffer)
+    def read(self, size: int | None = -1) -> bytes:
+        limit = COPY_CHUNK_BYTES if size is None or size < 0 else size
+        parts, length = [], 0
         for line in self._lines:
             parts.append(line)
             length += len(line)
             if length >= limit:
                 break
-        chunk = "".join(parts)
-        self._buffer = chunk[limit:]
-        return chunk[:limit]
+        return b"".join(parts)
 
 
 class RowCopy:
@@ -162,6 +163,7 @@ class RowCopy:
         # The converters spell values as PostgreSQL prints them in UTC, ISO style.
         self.connection.execute(sa.text("SET LOCAL TimeZone = 'UTC'"))
         self.connection.execute(sa.text("SET LOCAL DateStyle = 'ISO, YMD'"))
+        use_lz4_compression(self.connection)
         plans = self.plan()
         self.refuse_foreign_rows(plans)
         self.scan(plans)
@@ -226,14 +228,15 @@ class RowCopy:
             cursor = self.connection.connection.dbapi_connection.cursor()
             columns = ", ".join(map(src.quote, plan.columns))
             cursor.copy_expert(f"COPY {src.quote(plan.name)} ({columns}) FROM STDIN",
-                               _LineReader(lines))
+                               _LineReader(lines), size=COPY_CHUNK_BYTES)
         progress.advance(result.read % PROGRESS_ROWS)
         result.seconds = progress.seconds
 
     def copy_lines(self, plan: TablePlan, result: TableResult,
-                   progress: Progress) -> Iterator[str]:
+                   progress: Progress) -> Iterator[bytes]:
         checksum = 0
-        converters = plan.converters
+        convert_row = plan.convert_row
+        md5, from_bytes, tabs = hashlib.md5, int.from_bytes, len(plan.columns) - 1
         # Only references that can fail need checking row by row: the parents are done.
         risky = [fk for fk in plan.foreign_keys if fk.orphans or self.rejected_keys[fk.parent]]
         for raw in src.stream_rows(self.source, plan.name, plan.columns):
@@ -243,17 +246,27 @@ class RowCopy:
             row = list(raw) if risky else raw
             findings = self.check_references(plan, risky, row, result) if risky else []
             try:
-                fields = [None if v is None else convert(v)
-                          for convert, v in zip(converters, row, strict=True)]
+                fields = convert_row(row)
             except BadValue:
                 fields = None
-            if fields is None or findings or any(fields[i] is None for i in plan.required):
+            if fields is None or findings:
                 findings += self.value_findings(plan, row)
                 self.refuse_row(plan, raw, findings, result)
                 continue
-            checksum += row_digest("\t".join(NULL_TEXT if f is None else f for f in fields))
+            # The checksum digests the values joined by tabs (as target_checksum has
+            # PostgreSQL do): the first 64 bits of its MD5, summed.
+            text = "\t".join(fields).encode("utf-8")
+            checksum += from_bytes(md5(text).digest()[:8], "big", signed=True)
             result.written += 1
-            yield "\t".join(map(_copy_field, fields)) + "\n"
+            # Most rows need no escaping and their COPY line is that text itself: when
+            # its only tabs are the separators and its only backslashes the NULLs'.
+            if text.count(b"\\") == row.count(None) and text.count(b"\t") == tabs:
+                if b"\n" in text or b"\r" in text:
+                    # UTF-8 uses these bytes for nothing else: they are replaced as bytes.
+                    text = text.replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+                yield text + b"\n"
+            else:
+                yield escaped_line(fields, row)
         result.checksum = checksum & CHECKSUM_MASK
 
     def check_references(self, plan: TablePlan, risky: list[ForeignKey], row: list,
@@ -371,6 +384,18 @@ def target_checksum(connection: sa.Connection, plan: TablePlan,
         f"16))::bit(64)::bigint), 0) FROM {src.quote(plan.name)} AS t {' '.join(joins)}"),
         {"null": NULL_TEXT}).one()
     return count, int(total) & CHECKSUM_MASK
+
+
+def use_lz4_compression(connection: sa.Connection) -> None:
+    """Compress the large values this transaction stores (transcripts, minutes) with lz4
+    rather than the default pglz, when the server has it: several times faster to write,
+    and to read back for the checksums. PostgreSQL reads either, whatever the setting
+    later, and the app's own writes keep the server's default."""
+    has_lz4 = connection.execute(sa.text(
+        "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+        "WHERE name = 'default_toast_compression'")).scalar()
+    if has_lz4:
+        connection.execute(sa.text("SET LOCAL default_toast_compression = 'lz4'"))
 
 
 def reset_sequences(connection: sa.Connection, tables: list[str]) -> None:

@@ -8,8 +8,6 @@ from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-BATCH_ROWS = 5000
-
 
 @contextmanager
 def open_source(path: Path) -> Iterator[sqlite3.Connection]:
@@ -44,12 +42,13 @@ def row_count(source: sqlite3.Connection, table: str) -> int:
 def stream_rows(
     source: sqlite3.Connection, table: str, columns: Sequence[str]
 ) -> Iterator[tuple]:
-    """Every row of a table, in batches so memory stays flat whatever its size."""
+    """Every row of a table, one at a time as SQLite steps through it, so memory stays
+    flat whatever the table's size and its rows' (batches of 5,000 transcripts held
+    ~75 MB)."""
     cursor = source.execute(
         f"SELECT {', '.join(map(quote, columns))} FROM {quote(table)} ORDER BY rowid"
     )
-    while batch := cursor.fetchmany(BATCH_ROWS):
-        yield from batch
+    yield from cursor
 
 
 def orphan_values(

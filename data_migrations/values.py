@@ -9,11 +9,13 @@ what it stored, without reading the rows back.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import operator
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -32,6 +34,9 @@ class BadValue(ValueError):
 
 
 def _text(value: object, max_length: int | None) -> str:
+    if type(value) is str and "\x00" not in value and (
+            max_length is None or len(value) <= max_length):
+        return value  # what SQLite nearly always holds: the text as it is
     if isinstance(value, bytes):
         try:
             value = value.decode("utf-8")
@@ -46,6 +51,8 @@ def _text(value: object, max_length: int | None) -> str:
 
 
 def _integer(value: object, bounds: tuple[int, int]) -> str:
+    if type(value) is int and bounds[0] <= value <= bounds[1]:
+        return str(value)  # what SQLite nearly always holds
     if isinstance(value, bool):
         number = int(value)
     elif isinstance(value, int):
@@ -101,9 +108,10 @@ def _timestamptz(value: object) -> str:
             datetime.fromisoformat(value)
         except ValueError:
             raise BadValue("not a valid ISO-8601 date-time") from None
-        whole, _, fraction = value.partition(".")
-        fraction = fraction.rstrip("0")
-        return f"{whole}.{fraction}+00" if fraction else f"{whole}+00"
+        if len(value) == 19:
+            return value + "+00"
+        # PostgreSQL drops the fraction's trailing zeros, and the point with them.
+        return value.rstrip("0").rstrip(".") + "+00"
     moment = parse_timestamp(value)
     # PostgreSQL's own output with TimeZone=UTC: fraction without trailing zeros.
     text = moment.isoformat(sep=" ", timespec="seconds")[:19]
@@ -127,6 +135,8 @@ def _numeric(value: object, precision: int, scale: int) -> str:
     if not number.is_finite():
         raise BadValue("not a finite number")
     rounded = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+    if rounded.is_zero():
+        rounded = rounded.copy_abs()  # numeric has no negative zero
     if rounded.adjusted() >= precision - scale:
         raise BadValue(f"too large for NUMERIC({precision},{scale})")
     return f"{rounded:f}"
@@ -177,27 +187,57 @@ def _uuid(value: object) -> str:
 # it: jsonb refuses \u0000, so such documents are findings before they get here.
 _NUMBER_TAG = "\x00"
 _TAGGED_NUMBER = re.compile(r'"\\u0000([^"]*)"')
+# jsonb prints most literals as they are written: digits, a point and digits, no exponent,
+# not a negative zero. A document whose tagged literals are all of that form only needs
+# the tags taken off; any other literal is respelled by _jsonb_number.
+_RESPELL_NEEDED = re.compile(
+    r'"\\u0000(?!(?:-(?=[0.]*[1-9]))?(?:0|[1-9][0-9]*)\.[0-9]+")')
+_LITERAL = operator.itemgetter(1)
+# numeric's limits: digits before and after the decimal point.
+_NUMERIC_WEIGHT, _NUMERIC_SCALE = 131072, 16383
 
 
 def _jsonb_number(literal: str) -> str:
-    # Adding 0 turns -0 into 0, as jsonb does; the literal's scale is kept (2.50 stays).
-    return _NUMBER_TAG + format(Decimal(literal) + 0, "f")
+    """jsonb's spelling of a JSON number literal: its exact decimal value in positional
+    notation, the literal's scale kept (2.50 stays, 1e2 is 100), -0 as 0."""
+    number = Decimal(literal)
+    if number.is_zero():
+        number = number.copy_abs()
+    elif number.adjusted() >= _NUMERIC_WEIGHT:
+        raise ValueError(f"number {literal} is too large for jsonb")
+    if number.as_tuple().exponent < -_NUMERIC_SCALE:  # type: ignore[operator]
+        raise ValueError(f"number {literal} has too many digits after the point for jsonb")
+    return format(number, "f")
 
 
-# Documents repeat the same objects (every segment has the same keys): the order of a
+def _respell(match: re.Match[str]) -> str:
+    return _jsonb_number(match[1])
+
+
+# Documents repeat the same objects (every segment has the same keys): how to reorder a
 # key list is worked out once. Bounded, so odd documents cannot grow it without end.
-_KEY_ORDERS: dict[tuple[str, ...], tuple[int, ...]] = {}
-_KEY_ORDERS_KEPT = 4096
+_REORDERS: dict[tuple[str, ...], Callable[[list], object]] = {}
+_REORDERS_KEPT = 4096
+_FIRST = operator.itemgetter(0)
 
 
 def _jsonb_object(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    keys = tuple(key for key, _ in pairs)
-    order = _KEY_ORDERS.get(keys)
-    if order is None:
-        order = _jsonb_key_order(keys)
-        if len(_KEY_ORDERS) < _KEY_ORDERS_KEPT:
-            _KEY_ORDERS[keys] = order
-    return {pairs[i][0]: pairs[i][1] for i in order}
+    keys = tuple(map(_FIRST, pairs))
+    reorder = _REORDERS.get(keys)
+    if reorder is None:
+        reorder = _reorder(_jsonb_key_order(keys))
+        if len(_REORDERS) < _REORDERS_KEPT:
+            _REORDERS[keys] = reorder
+    return dict(reorder(pairs))
+
+
+def _reorder(order: tuple[int, ...]) -> Callable[[list], object]:
+    """The pairs at these positions, in this order, as something ``dict()`` takes."""
+    if len(order) > 1:
+        return operator.itemgetter(*order)
+    if len(order) == 1:
+        return lambda pairs: (pairs[order[0]],)
+    return lambda pairs: ()
 
 
 def _jsonb_key_order(keys: tuple[str, ...]) -> tuple[int, ...]:
@@ -212,7 +252,7 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-_JSONB_DECODER = json.JSONDecoder(object_pairs_hook=_jsonb_object, parse_float=_jsonb_number,
+_JSONB_DECODER = json.JSONDecoder(object_pairs_hook=_jsonb_object, parse_float=_NUMBER_TAG.__add__,
                                   parse_constant=_refuse_constant)
 _JSONB_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
 
@@ -222,11 +262,13 @@ def jsonb_text(text: str) -> str:
     spelled = _JSONB_ENCODER.encode(_JSONB_DECODER.decode(text))
     if "\\u0000" not in spelled:
         return spelled
-    return _TAGGED_NUMBER.sub(_untag, spelled)
+    if _RESPELL_NEEDED.search(spelled):
+        return _TAGGED_NUMBER.sub(_respell, spelled)
+    return _TAGGED_NUMBER.sub(_LITERAL, spelled)
 
 
-def _untag(match: re.Match[str]) -> str:
-    return match[1]
+# Only a \\uD800-\\uDFFF escape can put a surrogate into a decoded document.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _json(value: object) -> str:
@@ -235,7 +277,8 @@ def _json(value: object) -> str:
         raise BadValue("JSON holds \\u0000, which PostgreSQL jsonb cannot hold")
     try:
         spelled = jsonb_text(text)
-        spelled.encode("utf-8")
+        if _SURROGATE_ESCAPE.search(text):
+            spelled.encode("utf-8")  # refuses one not part of a pair
     except UnicodeEncodeError:
         raise BadValue("JSON holds an unpaired surrogate escape") from None
     except ValueError as exc:
@@ -244,13 +287,25 @@ def _json(value: object) -> str:
     return spelled
 
 
+# Small documents repeat (each task's audit events carry the same details): their spelling
+# is kept for the next time. Only small ones, and so many, so memory stays small.
+_SMALL_DOCUMENT = 512
+_cached_json = functools.lru_cache(maxsize=1024)(_json)
+
+
+def _json_value(value: object) -> str:
+    if type(value) is str and len(value) <= _SMALL_DOCUMENT:
+        return _cached_json(value)
+    return _json(value)
+
+
 def converter_for(column: sa.Column) -> Converter:
     """The converter for a reflected PostgreSQL column."""
     kind = column.type
     if isinstance(kind, postgresql.UUID | sa.Uuid):
         return _uuid
     if isinstance(kind, postgresql.JSONB | sa.JSON):
-        return _json
+        return _json_value
     if isinstance(kind, sa.Boolean):
         return _boolean
     if isinstance(kind, sa.DateTime):
@@ -268,3 +323,62 @@ def converter_for(column: sa.Column) -> Converter:
         length = kind.length
         return lambda value: _text(value, length)
     raise TypeError(f"no converter for {column.table.name}.{column.name} of type {kind}")
+
+
+# A row converter takes a whole SQLite row and returns the PostgreSQL text of each value,
+# NULL spelled as COPY spells it.
+RowConverter = Callable[[Sequence[object]], list[str]]
+
+
+def row_converter(columns: Sequence[sa.Column], null: str) -> RowConverter:
+    """One function that converts a whole row of these columns, ``null`` for NULL; it
+    raises :class:`BadValue` for a row with any value PostgreSQL would refuse, including
+    NULL in a NOT NULL column. Each value comes out exactly as ``converter_for`` spells
+    it.
+
+    It is one function per table, written out for its columns, because the copy calls it
+    for every row: each value's usual form (an int in range, a str of a fitting length, a
+    canonical UUID) is taken on the spot, and only other values go to ``converter_for``'s
+    converters."""
+    names = [f"v{i}" for i in range(len(columns))]
+    scope: dict[str, object] = {"NULL": null, "_null": _refuse_null, "str": str,
+                                "int": int, "type": type}
+    spelled = []
+    for index, (column, name) in enumerate(zip(columns, names, strict=True)):
+        convert = f"c{index}"
+        scope[convert] = converter_for(column)
+        usual = _usual_form(column.type, name, scope)
+        value = f"({usual} else {convert}({name}))" if usual else f"{convert}({name})"
+        if column.nullable:
+            spelled.append(f"NULL if {name} is None else {value}")
+        else:
+            spelled.append(f"{value} if {name} is not None else _null()")
+    unpack = f"{', '.join(names)}, = row"
+    source = f"def convert(row):\n    {unpack}\n    return [\n        " + \
+        ",\n        ".join(spelled) + ",\n    ]\n"
+    exec(compile(source, "<row converter>", "exec"), scope)  # the text above, nothing else
+    return scope["convert"]  # type: ignore[return-value]
+
+
+def _refuse_null() -> str:
+    raise BadValue("NULL in a NOT NULL column")
+
+
+def _usual_form(kind: sa.types.TypeEngine, name: str, scope: dict[str, object]) -> str | None:
+    """A condition and value for the form SQLite usually holds, spelled as the column's
+    converter would spell it; None when there is no shortcut."""
+    if isinstance(kind, postgresql.UUID | sa.Uuid):
+        scope["_canonical_uuid"] = _CANONICAL_UUID.fullmatch
+        return f"{name} if type({name}) is str and _canonical_uuid({name})"
+    if isinstance(kind, postgresql.JSONB | sa.JSON | sa.DateTime | sa.Float | sa.Numeric):
+        return None
+    if isinstance(kind, sa.Boolean):
+        return (f"('true' if {name} == 1 else 'false') if type({name}) is int "
+                f"and ({name} == 1 or {name} == 0)")
+    if isinstance(kind, sa.Integer):
+        low, high = INT8 if isinstance(kind, sa.BigInteger) else INT4
+        return f"str({name}) if type({name}) is int and {low} <= {name} <= {high}"
+    if isinstance(kind, sa.String):
+        fits = "" if kind.length is None else f" and len({name}) <= {int(kind.length)}"
+        return f"{name} if type({name}) is str{fits} and '\\x00' not in {name}"
+    return None

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from data_migrations.values import BadValue, converter_for
+from data_migrations.values import BadValue, converter_for, row_converter
 
 CASES: list[tuple[str, sa.types.TypeEngine, object]] = [
     ("timestamptz", sa.DateTime(timezone=True), "2025-03-04 05:06:07.120000"),
@@ -22,6 +22,8 @@ CASES: list[tuple[str, sa.types.TypeEngine, object]] = [
     ("numeric(12,6)", sa.Numeric(12, 6), 1.0000005),
     ("numeric(12,6)", sa.Numeric(12, 6), -2),
     ("numeric(12,6)", sa.Numeric(12, 6), "1.5e-3"),
+    ("numeric(12,6)", sa.Numeric(12, 6), -0.0),
+    ("numeric(12,6)", sa.Numeric(12, 6), -0.0000001),
     ("float8", sa.Float(), 3.0),
     ("float8", sa.Float(), 1e15),
     ("float8", sa.Float(), 123456789012345.6),
@@ -84,3 +86,39 @@ def test_converters_refuse_what_postgresql_refuses(
 ) -> None:
     with pytest.raises(BadValue, match=re.escape(reason)):
         converter_for(column(kind))(value)
+
+
+REFUSED = [
+    (sa.Integer(), True), (sa.Integer(), 2**31), (sa.BigInteger(), 2**63), (sa.Boolean(), 1.0),
+    (sa.Boolean(), True), (sa.String(4), "five!"), (sa.String(4), b"abc"), (sa.Text(), "a\x00b"),
+    (postgresql.UUID(), "6F1C2D3E-4A5B-4C6D-8E7F-901A2B3C4D5E-"),
+    (postgresql.JSONB(), '{"a": 1e131072}'), (postgresql.JSONB(), "[1e-16384]"),
+]
+
+
+@pytest.mark.parametrize(("kind", "value"),
+                         [(kind, value) for _, kind, value in CASES] + REFUSED)
+def test_row_converter_spells_and_refuses_as_the_column_converters(
+    kind: sa.types.TypeEngine, value: object
+) -> None:
+    convert = converter_for(column(kind))
+    row = row_converter([column(kind), sa.Column("required", kind, nullable=False)], "\\N")
+    try:
+        expected = convert(value)
+    except BadValue:
+        with pytest.raises(BadValue):
+            row((value, value))
+        return
+    assert row((value, value)) == [expected, expected]
+    assert row((None, value)) == ["\\N", expected]
+    with pytest.raises(BadValue, match="NULL in a NOT NULL column"):
+        row((value, None))
+
+
+def test_jsonb_numbers_keep_every_digit(pg_engine: sa.Engine) -> None:
+    document = '[12345678901234567890123456789012.5, -0.000, 1.5e-3, 2E+3, 0.10]'
+    spelled = converter_for(column(postgresql.JSONB()))(document)
+    with pg_engine.connect() as conn:
+        printed = conn.execute(sa.text("SELECT CAST(:v AS jsonb)::text"),
+                               {"v": document}).scalar_one()
+    assert spelled == printed

@@ -49,9 +49,10 @@ def upgrade() -> None:
         COPIED_KEYS,
         sa.Column("table_name", sa.Text(), nullable=False),
         sa.Column("key", sa.Text(), nullable=False),
-        sa.PrimaryKeyConstraint("table_name", "key", name=f"pk_{COPIED_KEYS}"),
     )
     row_copy.copy_rows(op.get_bind(), source, options, COPIED_KEYS)
+    # The key goes on once the keys are in: one index build, not an insert per copied row.
+    op.create_primary_key(f"pk_{COPIED_KEYS}", COPIED_KEYS, ["table_name", "key"])
 
 
 def downgrade() -> None:
