@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 
+import models
 from tests.conftest import ROOT, alembic_config
 from tests.dev_data import TASK_1, TASK_2, DevDatabase
 
@@ -132,6 +135,12 @@ def test_copy_follows_foreign_keys_and_resets_sequences(
 
     command.upgrade(alembic_config(pg_url), "0002")
 
+    # The foreign keys and indexes set aside for the load are back, exactly as they were.
+    with pg_engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        drift = [d for d in compare_metadata(context, models.metadata)
+                 if not (d[0] == "remove_table" and d[1].name.startswith("cutover_"))]
+    assert drift == []
     summary = capfd.readouterr().err
     order = [t for t in TABLES if f"\n{t} " in summary]
     assert order.index("users") < order.index("tasks") < order.index("transcripts")
