@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 from pytest_postgresql.executors import PostgreSQLExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
+from pytest_postgresql.retry import retry
 
 PG_CTL = Path(__file__).parent / "bin" / "pg_ctl"
 ROLE = "cutover"
@@ -103,8 +104,11 @@ def _start(base: Path) -> tuple[PostgreSQLExecutor, int]:
 
 
 def _require_passwords(base: Path, port: int) -> None:
-    with psycopg.connect(host=str(base), port=port, user="postgres", dbname="postgres",
-                         autocommit=True) as conn:
+    # The port can accept connections a moment before the server has finished starting
+    # ("the database system is starting up"): pytest-postgresql's retry waits that out.
+    with retry(lambda: psycopg.connect(host=str(base), port=port, user="postgres",
+                                       dbname="postgres", autocommit=True),
+               timeout=60, possible_exception=psycopg.OperationalError) as conn:
         conn.execute(f"CREATE ROLE {ROLE} LOGIN CREATEDB PASSWORD '{PASSWORD}'")
         (base / "data" / "pg_hba.conf").write_text(PG_HBA)
         conn.execute("SELECT pg_reload_conf()")
