@@ -34,7 +34,7 @@ from data_migrations.errors import DataMigrationError
 from data_migrations.file_scan import FolderScan, LocalFile, scan_folder
 from data_migrations.options import UploadOptions
 from data_migrations.parallel import Done, run_in_parallel
-from data_migrations.report import Progress, record_step, say, size_text, table
+from data_migrations.report import Progress, bulleted, record_step, say, size_text, table
 from settings import ConfigError
 from storage import ObjectInfo, StorageClient, StorageError, file_crc64
 from storage.settings import StorageConfigError, StorageSettings, build_storage
@@ -44,7 +44,6 @@ R = TypeVar("R")
 ATTEMPTS = 3
 RETRY_BACKOFF_SECONDS = 1.0  # doubled after each failed attempt
 MANIFEST_BATCH = 1000
-NAMES_SHOWN = 50
 LARGEST_SHOWN = 10
 STATUS_ROWS = (("uploaded", "uploaded"), ("replaced", "re-uploaded (content differed)"),
                ("skipped", "skipped (already in the bucket)"))
@@ -284,12 +283,6 @@ def failure_text(done: Done) -> str | None:
     if isinstance(done.error, ActionFailure | StorageError | OSError):
         return str(done.error)
     raise done.error
-
-
-def bulleted(lines: list[str]) -> str:
-    shown = "\n".join(f"  - {line}" for line in lines[:NAMES_SHOWN])
-    more = len(lines) - NAMES_SHOWN
-    return shown + (f"\n  ... and {more:,} more" if more > 0 else "")
 
 
 def refusal_message(scan: FolderScan) -> str:

@@ -22,11 +22,10 @@ import sqlalchemy as sa
 
 import models
 from data_migrations.errors import DataMigrationError
-from data_migrations.report import record_step, say, shorten, table
+from data_migrations.report import bulleted, record_step, say, shorten, table
 from data_migrations.source import quote
 
 URL_PATTERN = "^[A-Za-z][A-Za-z0-9+.-]*://"
-FINDINGS_SHOWN = 50
 
 
 @dataclass(frozen=True)
@@ -201,21 +200,19 @@ def check_findings(found: list[PathFinding], missing_files: str, dry_run: bool) 
     """Stop on paths that cannot be rewritten (missing_files=fail), or list them."""
     if not found:
         return
-    shown = "\n".join(f"  - {f}" for f in found[:FINDINGS_SHOWN])
-    more = len(found) - FINDINGS_SHOWN
-    tail = f"\n  ... and {more:,} more" if more > 0 else ""
+    listed = bulleted([str(f) for f in found])
     if dry_run:
         say(f"{len(found):,} stored paths cannot be rewritten (missing_files={missing_files} "
             f"would {'stop the cutover' if missing_files == 'fail' else 'keep them'}):"
-            f"\n{shown}{tail}")
+            f"\n{listed}")
         return
     if missing_files == "fail":
         raise DataMigrationError(
             f"path rewrite stopped: {len(found):,} stored paths cannot be rewritten; nothing "
-            f"was changed.\n{shown}{tail}\nUpload the files, add their folders to "
+            f"was changed.\n{listed}\nUpload the files, add their folders to "
             "UPLOADS_PATH_ALIASES, or run with -x missing_files=keep to leave these values "
             "as they are.")
-    say(f"{len(found):,} stored paths are left as they are (missing_files=keep):\n{shown}{tail}")
+    say(f"{len(found):,} stored paths are left as they are (missing_files=keep):\n{listed}")
 
 
 def print_summary(connection: sa.Connection, rewrites: str, kept: int, seconds: float,

@@ -13,10 +13,20 @@ from pathlib import Path
 from typing import IO, Any
 
 PROGRESS_EVERY_SECONDS = 2.0
+LISTED = 50  # items a message lists before "... and N more"
 
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def bulleted(lines: list[str], total: int | None = None) -> str:
+    """The first lines as a bulleted list, then how many more there are of ``total``
+    (default: all of ``lines``)."""
+    shown = lines[:LISTED]
+    more = (len(lines) if total is None else total) - len(shown)
+    return "\n".join(f"  - {line}" for line in shown) + (
+        f"\n  ... and {more:,} more" if more > 0 else "")
 
 
 def shorten(value: object, limit: int = 60) -> str:

@@ -28,12 +28,20 @@ import sqlalchemy as sa
 from data_migrations import source as src
 from data_migrations.errors import DataMigrationError
 from data_migrations.options import CopyOptions
-from data_migrations.report import Progress, RejectsFile, record_step, say, shorten, table
+from data_migrations.report import (
+    LISTED,
+    Progress,
+    RejectsFile,
+    bulleted,
+    record_step,
+    say,
+    shorten,
+    table,
+)
 from data_migrations.values import BadValue, converter_for, row_converter
 
 CHECKSUM_MASK = (1 << 64) - 1
 NULL_TEXT = "\\N"
-FINDINGS_SHOWN = 50
 COPY_CHUNK_BYTES = 1 << 18
 PROGRESS_ROWS = 4096
 
@@ -90,7 +98,6 @@ class TablePlan:
         self.converters = [converter_for(c) for c in target.columns]
         self.convert_row = row_converter(list(target.columns), NULL_TEXT)
         self.key_index = self.columns.index(next(iter(target.primary_key.columns)).name)
-        self.identity = [c.name for c in target.columns if c.identity is not None]
         self.foreign_keys = [self._foreign_key(fk, target, source) for fk in target.foreign_keys]
 
     def _foreign_key(self, fk: sa.ForeignKey, target: sa.Table,
@@ -316,7 +323,7 @@ class RowCopy:
         result.rejected += 1
         self.rejected_keys[plan.name].add(raw[plan.key_index])
         self.report.finding_count += len(findings)
-        room = FINDINGS_SHOWN - len(self.report.findings)
+        room = LISTED - len(self.report.findings)
         self.report.findings.extend(findings[:max(room, 0)])
         if self.options.bad_rows == "reject":
             self.record_reject({
@@ -331,11 +338,9 @@ class RowCopy:
             self.rejects.write(record)
 
     def findings_message(self) -> str:
-        shown = "\n".join(f"  - {f}" for f in self.report.findings)
-        more = self.report.finding_count - len(self.report.findings)
-        tail = f"\n  ... and {more:,} more" if more > 0 else ""
+        listed = bulleted([str(f) for f in self.report.findings], self.report.finding_count)
         return (f"row copy stopped: {self.report.finding_count:,} values PostgreSQL would "
-                f"refuse; nothing was written.\n{shown}{tail}\n"
+                f"refuse; nothing was written.\n{listed}\n"
                 "Fix them in the source, or run with -x bad_rows=reject (rows go to a rejects "
                 "file) and/or -x orphans=set_null.")
 
