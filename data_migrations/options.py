@@ -65,7 +65,7 @@ DEFAULT_EXCLUDE = ("tmp/", "*.part")
 
 def _patterns(name: str, x_args: Mapping[str, str], default: tuple[str, ...],
               env: str) -> tuple[str, ...]:
-    """Comma-separated globs; ``none`` means no pattern at all."""
+    """A comma-separated list (globs, folders); ``none`` means an empty one."""
     value = _raw(name, x_args, ",".join(default), env)
     if value.lower() == "none":
         return ()
@@ -107,10 +107,9 @@ class PathOptions:
 
     @classmethod
     def from_sources(cls, x_args: Mapping[str, str]) -> PathOptions:
-        aliases = _raw("uploads_path_aliases", x_args, "")
         return cls(
             missing_files=choice("missing_files", x_args, ("fail", "keep")),
-            aliases=tuple(a for a in aliases.split(",") if a.strip()),
+            aliases=_patterns("uploads_path_aliases", x_args, (), env="UPLOADS_PATH_ALIASES"),
             uploads_dir=Path(_raw("uploads_dir", x_args, "uploads")),
             dry_run=flag("dry_run", x_args),
         )
