@@ -430,19 +430,22 @@ def use_lz4_compression(connection: sa.Connection) -> None:
         connection.execute(sa.text("SET LOCAL default_toast_compression = 'lz4'"))
 
 
+def identity_columns(connection: sa.Connection, tables: Sequence[str]) -> list[tuple[str, str]]:
+    """(table, column) of every identity column of the tables, from the catalog."""
+    inspector = sa.inspect(connection)
+    return [(name, column["name"]) for name in tables for column in inspector.get_columns(name)
+            if column.get("identity") is not None]
+
+
 def reset_sequences(connection: sa.Connection, tables: list[str]) -> None:
     """Move each identity sequence just past the largest id, so the app's next insert
     works; on an empty table the next id is 1 again."""
-    inspector = sa.inspect(connection)
-    for name in tables:
-        for column in inspector.get_columns(name):
-            if column.get("identity") is None:
-                continue
-            quoted = src.quote(column["name"])
-            connection.execute(sa.text(
-                f"SELECT setval(pg_get_serial_sequence(:table, :column), "
-                f"coalesce(max({quoted}), 1), max({quoted}) IS NOT NULL) "
-                f"FROM {src.quote(name)}"), {"table": name, "column": column["name"]})
+    for name, column in identity_columns(connection, tables):
+        quoted = src.quote(column)
+        connection.execute(sa.text(
+            f"SELECT setval(pg_get_serial_sequence(:table, :column), "
+            f"coalesce(max({quoted}), 1), max({quoted}) IS NOT NULL) "
+            f"FROM {src.quote(name)}"), {"table": name, "column": column})
 
 
 def copy_rows(connection: sa.Connection, source_path: Path, options: CopyOptions,

@@ -29,7 +29,7 @@ from data_migrations.file_upload import difference
 from data_migrations.options import CopyOptions
 from data_migrations.path_rewrite import PathColumn, marked_columns, rewritten_columns
 from data_migrations.report import table
-from data_migrations.row_copy import RowCopy, target_checksum
+from data_migrations.row_copy import RowCopy, identity_columns, target_checksum
 from storage import StorageClient, StorageError
 from storage.settings import StorageSettings, build_storage
 
@@ -62,19 +62,16 @@ def row_checks(connection: sa.Connection, source_path: Path,
 
 
 def sequence_checks(connection: sa.Connection) -> Iterator[Check]:
-    inspector = sa.inspect(connection)
-    for name in sorted(inspector.get_table_names()):
-        for column in inspector.get_columns(name):
-            if column.get("identity") is None:
-                continue
-            quoted = src.quote(column["name"])
-            largest, last, called = connection.execute(sa.text(
-                f"SELECT (SELECT max({quoted}) FROM {src.quote(name)}), last_value, is_called "
-                f"FROM {_sequence(connection, name, column['name'])}")).one()
-            next_id = last + 1 if called else last
-            ok = largest is None or next_id > largest
-            yield Check("sequence", f"{name}.{column['name']}", ok,
-                        f"next {next_id:,}, largest id {largest if largest is not None else '-'}")
+    tables = sorted(sa.inspect(connection).get_table_names())
+    for name, column in identity_columns(connection, tables):
+        quoted = src.quote(column)
+        largest, last, called = connection.execute(sa.text(
+            f"SELECT (SELECT max({quoted}) FROM {src.quote(name)}), last_value, is_called "
+            f"FROM {_sequence(connection, name, column)}")).one()
+        next_id = last + 1 if called else last
+        ok = largest is None or next_id > largest
+        yield Check("sequence", f"{name}.{column}", ok,
+                    f"next {next_id:,}, largest id {largest if largest is not None else '-'}")
 
 
 def _sequence(connection: sa.Connection, table_name: str, column: str) -> str:
