@@ -52,6 +52,7 @@ WITH include drop, create tables, create indexes, reset sequences,
      prefetch rows = 1000;
 """
 FAILURE_LINES = 6  # of a failed command's output, enough to see why
+RSS_SAMPLE_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -80,16 +81,37 @@ class Result:
 
 
 def run_measured(argv: Sequence[str], env: dict[str, str], log: Path) -> Measured:
-    """Run a command to its end; wait4 gives that one child's own peak RSS."""
+    """Run a command to its end. Its peak RSS is that of its whole process tree (the row
+    copy's worker processes count), sampled while it runs; wait4 gives the peak of any
+    single process, which also covers one too short-lived to sample."""
     started = time.perf_counter()
     with log.open("wb") as output:
         process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=output,
                                    stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
+        tree_peak_kib = 0
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            tree_peak_kib = max(tree_peak_kib, tree_rss_kib(process.pid))
+            time.sleep(RSS_SAMPLE_SECONDS)
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
     text = log.read_text(errors="replace").replace(PASSWORD, "***")
-    return Measured(process.returncode, seconds, usage.ru_maxrss, text)
+    return Measured(process.returncode, seconds, max(tree_peak_kib, usage.ru_maxrss), text)
+
+
+def tree_rss_kib(pid: int) -> int:
+    """The resident memory of a process and all its descendants, from /proc; 0 for one
+    that has just ended."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    rss = next((int(line.split()[1]) for line in status.splitlines()
+                if line.startswith("VmRSS:")), 0)
+    return rss + sum(tree_rss_kib(int(child)) for child in children)
 
 
 def count_rows(url: str) -> int:

@@ -39,6 +39,14 @@ def flag(name: str, x_args: Mapping[str, str]) -> bool:
     return _BOOLEANS[value]
 
 
+def count(name: str, x_args: Mapping[str, str], default: int, env: str) -> int:
+    """A whole number of at least 1."""
+    value = _raw(name, x_args, str(default), env)
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class CopyOptions:
     """How the row copy treats bad rows, and where it writes its files."""
@@ -48,6 +56,8 @@ class CopyOptions:
     dry_run: bool = False
     force: bool = False
     work_dir: Path = Path("work")
+    # Processes converting rows; 1 converts them in the process that copies them.
+    workers: int = 1
 
     @classmethod
     def from_sources(cls, x_args: Mapping[str, str]) -> CopyOptions:
@@ -57,6 +67,7 @@ class CopyOptions:
             dry_run=flag("dry_run", x_args),
             force=flag("force", x_args),
             work_dir=Path(_raw("work_dir", x_args, "work")),
+            workers=count("workers", x_args, os.cpu_count() or 1, env="ROW_COPY_WORKERS"),
         )
 
 

@@ -4,7 +4,9 @@ One pass per table, in foreign-key order read from the target's own schema: each
 row is checked and converted (see values.py), streamed to PostgreSQL with ``COPY ... FROM
 STDIN``, and folded into an order-independent checksum. A row PostgreSQL would refuse is a
 finding; depending on ``bad_rows`` the copy fails with every finding or writes the row to
-the rejects file. Afterwards each table's count and checksum are compared with what
+the rejects file. A table is read in rowid ranges of about a mebibyte, converted in
+worker processes (one per core) while this process streams the finished ranges to
+PostgreSQL in order. Afterwards each table's count and checksum are compared with what
 PostgreSQL stored, the identity sequences are moved past the copied ids, and the copied
 keys are recorded so that a downgrade removes exactly them.
 
@@ -14,18 +16,31 @@ target as it was, and running the upgrade again starts afresh.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import io
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from concurrent.futures import Executor
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from data_migrations import source as src
+from data_migrations.conversion import (
+    NULL_TEXT,
+    Converted,
+    Finding,
+    ForeignKey,
+    TablePlan,
+    TableShape,
+    convert_batch,
+    convert_range,
+    in_order,
+    worker_pool,
+)
 from data_migrations.errors import DataMigrationError
 from data_migrations.options import CopyOptions
 from data_migrations.report import (
@@ -35,28 +50,17 @@ from data_migrations.report import (
     bulleted,
     record_step,
     say,
-    shorten,
     table,
 )
-from data_migrations.values import BadValue, converter_for, row_converter
+from data_migrations.values import column_type
 
 CHECKSUM_MASK = (1 << 64) - 1
-NULL_TEXT = "\\N"
 COPY_CHUNK_BYTES = 1 << 18
-PROGRESS_ROWS = 4096
-
-
-@dataclass(frozen=True)
-class Finding:
-    table: str
-    key: object
-    column: str
-    value: object
-    reason: str
-
-    def __str__(self) -> str:
-        return (f"{self.table} key={self.key!r} column {self.column}: {self.reason} "
-                f"(value {shorten(self.value)})")
+# A table is read and converted in rowid ranges holding about this much SQLite data:
+# enough rows that handing a range to a worker costs little, few enough that the ranges
+# in flight stay small.
+BATCH_BYTES = 1 << 19
+IN_FLIGHT_PER_WORKER = 4
 
 
 @dataclass
@@ -69,6 +73,8 @@ class TableResult:
     checksum: int = 0
     verified: str = "-"
     seconds: float = 0.0
+    # How many processes converted the rows: 1 when this one did.
+    processes: int = 1
 
 
 @dataclass
@@ -79,61 +85,9 @@ class CopyReport:
     rejects_file: Path | None = None
 
 
-@dataclass(frozen=True)
-class ForeignKey:
-    index: int
-    column: str
-    parent: str
-    nullable: bool
-    orphans: frozenset
-
-
-class TablePlan:
-    """How one table's rows are read, checked, converted and compared."""
-
-    def __init__(self, target: sa.Table, source: sqlite3.Connection) -> None:
-        self.name = target.name
-        self.columns = [c.name for c in target.columns]
-        self.required = [i for i, c in enumerate(target.columns) if not c.nullable]
-        self.converters = [converter_for(c) for c in target.columns]
-        self.convert_row = row_converter(list(target.columns), NULL_TEXT)
-        self.key_index = self.columns.index(next(iter(target.primary_key.columns)).name)
-        self.foreign_keys = [self._foreign_key(fk, target, source) for fk in target.foreign_keys]
-
-    def _foreign_key(self, fk: sa.ForeignKey, target: sa.Table,
-                     source: sqlite3.Connection) -> ForeignKey:
-        column, parent = fk.parent, fk.column
-        orphans = src.orphan_values(source, target.name, column.name,
-                                    parent.table.name, parent.name)
-        return ForeignKey(self.columns.index(column.name), column.name, parent.table.name,
-                          bool(column.nullable), frozenset(orphans))
-
-
-def escaped_line(fields: list[str], row: Sequence[object]) -> bytes:
-    """The COPY line of a row whose values hold tabs or backslashes; ``fields`` are the
-    values' text (``\\N`` for NULL) and ``row`` the source values, None where NULL."""
-    line = "\t".join(NULL_TEXT if value is None else _copy_field(field)
-                      for field, value in zip(fields, row, strict=True))
-    return (line + "\n").encode("utf-8")
-
-
-def _copy_field(text: str) -> str:
-    if "\\" in text:
-        text = text.replace("\\", "\\\\")
-    if "\n" in text:
-        text = text.replace("\n", "\\n")
-    if "\r" in text:
-        text = text.replace("\r", "\\r")
-    if "\t" in text:
-        text = text.replace("\t", "\\t")
-    return text
-
-
 class _LineReader(io.RawIOBase):
-    """A file-like view of an iterator of lines, for ``copy_expert`` to read in chunks.
-
-    A chunk is whole lines of about ``size`` bytes: lines are never split, so a chunk
-    may be longer by up to one line."""
+    """A file-like view of an iterator of blocks of whole lines, for ``copy_expert`` to
+    read in chunks: at least ``size`` bytes unless the blocks run out, never a split block."""
 
     def __init__(self, lines: Iterator[bytes]) -> None:
         self._lines = lines
@@ -166,6 +120,7 @@ class RowCopy:
         self.rejected_keys: dict[str, set] = {}
         self.report = CopyReport(tables=[])
         self.rejects = RejectsFile(options.work_dir, "row-copy")
+        self.pool: Executor | None = None
 
     def run(self) -> CopyReport:
         # The converters spell values as PostgreSQL prints them in UTC, ISO style.
@@ -190,10 +145,14 @@ class RowCopy:
 
     def scan(self, plans: list[TablePlan]) -> None:
         """Read, check and (when writing) copy every table, parents first."""
+        pool = worker_pool(self.source, self.options.workers)
         try:
-            for plan in plans:
-                self.copy_table(plan)
+            with pool or nullcontext():
+                self.pool = pool
+                for plan in plans:
+                    self.copy_table(plan)
         finally:
+            self.pool = None
             self.rejects.close()
 
     def plan(self) -> list[TablePlan]:
@@ -212,8 +171,19 @@ class RowCopy:
                     f"table {target.name}: columns differ between source and target: "
                     f"only in source {sorted(source_columns - target_columns)}, "
                     f"only in target {sorted(target_columns - source_columns)}")
-            plans.append(TablePlan(target, self.source))
+            plan = TablePlan(TableShape(
+                target.name, tuple(map(column_type, target.columns)),
+                next(iter(target.primary_key.columns)).name))
+            plan.foreign_keys = [self.foreign_key(plan, fk) for fk in target.foreign_keys]
+            plans.append(plan)
         return plans
+
+    def foreign_key(self, plan: TablePlan, fk: sa.ForeignKey) -> ForeignKey:
+        column, parent = fk.parent, fk.column
+        orphans = src.orphan_values(self.source, plan.name, column.name,
+                                    parent.table.name, parent.name)
+        return ForeignKey(plan.columns.index(column.name), column.name, parent.table.name,
+                          bool(column.nullable), frozenset(orphans))
 
     def refuse_foreign_rows(self, plans: list[TablePlan]) -> None:
         occupied = [p.name for p in plans if self.connection.execute(
@@ -238,48 +208,43 @@ class RowCopy:
             columns = ", ".join(map(src.quote, plan.columns))
             cursor.copy_expert(f"COPY {src.quote(plan.name)} ({columns}) FROM STDIN",
                                _LineReader(lines), size=COPY_CHUNK_BYTES)
-        progress.advance(result.read % PROGRESS_ROWS)
+        progress.advance(0)
         result.seconds = progress.seconds
 
     def copy_lines(self, plan: TablePlan, result: TableResult,
                    progress: Progress) -> Iterator[bytes]:
+        """The COPY text of the table, a rowid range at a time, counting as it goes."""
         checksum = 0
-        convert_row = plan.convert_row
-        md5, from_bytes, tabs = hashlib.md5, int.from_bytes, len(plan.columns) - 1
-        # Only references that can fail need checking row by row: the parents are done.
-        risky = [fk for fk in plan.foreign_keys if fk.orphans or self.rejected_keys[fk.parent]]
-        for raw in src.stream_rows(self.source, plan.name, plan.columns):
-            result.read += 1
-            if not result.read % PROGRESS_ROWS:
-                progress.advance(PROGRESS_ROWS)
-            row = list(raw) if risky else raw
-            findings = self.check_references(plan, risky, row, result) if risky else []
-            try:
-                fields = convert_row(row)
-            except BadValue:
-                fields = None
-            if fields is None or findings:
-                findings += self.value_findings(plan, row)
+        for converted in self.converted_ranges(plan, result):
+            result.read += converted.read
+            result.written += converted.written
+            checksum += converted.checksum
+            for raw, findings in converted.refused:
                 self.refuse_row(plan, raw, findings, result)
-                continue
-            # The checksum digests the values joined by tabs (as target_checksum has
-            # PostgreSQL do): the first 64 bits of its MD5, summed.
-            text = "\t".join(fields).encode("utf-8")
-            checksum += from_bytes(md5(text).digest()[:8], "big", signed=True)
-            result.written += 1
-            # Most rows need no escaping and their COPY line is that text itself: when
-            # its only tabs are the separators and its only backslashes the NULLs'.
-            if text.count(b"\\") == row.count(None) and text.count(b"\t") == tabs:
-                if b"\n" in text or b"\r" in text:
-                    # UTF-8 uses these bytes for nothing else: they are replaced as bytes.
-                    text = text.replace(b"\n", b"\\n").replace(b"\r", b"\\r")
-                yield text + b"\n"
-            else:
-                yield escaped_line(fields, row)
+            progress.advance(converted.read)
+            yield converted.lines
         result.checksum = checksum & CHECKSUM_MASK
 
-    def check_references(self, plan: TablePlan, risky: list[ForeignKey], row: list,
-                         result: TableResult) -> list[Finding]:
+    def converted_ranges(self, plan: TablePlan, result: TableResult) -> Iterator[Converted]:
+        row_bytes = src.average_row_bytes(self.source, plan.name, plan.columns)
+        ranges = src.rowid_ranges(self.source, plan.name,
+                                  max(1, int(BATCH_BYTES / max(row_bytes, 1.0))))
+        # Only references that can fail need checking row by row: the parents are done.
+        # Those checks need the parents' rejected keys, so such a table stays here.
+        risky = [fk for fk in plan.foreign_keys if fk.orphans or self.rejected_keys[fk.parent]]
+        if self.pool is not None and len(ranges) > 1 and not risky:
+            result.processes = self.options.workers
+            window = self.options.workers * IN_FLIGHT_PER_WORKER
+            yield from in_order(self.pool, convert_range,
+                                ((plan.shape, rowids) for rowids in ranges), window)
+            return
+        check = functools.partial(self.check_references, plan, risky, result) if risky else None
+        for rowids in ranges:
+            rows = src.stream_rows(self.source, plan.name, plan.columns, rowids)
+            yield convert_batch(plan, rows, check)
+
+    def check_references(self, plan: TablePlan, risky: list[ForeignKey], result: TableResult,
+                         row: list) -> list[Finding]:
         findings = []
         key = row[plan.key_index]
         for fk in risky:
@@ -299,23 +264,6 @@ class RowCopy:
                                     "column": fk.column, "original": value, "reason": reason})
             else:
                 findings.append(Finding(plan.name, key, fk.column, value, reason))
-        return findings
-
-    def value_findings(self, plan: TablePlan, row: list | tuple) -> list[Finding]:
-        """Every value of a row that PostgreSQL would refuse, with the reason."""
-        findings = []
-        key = row[plan.key_index]
-        for index, value in enumerate(row):
-            column = plan.columns[index]
-            if value is None:
-                if index in plan.required:
-                    findings.append(Finding(plan.name, key, column, value,
-                                            "NULL in a NOT NULL column"))
-                continue
-            try:
-                plan.converters[index](value)
-            except BadValue as exc:
-                findings.append(Finding(plan.name, key, column, value, str(exc)))
         return findings
 
     def refuse_row(self, plan: TablePlan, raw: tuple, findings: list[Finding],

@@ -39,15 +39,54 @@ def row_count(source: sqlite3.Connection, table: str) -> int:
     return source.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
 
 
-def stream_rows(
-    source: sqlite3.Connection, table: str, columns: Sequence[str]
-) -> Iterator[tuple]:
-    """Every row of a table, one at a time as SQLite steps through it, so memory stays
-    flat whatever the table's size and its rows' (batches of 5,000 transcripts held
-    ~75 MB)."""
+# The largest rowid SQLite can give: the end of the last range.
+LAST_ROWID = 2**63 - 1
+# Rows sampled to estimate a table's row size.
+SAMPLED_ROWS = 1000
+
+
+def database_path(source: sqlite3.Connection) -> Path:
+    """The file behind an open connection, for other processes to open it too."""
+    return Path(source.execute("PRAGMA database_list").fetchone()[2])
+
+
+def average_row_bytes(source: sqlite3.Connection, table: str, columns: Sequence[str]) -> float:
+    """The stored size of a row, averaged over the table's first rows."""
+    lengths = " + ".join(f"ifnull(length(CAST({quote(c)} AS BLOB)), 0)" for c in columns)
+    sample = f"SELECT {', '.join(map(quote, columns))} FROM {quote(table)} LIMIT {SAMPLED_ROWS}"
+    return source.execute(f"SELECT avg({lengths}) FROM ({sample})").fetchone()[0] or 0.0
+
+
+def rowid_ranges(source: sqlite3.Connection, table: str,
+                 rows_per_range: int) -> list[tuple[int, int]]:
+    """Consecutive inclusive rowid ranges covering the table, of about ``rows_per_range``
+    rows each and never more than twice that.
+
+    Rowids are usually dense (1, 2, 3, ...): then ranges of equal width do, at the cost of
+    two lookups. Otherwise one pass over the rowids finds where each range starts."""
+    count = row_count(source, table)
+    if not count:
+        return []
+    first = source.execute(f"SELECT min(rowid) FROM {quote(table)}").fetchone()[0]
+    last = source.execute(f"SELECT max(rowid) FROM {quote(table)}").fetchone()[0]
+    if last - first + 1 <= 2 * count:
+        width = max(1, rows_per_range * (last - first + 1) // count)
+        starts = list(range(first, last + 1, width))
+    else:
+        starts = [rowid for (rowid,) in source.execute(
+            f"SELECT r FROM (SELECT rowid AS r, row_number() OVER (ORDER BY rowid) - 1 AS n "
+            f"FROM {quote(table)}) WHERE n % ? = 0", (rows_per_range,))]
+    ends = [start - 1 for start in starts[1:]] + [LAST_ROWID]
+    return list(zip(starts, ends, strict=True))
+
+
+def stream_rows(source: sqlite3.Connection, table: str, columns: Sequence[str],
+                rowids: tuple[int, int]) -> Iterator[tuple]:
+    """The rows of a rowid range, one at a time as SQLite steps through them, so memory
+    stays flat whatever the rows' size (batches of 5,000 transcripts held ~75 MB)."""
     cursor = source.execute(
-        f"SELECT {', '.join(map(quote, columns))} FROM {quote(table)} ORDER BY rowid"
-    )
+        f"SELECT {', '.join(map(quote, columns))} FROM {quote(table)} "
+        "WHERE rowid BETWEEN ? AND ? ORDER BY rowid", rowids)
     yield from cursor
 
 

@@ -16,11 +16,13 @@ import operator
 import re
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 # A converter takes a non-NULL SQLite value and returns PostgreSQL's text form of it.
 Converter = Callable[[object], str]
@@ -31,6 +33,48 @@ INT8 = (-(2**63), 2**63 - 1)
 
 class BadValue(ValueError):
     """A value PostgreSQL would refuse; the message says why."""
+
+
+@dataclass(frozen=True)
+class ColumnType:
+    """What the converters need to know of a target column. Plain data, so that worker
+    processes can be sent it and convert rows without loading SQLAlchemy."""
+
+    name: str
+    kind: str  # uuid, jsonb, boolean, timestamptz, bigint, integer, float, numeric or text
+    nullable: bool = True
+    length: int | None = None  # of a VARCHAR
+    precision: int = 1000  # of a NUMERIC
+    scale: int = 0
+
+
+def column_type(column: sa.Column) -> ColumnType:
+    """The converters' view of a reflected PostgreSQL column."""
+    # Imported here: this is the one function of the module that needs SQLAlchemy.
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql
+
+    kind, name, nullable = column.type, column.name, bool(column.nullable)
+    if isinstance(kind, postgresql.UUID | sa.Uuid):
+        return ColumnType(name, "uuid", nullable)
+    if isinstance(kind, postgresql.JSONB | sa.JSON):
+        return ColumnType(name, "jsonb", nullable)
+    if isinstance(kind, sa.Boolean):
+        return ColumnType(name, "boolean", nullable)
+    if isinstance(kind, sa.DateTime):
+        return ColumnType(name, "timestamptz", nullable)
+    if isinstance(kind, sa.BigInteger):
+        return ColumnType(name, "bigint", nullable)
+    if isinstance(kind, sa.Integer):
+        return ColumnType(name, "integer", nullable)
+    if isinstance(kind, sa.Float):  # before Numeric: Float is a Numeric subclass
+        return ColumnType(name, "float", nullable)
+    if isinstance(kind, sa.Numeric):
+        return ColumnType(name, "numeric", nullable, precision=kind.precision or 1000,
+                          scale=kind.scale or 0)
+    if isinstance(kind, sa.String):
+        return ColumnType(name, "text", nullable, length=kind.length)
+    raise TypeError(f"no converter for {column.table.name}.{name} of type {kind}")
 
 
 def _text(value: object, max_length: int | None) -> str:
@@ -299,30 +343,20 @@ def _json_value(value: object) -> str:
     return _json(value)
 
 
-def converter_for(column: sa.Column) -> Converter:
-    """The converter for a reflected PostgreSQL column."""
-    kind = column.type
-    if isinstance(kind, postgresql.UUID | sa.Uuid):
-        return _uuid
-    if isinstance(kind, postgresql.JSONB | sa.JSON):
-        return _json_value
-    if isinstance(kind, sa.Boolean):
-        return _boolean
-    if isinstance(kind, sa.DateTime):
-        return _timestamptz
-    if isinstance(kind, sa.BigInteger):
-        return lambda value: _integer(value, INT8)
-    if isinstance(kind, sa.Integer):
-        return lambda value: _integer(value, INT4)
-    if isinstance(kind, sa.Float):  # before Numeric: Float is a Numeric subclass
-        return _float
-    if isinstance(kind, sa.Numeric):
-        precision, scale = kind.precision or 1000, kind.scale or 0
-        return lambda value: _numeric(value, precision, scale)
-    if isinstance(kind, sa.String):
-        length = kind.length
+def converter_for(column: ColumnType) -> Converter:
+    """The converter for a column."""
+    kind = column.kind
+    if kind == "text":
+        length = column.length
         return lambda value: _text(value, length)
-    raise TypeError(f"no converter for {column.table.name}.{column.name} of type {kind}")
+    if kind in ("bigint", "integer"):
+        bounds = INT8 if kind == "bigint" else INT4
+        return lambda value: _integer(value, bounds)
+    if kind == "numeric":
+        precision, scale = column.precision, column.scale
+        return lambda value: _numeric(value, precision, scale)
+    return {"uuid": _uuid, "jsonb": _json_value, "boolean": _boolean,
+            "timestamptz": _timestamptz, "float": _float}[kind]
 
 
 # A row converter takes a whole SQLite row and returns the PostgreSQL text of each value,
@@ -330,7 +364,7 @@ def converter_for(column: sa.Column) -> Converter:
 RowConverter = Callable[[Sequence[object]], list[str]]
 
 
-def row_converter(columns: Sequence[sa.Column], null: str) -> RowConverter:
+def row_converter(columns: Sequence[ColumnType], null: str) -> RowConverter:
     """One function that converts a whole row of these columns, ``null`` for NULL; it
     raises :class:`BadValue` for a row with any value PostgreSQL would refuse, including
     NULL in a NOT NULL column. Each value comes out exactly as ``converter_for`` spells
@@ -347,7 +381,7 @@ def row_converter(columns: Sequence[sa.Column], null: str) -> RowConverter:
     for index, (column, name) in enumerate(zip(columns, names, strict=True)):
         convert = f"c{index}"
         scope[convert] = converter_for(column)
-        usual = _usual_form(column.type, name, scope)
+        usual = _usual_form(column, name, scope)
         value = f"({usual} else {convert}({name}))" if usual else f"{convert}({name})"
         if column.nullable:
             spelled.append(f"NULL if {name} is None else {value}")
@@ -364,21 +398,20 @@ def _refuse_null() -> str:
     raise BadValue("NULL in a NOT NULL column")
 
 
-def _usual_form(kind: sa.types.TypeEngine, name: str, scope: dict[str, object]) -> str | None:
+def _usual_form(column: ColumnType, name: str, scope: dict[str, object]) -> str | None:
     """A condition and value for the form SQLite usually holds, spelled as the column's
     converter would spell it; None when there is no shortcut."""
-    if isinstance(kind, postgresql.UUID | sa.Uuid):
+    kind = column.kind
+    if kind == "uuid":
         scope["_canonical_uuid"] = _CANONICAL_UUID.fullmatch
         return f"{name} if type({name}) is str and _canonical_uuid({name})"
-    if isinstance(kind, postgresql.JSONB | sa.JSON | sa.DateTime | sa.Float | sa.Numeric):
-        return None
-    if isinstance(kind, sa.Boolean):
+    if kind == "boolean":
         return (f"('true' if {name} == 1 else 'false') if type({name}) is int "
                 f"and ({name} == 1 or {name} == 0)")
-    if isinstance(kind, sa.Integer):
-        low, high = INT8 if isinstance(kind, sa.BigInteger) else INT4
+    if kind in ("bigint", "integer"):
+        low, high = INT8 if kind == "bigint" else INT4
         return f"str({name}) if type({name}) is int and {low} <= {name} <= {high}"
-    if isinstance(kind, sa.String):
-        fits = "" if kind.length is None else f" and len({name}) <= {int(kind.length)}"
+    if kind == "text":
+        fits = "" if column.length is None else f" and len({name}) <= {int(column.length)}"
         return f"{name} if type({name}) is str{fits} and '\\x00' not in {name}"
     return None

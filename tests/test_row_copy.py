@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,8 +21,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 
 import models
+from data_migrations import row_copy
+from data_migrations.sample import generate_dev_database
 from tests.conftest import ROOT, alembic_config
 from tests.dev_data import TASK_1, TASK_2, DevDatabase
+from tests.postgres_server import PostgresServer
 
 TABLES = ("users", "prompt_templates", "hotword_sets", "tasks", "transcripts",
           "speaker_mappings", "generated_artifacts", "audit_logs")
@@ -382,7 +386,60 @@ def test_command_line_options_and_a_bad_option_value(
                            capture_output=True, text=True, timeout=120)
     assert wrong.returncode != 0 and "Traceback" not in wrong.stdout + wrong.stderr
     assert "FAILED: bad_rows must be one of fail, reject, got 'skip'" in wrong.stdout
+    no_workers = subprocess.run([*base, "upgrade", "0002"], capture_output=True, text=True,
+                                env={**env, "ROW_COPY_WORKERS": "0"}, timeout=120)
+    assert no_workers.returncode != 0 and "Traceback" not in no_workers.stderr
+    assert "FAILED: workers must be a whole number of at least 1, got '0'" in no_workers.stdout
     ok = subprocess.run([*base, "-x", "bad_rows=reject", "upgrade", "0002"], env=env,
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert counts(pg_engine)["users"] == 1
+
+
+def copied_state(url: str, reports: Path, work: Path) -> tuple[dict, list, list]:
+    """Every copied row, the report's tables and the rejects file of one copy."""
+    engine = sa.create_engine(url)
+    rows = {t: fetch(engine, f"SELECT * FROM {t} ORDER BY 1") for t in TABLES}
+    engine.dispose()
+    [report] = reports.glob("cutover-*.json")
+    [step] = json.loads(report.read_text())["steps"]
+    [rejects] = (work / "rejects").glob("row-copy-*.jsonl")
+    return rows, step["tables"], rejects.read_text().splitlines()
+
+
+def test_worker_processes_copy_exactly_what_one_process_copies(
+    tmp_path: Path, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "meeting_agent.db"
+    generate_dev_database(source, rows=600)
+    with sqlite3.connect(source) as conn:
+        first, last = conn.execute("SELECT min(id), max(id) FROM audit_logs").fetchone()
+        conn.execute("UPDATE audit_logs SET details = '{\"broken' WHERE id = ?", (first,))
+        conn.execute("UPDATE audit_logs SET currency = 'far too long' WHERE id = ?", (last,))
+    conn.close()
+    monkeypatch.setenv("SOURCE_DATABASE_URL", f"sqlite:///{source}")
+    # Ranges of a few rows, so that this small file is shared among the workers too.
+    monkeypatch.setattr(row_copy, "BATCH_BYTES", 2048)
+    states = {}
+    for workers in (1, 2):
+        reports, work = tmp_path / f"reports-{workers}", tmp_path / f"work-{workers}"
+        monkeypatch.setenv("REPORTS_DIR", str(reports))
+        with postgres_server.database(f"workers_{workers}_{uuid.uuid4().hex[:8]}") as url:
+            config = alembic_config(url)
+            config.cmd_opts = type("Options", (), {"x": [
+                "bad_rows=reject", f"workers={workers}", f"work_dir={work}"]})()
+            command.upgrade(config, "0002")
+            states[workers] = copied_state(url, reports, work)
+    (one_rows, one_tables, one_rejects), (two_rows, two_tables, two_rejects) = states.values()
+    assert two_rows == one_rows
+    assert two_rejects == one_rejects
+    assert [json.loads(line)["key"] for line in two_rejects] == [first, last]
+    audit_logs = {t["table"]: t for t in two_tables}["audit_logs"]
+    assert (audit_logs["processes"], audit_logs["rejected"], audit_logs["verified"]) == (
+        2, 2, "ok")
+    assert {t["table"]: t["processes"] for t in one_tables} == dict.fromkeys(TABLES, 1)
+
+    def counted(tables: list[dict]) -> list[tuple]:
+        return [(t["table"], t["read"], t["written"], t["rejected"], t["checksum"])
+                for t in tables]
+    assert counted(two_tables) == counted(one_tables)

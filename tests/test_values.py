@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from data_migrations.values import BadValue, converter_for, row_converter
+from data_migrations.values import BadValue, ColumnType, column_type, converter_for, row_converter
 
 CASES: list[tuple[str, sa.types.TypeEngine, object]] = [
     ("timestamptz", sa.DateTime(timezone=True), "2025-03-04 05:06:07.120000"),
@@ -46,8 +46,8 @@ CASES: list[tuple[str, sa.types.TypeEngine, object]] = [
 ]
 
 
-def column(kind: sa.types.TypeEngine) -> sa.Column:
-    return sa.Column("value", kind)
+def column(kind: sa.types.TypeEngine, nullable: bool = True) -> ColumnType:
+    return column_type(sa.Column("value", kind, nullable=nullable))
 
 
 def test_converters_spell_values_as_postgresql_prints_them(pg_engine: sa.Engine) -> None:
@@ -102,7 +102,7 @@ def test_row_converter_spells_and_refuses_as_the_column_converters(
     kind: sa.types.TypeEngine, value: object
 ) -> None:
     convert = converter_for(column(kind))
-    row = row_converter([column(kind), sa.Column("required", kind, nullable=False)], "\\N")
+    row = row_converter([column(kind), column(kind, nullable=False)], "\\N")
     try:
         expected = convert(value)
     except BadValue:
