@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import multiprocessing.connection
+import os
 import sqlite3
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -150,6 +153,16 @@ _worker_plans: dict[str, TablePlan] = {}
 def start_worker(source_path: str) -> None:
     global _worker_source
     _worker_source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
+    threading.Thread(target=_end_with_parent, daemon=True).start()
+
+
+def _end_with_parent() -> None:
+    """Exit when the migration process is gone: killed, it cannot tell its workers to stop,
+    and a worker waiting for its next range would wait forever."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
 
 
 def convert_range(shape: TableShape, rowids: tuple[int, int]) -> Converted:

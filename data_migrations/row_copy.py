@@ -61,6 +61,7 @@ COPY_CHUNK_BYTES = 1 << 18
 # in flight stay small.
 BATCH_BYTES = 1 << 19
 IN_FLIGHT_PER_WORKER = 4
+INTEGER_KINDS = ("integer", "bigint")
 
 
 @dataclass
@@ -295,10 +296,17 @@ class RowCopy:
     def record_copied_keys(self, plans: list[TablePlan]) -> None:
         # The tables were empty before the copy, so every row now in them is a copied one.
         for plan in plans:
-            key = src.quote(plan.columns[plan.key_index])
+            key, name = src.quote(plan.columns[plan.key_index]), src.quote(plan.name)
+            if plan.shape.columns[plan.key_index].kind in INTEGER_KINDS:
+                # Runs of consecutive ids, each one int8range: a few rows for a whole table.
+                keys = (f"SELECT int8range(min({key}), max({key}), '[]')::text FROM ("
+                        f"SELECT {key}, {key} - row_number() OVER (ORDER BY {key}) AS run "
+                        f"FROM {name}) AS runs GROUP BY run")
+            else:
+                keys = f"SELECT {key}::text FROM {name}"
             self.connection.execute(sa.text(
                 f"INSERT INTO {src.quote(self.copied_keys)} (table_name, key) "
-                f"SELECT :table, {key}::text FROM {src.quote(plan.name)}"), {"table": plan.name})
+                f"SELECT :table, k FROM ({keys}) AS copied (k)"), {"table": plan.name})
 
     def verify(self, plans: list[TablePlan]) -> None:
         mismatches = []
@@ -441,22 +449,28 @@ def remove_copied_rows(connection: sa.Connection, copied_keys: str, force: bool)
             "remove only the copied rows and keep those.")
     for target in tables:
         deleted = connection.execute(sa.text(
-            f"DELETE FROM {src.quote(target.name)} AS t USING {keys} AS k "
-            f"WHERE k.table_name = :table AND k.key = t.{_key_text(target)}"),
+            f"DELETE FROM {src.quote(target.name)} AS t WHERE {_copied(target, keys)}"),
             {"table": target.name}).rowcount
         say(f"  {target.name}: removed {deleted:,} copied rows")
     reset_sequences(connection, [t.name for t in tables])
 
 
-def _key_text(target: sa.Table) -> str:
-    return f"{src.quote(next(iter(target.primary_key.columns)).name)}::text"
+def _copied(target: sa.Table, keys: str) -> str:
+    """The condition that a row ``t`` of the table is one the copy wrote, by its key: in
+    one of the recorded runs of an integer key, or among the recorded keys."""
+    column = next(iter(target.primary_key.columns))
+    key = f"t.{src.quote(column.name)}"
+    if isinstance(column.type, sa.Integer):
+        # One multirange of all the runs, built once: each row is then a binary search.
+        return (f"{key}::bigint <@ (SELECT coalesce(range_agg(k.key::int8range), '{{}}') "
+                f"FROM {keys} AS k WHERE k.table_name = :table)")
+    return f"EXISTS (SELECT 1 FROM {keys} AS k WHERE k.table_name = :table AND k.key = {key}::text)"
 
 
 def _rows_not_copied(connection: sa.Connection, target: sa.Table, keys: str) -> int:
     return connection.execute(sa.text(
-        f"SELECT count(*) FROM {src.quote(target.name)} AS t WHERE NOT EXISTS ("
-        f"SELECT 1 FROM {keys} AS k WHERE k.table_name = :table "
-        f"AND k.key = t.{_key_text(target)})"), {"table": target.name}).scalar_one()
+        f"SELECT count(*) FROM {src.quote(target.name)} AS t WHERE NOT ({_copied(target, keys)})"),
+        {"table": target.name}).scalar_one()
 
 
 def offline_comment(source_path: Path) -> str:

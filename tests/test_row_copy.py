@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -345,6 +346,10 @@ def fill_audit_logs(dev: DevDatabase, rows: int) -> None:
     conn.close()
 
 
+def child_pids(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def test_a_copy_killed_mid_way_leaves_nothing_and_a_rerun_completes(
     dev: DevDatabase, pg_url: str, pg_engine: sa.Engine
 ) -> None:
@@ -360,10 +365,16 @@ def test_a_copy_killed_mid_way_leaves_nothing_and_a_rerun_completes(
     assert process.stderr is not None
     for line in process.stderr:  # a progress line: the copy of audit_logs is under way
         if line.strip().startswith("copying audit_logs:"):
+            workers = child_pids(process.pid)
             process.send_signal(signal.SIGKILL)
             break
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
+    assert workers, "the copy converts in worker processes"
+    deadline = time.monotonic() + 30  # the workers notice and end too
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
 
     assert version(pg_engine) == "0001"
     assert set(counts(pg_engine).values()) == {0}
@@ -443,3 +454,31 @@ def test_worker_processes_copy_exactly_what_one_process_copies(
         return [(t["table"], t["read"], t["written"], t["rejected"], t["checksum"])
                 for t in tables]
     assert counted(two_tables) == counted(one_tables)
+
+
+def test_integer_keys_are_kept_as_runs_and_rows_added_in_the_gaps_stay(
+    dev: DevDatabase, pg_url: str, pg_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for user_id in (1, 2, 5, 9):
+        dev.add("users", id=user_id)
+    dev.add("tasks", id=TASK_1, user_id=1)
+    config = alembic_config(pg_url)
+    command.upgrade(config, "0002")
+    assert fetch(pg_engine, "SELECT table_name, key FROM cutover_copied_keys "
+                            "ORDER BY table_name, key") == [
+        ("tasks", TASK_1), ("users", "[1,3)"), ("users", "[5,6)"), ("users", "[9,10)")]
+    with pg_engine.begin() as conn:  # the app adds a user in a gap, and one after the last
+        conn.execute(sa.text(
+            "INSERT INTO users (id, username, tenant_id, role, is_active, created_at) "
+            "VALUES (3, 'in a gap', 't', 'r', true, now())"))
+        conn.execute(sa.text(
+            "INSERT INTO users (username, tenant_id, role, is_active, created_at) "
+            "VALUES ('after', 't', 'r', true, now())"))
+
+    with pytest.raises(CommandError, match=r"did not come from the source \(users 2\)"):
+        command.downgrade(config, "0001")
+    monkeypatch.setenv("FORCE", "true")
+    command.downgrade(config, "0001")
+    assert fetch(pg_engine, "SELECT id, username FROM users ORDER BY id") == [
+        (3, "in a gap"), (10, "after")]
+    assert counts(pg_engine)["tasks"] == 0
