@@ -97,7 +97,10 @@ def _start(base: Path) -> tuple[PostgreSQLExecutor, int]:
         startparams="-w",
         dbname="postgres",
         user="postgres",
-        postgres_options="-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+        # A throwaway server: no durability, and no autovacuum, whose workers (superuser
+        # processes) a database's owner could not stop before dropping the database.
+        postgres_options="-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                         "-c autovacuum=off",
     )
     executor.start()
     return executor, port
