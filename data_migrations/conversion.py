@@ -89,11 +89,11 @@ class Converted:
 ReferenceCheck = Callable[[list], list[Finding]]
 
 
-def convert_batch(plan: TablePlan, rows: Iterable[tuple],
-                  check_references: ReferenceCheck | None = None) -> Converted:
+def convert_rows(plan: TablePlan, rows: Iterable[tuple],
+                 check_references: ReferenceCheck | None = None) -> Converted:
     """Check and convert rows into COPY lines, summing their checksums."""
-    converted = Converted()
     lines: list[bytes] = []
+    refused: list[tuple[tuple, list[Finding]]] = []
     checksum = read = 0
     convert_row = plan.convert_row
     md5, from_bytes, tabs = hashlib.md5, int.from_bytes, len(plan.columns) - 1
@@ -106,7 +106,7 @@ def convert_batch(plan: TablePlan, rows: Iterable[tuple],
         except BadValue:
             fields = None
         if fields is None or findings:
-            converted.refused.append((raw, findings + value_findings(plan, row)))
+            refused.append((raw, findings + value_findings(plan, row)))
             continue
         # The checksum digests the values joined by tabs (as target_checksum has
         # PostgreSQL do): the first 64 bits of its MD5, summed.
@@ -121,10 +121,7 @@ def convert_batch(plan: TablePlan, rows: Iterable[tuple],
             lines.append(text + b"\n")
         else:
             lines.append(escaped_line(fields, row))
-    converted.lines = b"".join(lines)
-    converted.read, converted.written = read, len(lines)
-    converted.checksum = checksum
-    return converted
+    return Converted(b"".join(lines), read, len(lines), checksum, refused)
 
 
 def value_findings(plan: TablePlan, row: list | tuple) -> list[Finding]:
@@ -145,12 +142,33 @@ def value_findings(plan: TablePlan, row: list | tuple) -> list[Finding]:
     return findings
 
 
+def escaped_line(fields: list[str], row: Sequence[object]) -> bytes:
+    """The COPY line of a row whose values hold tabs or backslashes; ``fields`` are the
+    values' text (``\\N`` for NULL) and ``row`` the source values, None where NULL."""
+    line = "\t".join(NULL_TEXT if value is None else _copy_field(field)
+                      for field, value in zip(fields, row, strict=True))
+    return (line + "\n").encode("utf-8")
+
+
+def _copy_field(text: str) -> str:
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    if "\n" in text:
+        text = text.replace("\n", "\\n")
+    if "\r" in text:
+        text = text.replace("\r", "\\r")
+    if "\t" in text:
+        text = text.replace("\t", "\\t")
+    return text
+
+
 # A worker process's own connection to the source and the plans it has built.
 _worker_source: sqlite3.Connection | None = None
 _worker_plans: dict[str, TablePlan] = {}
 
 
 def start_worker(source_path: str) -> None:
+    """A worker's start: its own read-only connection to the source."""
     global _worker_source
     _worker_source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
     threading.Thread(target=_end_with_parent, daemon=True).start()
@@ -166,11 +184,12 @@ def _end_with_parent() -> None:
 
 
 def convert_range(shape: TableShape, rowids: tuple[int, int]) -> Converted:
+    """In a worker: read and convert one rowid range of a table."""
     assert _worker_source is not None
     plan = _worker_plans.get(shape.name)
     if plan is None:
         plan = _worker_plans[shape.name] = TablePlan(shape)
-    return convert_batch(plan, src.stream_rows(_worker_source, plan.name, plan.columns, rowids))
+    return convert_rows(plan, src.stream_rows(_worker_source, plan.name, plan.columns, rowids))
 
 
 def worker_pool(source: sqlite3.Connection, workers: int) -> ProcessPoolExecutor | None:
@@ -200,23 +219,3 @@ def in_order(pool: Executor, work: Callable[..., Converted], items: Iterable[tup
     finally:
         for future in pending:
             future.cancel()
-
-
-def escaped_line(fields: list[str], row: Sequence[object]) -> bytes:
-    """The COPY line of a row whose values hold tabs or backslashes; ``fields`` are the
-    values' text (``\\N`` for NULL) and ``row`` the source values, None where NULL."""
-    line = "\t".join(NULL_TEXT if value is None else _copy_field(field)
-                      for field, value in zip(fields, row, strict=True))
-    return (line + "\n").encode("utf-8")
-
-
-def _copy_field(text: str) -> str:
-    if "\\" in text:
-        text = text.replace("\\", "\\\\")
-    if "\n" in text:
-        text = text.replace("\n", "\\n")
-    if "\r" in text:
-        text = text.replace("\r", "\\r")
-    if "\t" in text:
-        text = text.replace("\t", "\\t")
-    return text

@@ -36,8 +36,8 @@ from data_migrations.conversion import (
     ForeignKey,
     TablePlan,
     TableShape,
-    convert_batch,
     convert_range,
+    convert_rows,
     in_order,
     worker_pool,
 )
@@ -59,7 +59,7 @@ COPY_CHUNK_BYTES = 1 << 18
 # A table is read and converted in rowid ranges holding about this much SQLite data:
 # enough rows that handing a range to a worker costs little, few enough that the ranges
 # in flight stay small.
-BATCH_BYTES = 1 << 19
+RANGE_BYTES = 1 << 19
 IN_FLIGHT_PER_WORKER = 4
 INTEGER_KINDS = ("integer", "bigint")
 
@@ -229,7 +229,7 @@ class RowCopy:
     def converted_ranges(self, plan: TablePlan, result: TableResult) -> Iterator[Converted]:
         row_bytes = src.average_row_bytes(self.source, plan.name, plan.columns)
         ranges = src.rowid_ranges(self.source, plan.name,
-                                  max(1, int(BATCH_BYTES / max(row_bytes, 1.0))))
+                                  max(1, int(RANGE_BYTES / max(row_bytes, 1.0))))
         # Only references that can fail need checking row by row: the parents are done.
         # Those checks need the parents' rejected keys, so such a table stays here.
         risky = [fk for fk in plan.foreign_keys if fk.orphans or self.rejected_keys[fk.parent]]
@@ -242,7 +242,7 @@ class RowCopy:
         check = functools.partial(self.check_references, plan, risky, result) if risky else None
         for rowids in ranges:
             rows = src.stream_rows(self.source, plan.name, plan.columns, rowids)
-            yield convert_batch(plan, rows, check)
+            yield convert_rows(plan, rows, check)
 
     def check_references(self, plan: TablePlan, risky: list[ForeignKey], result: TableResult,
                          row: list) -> list[Finding]:

@@ -430,7 +430,7 @@ def test_worker_processes_copy_exactly_what_one_process_copies(
     conn.close()
     monkeypatch.setenv("SOURCE_DATABASE_URL", f"sqlite:///{source}")
     # Ranges of a few rows, so that this small file is shared among the workers too.
-    monkeypatch.setattr(row_copy, "BATCH_BYTES", 2048)
+    monkeypatch.setattr(row_copy, "RANGE_BYTES", 2048)
     states = {}
     for workers in (1, 2):
         reports, work = tmp_path / f"reports-{workers}", tmp_path / f"work-{workers}"
