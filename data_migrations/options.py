@@ -47,6 +47,11 @@ def count(name: str, x_args: Mapping[str, str], default: int, env: str) -> int:
     return int(value)
 
 
+# Row-copy workers by default: one per core, at most two. Each holds about 45 MiB, and
+# PostgreSQL reads a COPY on one core; more can be asked for with ROW_COPY_WORKERS.
+DEFAULT_WORKERS = 2
+
+
 @dataclass(frozen=True)
 class CopyOptions:
     """How the row copy treats bad rows, and where it writes its files."""
@@ -67,7 +72,8 @@ class CopyOptions:
             dry_run=flag("dry_run", x_args),
             force=flag("force", x_args),
             work_dir=Path(_raw("work_dir", x_args, "work")),
-            workers=count("workers", x_args, os.cpu_count() or 1, env="ROW_COPY_WORKERS"),
+            workers=count("workers", x_args, min(os.cpu_count() or 1, DEFAULT_WORKERS),
+                          env="ROW_COPY_WORKERS"),
         )
 
 
