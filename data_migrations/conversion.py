@@ -17,7 +17,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from data_migrations import source as src
 from data_migrations.report import shorten
@@ -78,11 +78,11 @@ class Converted:
     """One rowid range of a table, converted: its COPY text, the sum of its rows'
     checksums, and the rows PostgreSQL would refuse with their findings."""
 
-    lines: bytes = b""
-    read: int = 0
-    written: int = 0
-    checksum: int = 0
-    refused: list[tuple[tuple, list[Finding]]] = field(default_factory=list)
+    lines: bytes
+    read: int
+    written: int
+    checksum: int
+    refused: list[tuple[tuple, list[Finding]]]
 
 
 # Checks a row's references (and may set one to NULL); returns the findings.

@@ -4,8 +4,8 @@ One pass per table, in foreign-key order read from the target's own schema: each
 row is checked and converted (see values.py), streamed to PostgreSQL with ``COPY ... FROM
 STDIN``, and folded into an order-independent checksum. A row PostgreSQL would refuse is a
 finding; depending on ``bad_rows`` the copy fails with every finding or writes the row to
-the rejects file. A table is read in rowid ranges of about a mebibyte, converted in
-worker processes (one per core) while this process streams the finished ranges to
+the rejects file. A table is read in rowid ranges of about 512 KiB, converted in worker
+processes (see conversion.py) while this process streams the finished ranges to
 PostgreSQL in order. Afterwards each table's count and checksum are compared with what
 PostgreSQL stored, the identity sequences are moved past the copied ids, and the copied
 keys are recorded so that a downgrade removes exactly them.
@@ -61,7 +61,8 @@ COPY_CHUNK_BYTES = 1 << 18
 # in flight stay small.
 RANGE_BYTES = 1 << 19
 IN_FLIGHT_PER_WORKER = 4
-INTEGER_KINDS = ("integer", "bigint")
+# Key kinds recorded as runs of consecutive ids (see record_copied_keys).
+INTEGER_KEYS = ("integer", "bigint")
 
 
 @dataclass
@@ -90,8 +91,8 @@ class _LineReader(io.RawIOBase):
     """A file-like view of an iterator of blocks of whole lines, for ``copy_expert`` to
     read in chunks: at least ``size`` bytes unless the blocks run out, never a split block."""
 
-    def __init__(self, lines: Iterator[bytes]) -> None:
-        self._lines = lines
+    def __init__(self, blocks: Iterator[bytes]) -> None:
+        self._blocks = blocks
 
     def readable(self) -> bool:
         return True
@@ -99,9 +100,9 @@ class _LineReader(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         limit = COPY_CHUNK_BYTES if size is None or size < 0 else size
         parts, length = [], 0
-        for line in self._lines:
-            parts.append(line)
-            length += len(line)
+        for block in self._blocks:
+            parts.append(block)
+            length += len(block)
             if length >= limit:
                 break
         return b"".join(parts)
@@ -216,7 +217,7 @@ class RowCopy:
                    progress: Progress) -> Iterator[bytes]:
         """The COPY text of the table, a rowid range at a time, counting as it goes."""
         checksum = 0
-        for converted in self.converted_ranges(plan, result):
+        for converted in self.converted_ranges(plan, result, progress.total):
             result.read += converted.read
             result.written += converted.written
             checksum += converted.checksum
@@ -226,9 +227,10 @@ class RowCopy:
             yield converted.lines
         result.checksum = checksum & CHECKSUM_MASK
 
-    def converted_ranges(self, plan: TablePlan, result: TableResult) -> Iterator[Converted]:
+    def converted_ranges(self, plan: TablePlan, result: TableResult,
+                         rows: int) -> Iterator[Converted]:
         row_bytes = src.average_row_bytes(self.source, plan.name, plan.columns)
-        ranges = src.rowid_ranges(self.source, plan.name,
+        ranges = src.rowid_ranges(self.source, plan.name, rows,
                                   max(1, int(RANGE_BYTES / max(row_bytes, 1.0))))
         # Only references that can fail need checking row by row: the parents are done.
         # Those checks need the parents' rejected keys, so such a table stays here.
@@ -297,7 +299,7 @@ class RowCopy:
         # The tables were empty before the copy, so every row now in them is a copied one.
         for plan in plans:
             key, name = src.quote(plan.columns[plan.key_index]), src.quote(plan.name)
-            if plan.shape.columns[plan.key_index].kind in INTEGER_KINDS:
+            if plan.shape.columns[plan.key_index].kind in INTEGER_KEYS:
                 # Runs of consecutive ids, each one int8range: a few rows for a whole table.
                 keys = (f"SELECT int8range(min({key}), max({key}), '[]')::text FROM ("
                         f"SELECT {key}, {key} - row_number() OVER (ORDER BY {key}) AS run "
@@ -460,7 +462,7 @@ def _copied(target: sa.Table, keys: str) -> str:
     one of the recorded runs of an integer key, or among the recorded keys."""
     column = next(iter(target.primary_key.columns))
     key = f"t.{src.quote(column.name)}"
-    if isinstance(column.type, sa.Integer):
+    if column_type(column).kind in INTEGER_KEYS:
         # One multirange of all the runs, built once: each row is then a binary search.
         return (f"{key}::bigint <@ (SELECT coalesce(range_agg(k.key::int8range), '{{}}') "
                 f"FROM {keys} AS k WHERE k.table_name = :table)")

@@ -57,14 +57,13 @@ def average_row_bytes(source: sqlite3.Connection, table: str, columns: Sequence[
     return source.execute(f"SELECT avg({lengths}) FROM ({sample})").fetchone()[0] or 0.0
 
 
-def rowid_ranges(source: sqlite3.Connection, table: str,
+def rowid_ranges(source: sqlite3.Connection, table: str, count: int,
                  rows_per_range: int) -> list[tuple[int, int]]:
-    """Consecutive inclusive rowid ranges covering the table, of about ``rows_per_range``
-    rows each and never more than twice that.
+    """Consecutive inclusive rowid ranges covering the table of ``count`` rows, of about
+    ``rows_per_range`` rows each and never more than twice that.
 
     Rowids are usually dense (1, 2, 3, ...): then ranges of equal width do, at the cost of
     two lookups. Otherwise one pass over the rowids finds where each range starts."""
-    count = row_count(source, table)
     if not count:
         return []
     first = source.execute(f"SELECT min(rowid) FROM {quote(table)}").fetchone()[0]
