@@ -33,13 +33,15 @@ def _nothing() -> None:
 
 
 def run_in_parallel(work: Callable[[T], R], items: Iterable[T], workers: int,
-                    on_idle: Callable[[], None] = _nothing) -> Iterator[Done[T, R]]:
+                    on_idle: Callable[[], None] = _nothing,
+                    idle_seconds: float = PROGRESS_EVERY_SECONDS) -> Iterator[Done[T, R]]:
     """``work(item)`` for every item on ``workers`` threads, yielding in completion order.
 
     Only a few items per worker are queued at a time, so a million files never become a
-    million queued items. ``on_idle`` runs whenever nothing finished for a while (to print
-    progress). Leaving the loop early (break, an exception) starts nothing more and waits
-    for the work already running, so no upload is left half done in the background.
+    million queued items. ``on_idle`` runs whenever nothing finished for ``idle_seconds``
+    (to print progress). Leaving the loop early (break, an exception) starts nothing more
+    and waits for the work already running, so no upload is left half done in the
+    background.
 
     Plain threads and two queues rather than a ThreadPoolExecutor: with thousands of short
     uploads, a Future per item and ``wait()`` over all pending futures after each one cost
@@ -57,7 +59,7 @@ def run_in_parallel(work: Callable[[T], R], items: Iterable[T], workers: int,
         pending = _queue_more(remaining, todo, workers * QUEUED_PER_WORKER)
         while pending:
             try:
-                done = finished.get(timeout=PROGRESS_EVERY_SECONDS)
+                done = finished.get(timeout=idle_seconds)
             except Empty:
                 on_idle()
                 continue

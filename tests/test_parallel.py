@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 
-import pytest
+from data_migrations.parallel import QUEUED_PER_WORKER, run_in_parallel
 
-from data_migrations import parallel
-from data_migrations.parallel import run_in_parallel
+# A guard so that a broken run_in_parallel fails the test instead of hanging the suite.
+GUARD_SECONDS = 30
 
 
 def test_every_item_is_done_once_with_its_result_or_error() -> None:
@@ -26,29 +25,46 @@ def test_every_item_is_done_once_with_its_result_or_error() -> None:
 
 
 def test_leaving_early_starts_nothing_more_and_waits_for_running_work() -> None:
-    started: list[int] = []
+    workers = 4
+    started: set[int] = set()
+    finished: set[int] = set()
+    release = threading.Event()
+    lock = threading.Lock()
 
     def work(item: int) -> int:
-        started.append(item)
-        time.sleep(0.05)
+        with lock:
+            started.add(item)
+        if item != 0:  # every item but the first is still running when the caller leaves
+            release.wait(GUARD_SECONDS)
+        with lock:
+            finished.add(item)
         return item
 
-    for _ in run_in_parallel(work, range(1000), 4):
-        break
-    count = len(started)
-    time.sleep(0.2)
+    results = run_in_parallel(work, range(1000), workers)
+    first = next(results)
+    release.set()
+    results.close()  # what a break or an exception in the caller's loop does
 
-    assert count < 20  # the 4 running, and a few more started as those finished
-    assert len(started) == count
+    assert first.item == 0
+    # Only items queued before the caller left may have run: the initial queue and the one
+    # item queued after the first result.
+    assert max(started) < workers * QUEUED_PER_WORKER + 1
+    assert finished == started  # everything that started had finished when close returned
     assert not any(thread.name.startswith("data-step-") for thread in threading.enumerate())
 
 
-def test_on_idle_runs_while_nothing_finishes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parallel, "PROGRESS_EVERY_SECONDS", 0.02)
-    idle: list[None] = []
+def test_on_idle_runs_while_nothing_finishes() -> None:
+    idle_calls: list[None] = []
+    seen_three = threading.Event()
 
-    done = list(run_in_parallel(lambda item: time.sleep(0.2), [1], 2,
-                                on_idle=lambda: idle.append(None)))
+    def on_idle() -> None:
+        idle_calls.append(None)
+        if len(idle_calls) == 3:
+            seen_three.set()
 
-    assert len(done) == 1
-    assert len(idle) >= 3
+    # The one item finishes only once on_idle has run three times while it was running.
+    done = list(run_in_parallel(lambda item: seen_three.wait(GUARD_SECONDS), [1], 2,
+                                on_idle=on_idle, idle_seconds=0.01))
+
+    assert [d.result for d in done] == [True]
+    assert len(idle_calls) >= 3

@@ -4,12 +4,15 @@ checksums agree; and they refuse what PostgreSQL would refuse."""
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from data_migrations.values import BadValue, ColumnType, column_type, converter_for, row_converter
+from tests.postgres_server import PostgresServer
 
 CASES: list[tuple[str, sa.types.TypeEngine, object]] = [
     ("timestamptz", sa.DateTime(timezone=True), "2025-03-04 05:06:07.120000"),
@@ -50,14 +53,25 @@ def column(kind: sa.types.TypeEngine, nullable: bool = True) -> ColumnType:
     return column_type(sa.Column("value", kind, nullable=nullable))
 
 
-def test_converters_spell_values_as_postgresql_prints_them(pg_engine: sa.Engine) -> None:
-    with pg_engine.connect() as conn:
-        conn.execute(sa.text("SET TimeZone = 'UTC'"))
-        for pg_type, kind, value in CASES:
-            spelled = converter_for(column(kind))(value)
-            printed = conn.execute(sa.text(f"SELECT CAST(:v AS {pg_type})::text"),
-                                   {"v": spelled}).scalar_one()
-            assert spelled == printed, (pg_type, value)
+@pytest.fixture(scope="module")
+def postgresql_text(postgres_server: PostgresServer) -> Iterator[Callable[[str, str], str]]:
+    """How PostgreSQL prints a text value cast to a type: one database for the module."""
+    with postgres_server.database(f"test_values_{uuid.uuid4().hex[:12]}") as url:
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SET TimeZone = 'UTC'"))
+            yield lambda pg_type, value: conn.execute(
+                sa.text(f"SELECT CAST(:v AS {pg_type})::text"), {"v": value}).scalar_one()
+        engine.dispose()
+
+
+@pytest.mark.parametrize(("pg_type", "kind", "value"), CASES)
+def test_converters_spell_values_as_postgresql_prints_them(
+    postgresql_text: Callable[[str, str], str], pg_type: str, kind: sa.types.TypeEngine,
+    value: object,
+) -> None:
+    spelled = converter_for(column(kind))(value)
+    assert spelled == postgresql_text(pg_type, spelled)
 
 
 @pytest.mark.parametrize(
