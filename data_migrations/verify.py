@@ -141,7 +141,8 @@ def copied_rows_checks(connection: sa.Connection, record: CopyRecord,
         + (f", rejects in {record.rejects_file})" if record.rejects_file else ")"))
     if not record.snapshot.is_file():
         say(f"The cutover's snapshot {record.snapshot} is gone: the rows are compared with "
-            "the counts and checksums recorded when they were copied.")
+            "the counts and checksums recorded when they were copied; rows written to the "
+            "dev file since cannot be counted.")
         return list(row_checks(connection, plans, recorded_figures(record)))
     figures = snapshot_figures(connection, record)
     return [snapshot_check(record, figures), *row_checks(connection, plans, figures)]
