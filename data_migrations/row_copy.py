@@ -85,6 +85,8 @@ class CopyReport:
     findings: list[Finding] = field(default_factory=list)
     finding_count: int = 0
     rejects_file: Path | None = None
+    # The backup the rows were read from; None in a dry run, which reads the file itself.
+    snapshot: Path | None = None
 
 
 class _LineReader(io.RawIOBase):
@@ -173,9 +175,7 @@ class RowCopy:
                     f"table {target.name}: columns differ between source and target: "
                     f"only in source {sorted(source_columns - target_columns)}, "
                     f"only in target {sorted(target_columns - source_columns)}")
-            plan = TablePlan(TableShape(
-                target.name, tuple(map(column_type, target.columns)),
-                next(iter(target.primary_key.columns)).name))
+            plan = target_plan(target)
             plan.foreign_keys = [self.foreign_key(plan, fk) for fk in target.foreign_keys]
             plans.append(plan)
         return plans
@@ -325,6 +325,12 @@ class RowCopy:
                                      + "\n  ".join(mismatches))
 
 
+def target_plan(target: sa.Table) -> TablePlan:
+    """The plan of a reflected target table, its columns in the target's order."""
+    return TablePlan(TableShape(target.name, tuple(map(column_type, target.columns)),
+                                next(iter(target.primary_key.columns)).name))
+
+
 def target_checksum(connection: sa.Connection, plan: TablePlan,
                     rewritten: dict[str, str] | None = None) -> tuple[int, int]:
     """Row count and checksum of a target table, computed by PostgreSQL over its own text
@@ -421,6 +427,7 @@ def copy_rows(connection: sa.Connection, source_path: Path, options: CopyOptions
     say(f"Copying rows from {backup or source_path}")
     with src.open_source(backup or source_path) as source:
         report = RowCopy(connection, source, options, copied_keys).run()
+    report.snapshot = backup
     print_summary(report, options)
     if not options.dry_run:
         written = sum(r.written for r in report.tables)

@@ -1,13 +1,19 @@
 """Re-check a finished cutover, at any time: ``make verify ENV=prod``.
 
-- rows: per table, the row count and checksum of the target against the source, read
-  again and converted with the same settings (the rows the copy rejected stay out; the
-  paths the rewrite changed are compared through their saved originals);
+- rows: per table, the row count and checksum of the target against the snapshot the
+  row copy read (its backup of the dev file), converted again under the policies the copy
+  recorded in ``cutover_row_copy_runs`` (the rows it rejected stay out, the references it
+  set to NULL are NULL; the paths the rewrite changed are compared through their saved
+  originals). Nothing needs exporting again. If the snapshot is gone, the target is
+  compared with the counts and checksums the copy recorded;
+- snapshot: the snapshot still reads as what the copy wrote;
 - sequences: every identity sequence is past its table's largest id;
 - files: every object in the upload manifest is in the bucket with the manifest's size
   and CRC-64, and every URL in a file-path column is one of those objects.
 
-Prints a pass/fail table and exits non-zero on any failure.
+Rows the app wrote to the dev file after the snapshot are counted per table and shown as
+a note, not a failure: the cutover never meant to copy them. Prints a pass/fail table and
+exits non-zero on any failure.
 """
 
 from __future__ import annotations
@@ -17,21 +23,31 @@ import sys
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, replace
-from pathlib import Path
+from urllib.parse import quote as percent_encoded
 
 import sqlalchemy as sa
 
 import settings
 from data_migrations import bookkeeping
 from data_migrations import source as src
+from data_migrations.conversion import TablePlan
+from data_migrations.copy_record import CopyRecord, read_record
 from data_migrations.errors import DataMigrationError
 from data_migrations.file_upload import difference
 from data_migrations.options import CopyOptions
 from data_migrations.path_rewrite import PathColumn, marked_columns, rewritten_columns
-from data_migrations.report import table
-from data_migrations.row_copy import RowCopy, identity_columns, target_checksum
+from data_migrations.report import say, table
+from data_migrations.row_copy import (
+    RowCopy,
+    identity_columns,
+    target_checksum,
+    target_plan,
+)
 from storage import StorageClient, StorageError
 from storage.settings import StorageSettings, build_storage
+
+# Per table: (rows, checksum).
+Figures = dict[str, tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -42,23 +58,94 @@ class Check:
     detail: str
 
 
-def row_checks(connection: sa.Connection, source_path: Path,
-               options: CopyOptions) -> Iterator[Check]:
+def target_plans(connection: sa.Connection, record: CopyRecord) -> list[TablePlan]:
+    """The copied tables as the target defines them, parents first."""
+    metadata = sa.MetaData()
+    metadata.reflect(connection, only=lambda name, _: name in record.tables)
+    return [target_plan(target) for target in metadata.sorted_tables]
+
+
+def snapshot_figures(connection: sa.Connection, record: CopyRecord) -> Figures:
+    """What the copy writes from the snapshot under the recorded policies, read again."""
+    options = CopyOptions.from_sources({"bad_rows": record.bad_rows,
+                                        "orphans": record.orphans})
+    with src.open_source(record.snapshot) as source:
+        run = RowCopy(connection, source, options, bookkeeping.COPIED_KEYS, write=False)
+        run.scan(run.plan())
+    return {r.table: (r.written, r.checksum) for r in run.report.tables}
+
+
+def recorded_figures(record: CopyRecord) -> Figures:
+    return {name: (f.written, f.checksum) for name, f in record.tables.items()}
+
+
+def snapshot_check(record: CopyRecord, figures: Figures) -> Check:
+    recorded = recorded_figures(record)
+    differ = sorted(name for name in recorded if figures.get(name) != recorded[name])
+    return Check("snapshot", record.snapshot.name, not differ,
+                 "reads as the cutover copied it" if not differ
+                 else f"differs from what the cutover copied in {', '.join(differ)}")
+
+
+def row_checks(connection: sa.Connection, plans: list[TablePlan],
+               expected: Figures) -> Iterator[Check]:
     has_rewrites = sa.inspect(connection).has_table(bookkeeping.PATH_REWRITES)
     rewritten = rewritten_columns(connection, bookkeeping.PATH_REWRITES) if has_rewrites else []
-    with src.open_source(source_path) as source:
-        run = RowCopy(connection, source, options, bookkeeping.COPIED_KEYS, write=False)
-        plans = run.plan()
-        run.scan(plans)
-    for plan, expected in zip(plans, run.report.tables, strict=True):
+    for plan in plans:
         originals = {c.column: bookkeeping.PATH_REWRITES for c in rewritten
                      if c.table == plan.name}
         count, checksum = target_checksum(connection, plan, originals)
-        same = (count, checksum) == (expected.written, expected.checksum)
+        rows, _ = expected[plan.name]
+        same = (count, checksum) == expected[plan.name]
         detail = f"{count:,} rows" if same else (
-            f"source {expected.written:,} rows / target {count:,} rows"
-            + ("" if count != expected.written else ", values differ (checksum)"))
+            f"snapshot {rows:,} rows / target {count:,} rows"
+            + ("" if count != rows else ", values differ (checksum)"))
         yield Check("rows", plan.name, same, detail)
+
+
+def written_after_snapshot(record: CopyRecord, plans: list[TablePlan]) -> dict[str, int]:
+    """Per table, the rows of the dev file whose key the snapshot does not hold."""
+    counts = {}
+    with src.open_source(record.source) as live:
+        live.execute("ATTACH DATABASE ? AS snapshot",
+                     (f"file:{percent_encoded(str(record.snapshot))}?mode=ro",))
+        for plan in plans:
+            name, key = src.quote(plan.name), src.quote(plan.columns[plan.key_index])
+            (count,) = live.execute(
+                f"SELECT count(*) FROM main.{name} AS l WHERE NOT EXISTS "
+                f"(SELECT 1 FROM snapshot.{name} AS s WHERE s.{key} = l.{key})").fetchone()
+            if count:
+                counts[plan.name] = count
+    return counts
+
+
+def source_notes(record: CopyRecord, plans: list[TablePlan]) -> list[str]:
+    """What the dev file holds beyond the snapshot: information, never a failure."""
+    if not record.snapshot.is_file():
+        return []
+    if not record.source.is_file():
+        return [f"the dev file {record.source} is gone: rows written to it after the "
+                "cutover's snapshot cannot be counted"]
+    later = written_after_snapshot(record, plans)
+    if not later:
+        return ["no rows were written to the dev file after the cutover's snapshot"]
+    return ["rows written after the cutover's snapshot (in the dev file, not copied; "
+             "not a failure):"] + [f"  {name}: {count:,}" for name, count in later.items()]
+
+
+def copied_rows_checks(connection: sa.Connection, record: CopyRecord,
+                       plans: list[TablePlan]) -> list[Check]:
+    """The target against the snapshot, or against the recorded figures without it."""
+    say(f"Verifying the row copy of {record.copied_at:%Y-%m-%d %H:%M:%S %Z} from the "
+        f"snapshot {record.snapshot} (bad_rows={record.bad_rows}, orphans={record.orphans}"
+        + (f", rejects in {record.rejects_file})" if record.rejects_file else ")"))
+    if not record.snapshot.is_file():
+        say(f"The cutover's snapshot {record.snapshot} is gone: the rows are compared with "
+            "the counts and checksums recorded when they were copied; rows written to the "
+            "dev file since cannot be counted.")
+        return list(row_checks(connection, plans, recorded_figures(record)))
+    figures = snapshot_figures(connection, record)
+    return [snapshot_check(record, figures), *row_checks(connection, plans, figures)]
 
 
 def sequence_checks(connection: sa.Connection) -> Iterator[Check]:
@@ -105,18 +192,23 @@ def _url_check(connection: sa.Connection, column: PathColumn, manifest: str) -> 
                  else f"{stray:,} URLs point to no uploaded object")
 
 
-def run_checks(connection: sa.Connection) -> list[Check]:
-    source_path = settings.source_database_path()
-    if source_path is None:
-        raise settings.ConfigError("SOURCE_DATABASE_URL is not set: nothing to verify against")
-    options = CopyOptions.from_sources({})
-    checks = [*row_checks(connection, source_path, options), *sequence_checks(connection)]
+def run_checks(connection: sa.Connection) -> tuple[list[Check], list[str]]:
+    """Every check, and the notes that go with them."""
+    record = read_record(connection)
+    if record is None:
+        raise DataMigrationError(
+            "the target holds no record of a row copy (no cutover_row_copy_runs): nothing to "
+            "verify against; run make migrate with SOURCE_DATABASE_URL set first")
+    plans = target_plans(connection, record)
+    checks = [*copied_rows_checks(connection, record, plans), *sequence_checks(connection)]
+    notes = source_notes(record, plans)
     if sa.inspect(connection).has_table(bookkeeping.FILE_MANIFEST):
         storage_settings = StorageSettings.from_env(os.environ)
         unprefixed = replace(storage_settings, key_prefix="")
-        with closing(build_storage(unprefixed, options.work_dir)) as storage:
+        work_dir = CopyOptions.from_sources({}).work_dir
+        with closing(build_storage(unprefixed, work_dir)) as storage:
             checks += file_checks(connection, storage, storage_settings.key_prefix)
-    return checks
+    return checks, notes
 
 
 def main() -> int:
@@ -125,16 +217,18 @@ def main() -> int:
         engine = sa.create_engine(settings.database_url())
         with engine.connect() as connection:
             connection.execute(sa.text("SET TimeZone = 'UTC'"))
-            checks = run_checks(connection)
+            checks, notes = run_checks(connection)
     except (settings.ConfigError, DataMigrationError, StorageError, ValueError) as exc:
-        print(f"verify: {exc}", file=sys.stderr)
+        print(f"FAILED: verify: {exc}", file=sys.stderr)
         return 2
     except sa.exc.OperationalError as exc:
-        print(f"verify: cannot connect: {str(exc.orig).strip().splitlines()[0]}",
+        print(f"FAILED: verify: cannot connect: {str(exc.orig).strip().splitlines()[0]}",
               file=sys.stderr)
         return 2
     print(table(("check", "subject", "result", "detail"),
                 [(c.kind, c.subject, "pass" if c.passed else "FAIL", c.detail) for c in checks]))
+    if notes:
+        print("\n" + "\n".join(notes))
     failed = sum(not c.passed for c in checks)
     print(f"\n{len(checks) - failed} passed, {failed} failed")
     return 1 if failed else 0

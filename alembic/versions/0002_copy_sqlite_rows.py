@@ -13,6 +13,10 @@ Downgrade deletes exactly the copied rows (their keys are kept in cutover_copied
 and resets the sequences. It refuses when the tables hold rows that did not come from
 the source, unless -x force=true, which still removes only the copied rows.
 
+cutover_row_copy_runs records what the copy used (the snapshot it read, the policies,
+the rejects file, per-table counts and checksums), so that make verify re-checks exactly
+that; the downgrade drops it.
+
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-27
@@ -23,9 +27,10 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import context, op
+from sqlalchemy.dialects.postgresql import JSONB
 
 import settings
-from data_migrations import row_copy
+from data_migrations import copy_record, row_copy
 from data_migrations.bookkeeping import COPIED_KEYS
 from data_migrations.options import CopyOptions
 from data_migrations.report import say
@@ -34,6 +39,8 @@ revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+ROW_COPY_RUNS = "cutover_row_copy_runs"
 
 
 def upgrade() -> None:
@@ -50,18 +57,33 @@ def upgrade() -> None:
         sa.Column("table_name", sa.Text(), nullable=False),
         sa.Column("key", sa.Text(), nullable=False),
     )
-    row_copy.copy_rows(op.get_bind(), source, options, COPIED_KEYS)
+    op.create_table(
+        ROW_COPY_RUNS,
+        sa.Column("copied_at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.now()),
+        sa.Column("source", sa.Text(), nullable=False),
+        sa.Column("snapshot", sa.Text(), nullable=False),
+        sa.Column("bad_rows", sa.Text(), nullable=False),
+        sa.Column("orphans", sa.Text(), nullable=False),
+        sa.Column("rejects_file", sa.Text(), nullable=True),
+        sa.Column("tables", JSONB(), nullable=False),
+    )
+    report = row_copy.copy_rows(op.get_bind(), source, options, COPIED_KEYS)
     # The key goes on once the keys are in: one index build, not an insert per copied row.
     op.create_primary_key(f"pk_{COPIED_KEYS}", COPIED_KEYS, ["table_name", "key"])
+    if not options.dry_run:
+        copy_record.record_copy(op.get_bind(), ROW_COPY_RUNS, source, report, options)
 
 
 def downgrade() -> None:
     options = CopyOptions.from_sources(context.get_x_argument(as_dictionary=True))
     if context.is_offline_mode():
         context.get_context().impl.static_output(row_copy.offline_downgrade_comment())
+        context.get_context().impl.static_output(f"DROP TABLE IF EXISTS {ROW_COPY_RUNS};\n\n")
         return
     if not sa.inspect(op.get_bind()).has_table(COPIED_KEYS):
         say("0002: no rows were copied by this revision: nothing to remove.")
         return
     row_copy.remove_copied_rows(op.get_bind(), COPIED_KEYS, force=options.force)
     op.drop_table(COPIED_KEYS)
+    op.drop_table(ROW_COPY_RUNS)
