@@ -41,10 +41,21 @@ class Dependents:
             self.roots.setdefault(table, {})[key] = None
         self.through.update(through)
 
-    def line(self, table: str) -> str:
-        named = ", ".join(_keys_text(t, list(keys)) for t, keys in self.roots.items())
+    def line(self, table: str, number: dict[Row, int]) -> str:
+        """``number`` orders the root rows as they are listed."""
+        ordered = sorted(((t, k) for t, keys in self.roots.items() for k in keys),
+                         key=number.__getitem__)
+        by_table: dict[str, list[object]] = {}
+        for root_table, key in ordered:
+            by_table.setdefault(root_table, []).append(key)
+        named = ", ".join(_keys_text(t, keys) for t, keys in by_table.items())
         via = f" (through {', '.join(sorted(self.through))})" if self.through else ""
-        return f"{table}: {self.rows:,} rows depend on rejected {named}{via}"
+        verb = "depends" if self.rows == 1 else "depend"
+        return f"{table}: {_rows(self.rows)} {verb} on rejected {named}{via}"
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row" + ("" if count == 1 else "s")
 
 
 def _keys_text(table: str, keys: list[object]) -> str:
@@ -60,7 +71,7 @@ class Refusals:
         # The root rows each refused row leads back to (itself, for a root row).
         self._roots_of: dict[str, dict[object, frozenset[Row]]] = {}
         self.listed: list[list[Finding]] = []  # the first root rows' findings
-        self.root_rows = 0
+        self._number: dict[Row, int] = {}  # each root row's place in table order
         self.dependents: dict[str, Dependents] = {}
         self.file = findings_file
 
@@ -69,6 +80,10 @@ class Refusals:
 
     def refused_in(self, table: str) -> bool:
         return bool(self._roots_of.get(table))
+
+    @property
+    def root_rows(self) -> int:
+        return len(self._number)
 
     @property
     def rows(self) -> int:
@@ -82,7 +97,7 @@ class Refusals:
         own = [f for f in findings if f.parent is None]
         if own:
             roots: frozenset[Row] = frozenset({(table, key)})
-            self.root_rows += 1
+            self._number[(table, key)] = len(self._number)
             if len(self.listed) < ROOTS_LISTED:
                 self.listed.append(own)
         else:
@@ -98,17 +113,18 @@ class Refusals:
         """The root rows, then one line per table of dependent rows."""
         lines = [f"  - {_row_text(findings)}" for findings in self.listed]
         if self.root_rows > len(self.listed):
-            lines.append(f"  ... and {self.root_rows - len(self.listed):,} more rows bad "
-                         "in themselves")
+            lines.append(f"  ... and {self.root_rows - len(self.listed):,} more bad in "
+                         "themselves")
         if self.dependents:
             lines.append("  Refused only because they depend on those:")
-            lines += [f"  - {d.line(table)}" for table, d in self.dependents.items()]
+            lines += [f"  - {d.line(table, self._number)}"
+                      for table, d in self.dependents.items()]
         return lines
 
     def headline(self) -> str:
-        text = f"{self.root_rows:,} rows PostgreSQL would refuse"
+        text = f"{_rows(self.root_rows)} PostgreSQL would refuse"
         if self.dependents:
-            text += f", and {self.dependent_rows:,} rows that depend on them"
+            text += f", and {_rows(self.dependent_rows)} that depend on them"
         return text
 
 

@@ -20,6 +20,7 @@ import functools
 import io
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager, nullcontext
@@ -539,8 +540,8 @@ def _app_references(connection: sa.Connection, child: sa.Table,
         f"ORDER BY 1 LIMIT :limit"),
         {"table": child.name, "parent": parent.name, "limit": max(limit, 1)}).all()
     on_delete = (fk.ondelete or "NO ACTION").upper()
-    listed = [AppReference(child.name, k, column.name, parent.name, value, on_delete)
-              for k, value, _ in rows[:max(limit, 0)]]
+    listed = [AppReference(child.name, _plain(k), column.name, parent.name, _plain(value),
+                           on_delete) for k, value, _ in rows[:max(limit, 0)]]
     return (rows[0][2] if rows else 0), listed
 
 
@@ -548,6 +549,11 @@ def _rows_not_copied(connection: sa.Connection, target: sa.Table, keys: str) -> 
     return connection.execute(sa.text(
         f"SELECT count(*) FROM {src.quote(target.name)} AS t WHERE NOT ({_copied(target, keys)})"),
         {"table": target.name}).scalar_one()
+
+
+def _plain(key: object) -> object:
+    """A key as the source spells it: a task id as its text, not a UUID object."""
+    return str(key) if isinstance(key, uuid.UUID) else key
 
 
 def offline_comment(source_path: Path) -> str:
