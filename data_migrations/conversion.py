@@ -33,10 +33,16 @@ class Finding:
     column: str
     value: object
     reason: str
+    # The refused row (table, key) this reference leads to, when that is the whole fault.
+    parent: tuple[str, object] | None = None
+
+    @property
+    def shown_value(self) -> str:
+        return shorten(self.value)
 
     def __str__(self) -> str:
         return (f"{self.table} key={self.key!r} column {self.column}: {self.reason} "
-                f"(value {shorten(self.value)})")
+                f"(value {self.shown_value})")
 
 
 @dataclass(frozen=True)

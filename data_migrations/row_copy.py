@@ -20,6 +20,7 @@ import functools
 import io
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager, nullcontext
@@ -43,15 +44,8 @@ from data_migrations.conversion import (
 )
 from data_migrations.errors import DataMigrationError
 from data_migrations.options import CopyOptions
-from data_migrations.report import (
-    LISTED,
-    Progress,
-    RejectsFile,
-    bulleted,
-    record_step,
-    say,
-    table,
-)
+from data_migrations.refusal import Refusals
+from data_migrations.report import Progress, RejectsFile, record_step, say, table
 from data_migrations.values import column_type
 
 CHECKSUM_MASK = (1 << 64) - 1
@@ -82,11 +76,12 @@ class TableResult:
 @dataclass
 class CopyReport:
     tables: list[TableResult]
-    findings: list[Finding] = field(default_factory=list)
-    finding_count: int = 0
+    refusals: Refusals = field(default_factory=lambda: Refusals(None))
     rejects_file: Path | None = None
     # The backup the rows were read from; None in a dry run, which reads the file itself.
     snapshot: Path | None = None
+    # Every finding, root and dependent, when the copy refuses or only plans.
+    findings_file: Path | None = None
 
 
 class _LineReader(io.RawIOBase):
@@ -121,9 +116,13 @@ class RowCopy:
         self.copied_keys = copied_keys
         self.source = source
         self.options = options
-        self.rejected_keys: dict[str, set] = {}
-        self.report = CopyReport(tables=[])
         self.rejects = RejectsFile(options.work_dir, "row-copy")
+        # A refusing copy or a plan writes its findings to a file of their own; a lenient
+        # copy's rejects file holds them already, and make verify writes nothing.
+        listing = write and (options.bad_rows == "fail" or options.dry_run)
+        self.findings = RejectsFile(options.work_dir, "refusal") if listing else None
+        self.refusals = Refusals(self.findings)
+        self.report = CopyReport(tables=[], refusals=self.refusals)
         self.pool: Executor | None = None
 
     def run(self) -> CopyReport:
@@ -137,10 +136,11 @@ class RowCopy:
             self.scan(plans)
         if self.rejects.count:
             self.report.rejects_file = self.rejects.path
+        if self.findings is not None and self.findings.count:
+            self.report.findings_file = self.findings.path
         # A dry run copies too, in the transaction env.py rolls back, so that the later
         # steps rehearse on the real rows; its findings are reported, not raised.
-        if self.report.finding_count and self.options.bad_rows == "fail" \
-                and not self.options.dry_run:
+        if self.refusals.rows and self.options.bad_rows == "fail" and not self.options.dry_run:
             raise DataMigrationError(self.findings_message())
         self.verify(plans)
         reset_sequences(self.connection, [p.name for p in plans])
@@ -158,6 +158,8 @@ class RowCopy:
         finally:
             self.pool = None
             self.rejects.close()
+            if self.findings is not None:
+                self.findings.close()
 
     def plan(self) -> list[TablePlan]:
         names = src.table_names(self.source)
@@ -198,7 +200,6 @@ class RowCopy:
     def copy_table(self, plan: TablePlan) -> None:
         result = TableResult(plan.name)
         self.report.tables.append(result)
-        self.rejected_keys[plan.name] = set()
         progress = Progress(f"{'copying' if self.write else 'checking'} {plan.name}",
                             src.row_count(self.source, plan.name))
         lines = self.copy_lines(plan, result, progress)
@@ -234,7 +235,8 @@ class RowCopy:
                                   max(1, int(RANGE_BYTES / max(row_bytes, 1.0))))
         # Only references that can fail need checking row by row: the parents are done.
         # Those checks need the parents' rejected keys, so such a table stays here.
-        risky = [fk for fk in plan.foreign_keys if fk.orphans or self.rejected_keys[fk.parent]]
+        risky = [fk for fk in plan.foreign_keys
+                 if fk.orphans or self.refusals.refused_in(fk.parent)]
         if self.pool is not None and len(ranges) > 1 and not risky:
             result.processes = self.options.workers
             window = self.options.workers * IN_FLIGHT_PER_WORKER
@@ -254,10 +256,12 @@ class RowCopy:
             value = row[fk.index]
             if value is None:
                 continue
+            parent = None
             if value in fk.orphans:
                 reason = f"references {fk.parent} {value!r}, which does not exist"
-            elif value in self.rejected_keys[fk.parent]:
+            elif self.refusals.is_refused(fk.parent, value):
                 reason = f"references {fk.parent} {value!r}, which is rejected"
+                parent = (fk.parent, value)
             else:
                 continue
             if fk.nullable and self.options.orphans == "set_null":
@@ -266,16 +270,13 @@ class RowCopy:
                 self.record_reject({"table": plan.name, "key": key, "action": "set_null",
                                     "column": fk.column, "original": value, "reason": reason})
             else:
-                findings.append(Finding(plan.name, key, fk.column, value, reason))
+                findings.append(Finding(plan.name, key, fk.column, value, reason, parent))
         return findings
 
     def refuse_row(self, plan: TablePlan, raw: tuple, findings: list[Finding],
                    result: TableResult) -> None:
         result.rejected += 1
-        self.rejected_keys[plan.name].add(raw[plan.key_index])
-        self.report.finding_count += len(findings)
-        room = LISTED - len(self.report.findings)
-        self.report.findings.extend(findings[:max(room, 0)])
+        self.refusals.add(plan.name, raw[plan.key_index], findings)
         if self.options.bad_rows == "reject":
             self.record_reject({
                 "table": plan.name, "key": raw[plan.key_index], "action": "rejected",
@@ -289,11 +290,11 @@ class RowCopy:
             self.rejects.write(record)
 
     def findings_message(self) -> str:
-        listed = bulleted([str(f) for f in self.report.findings], self.report.finding_count)
-        return (f"row copy stopped: {self.report.finding_count:,} values PostgreSQL would "
-                f"refuse; nothing was written.\n{listed}\n"
-                "Fix them in the source, or run with -x bad_rows=reject (rows go to a rejects "
-                "file) and/or -x orphans=set_null.")
+        return "\n".join([
+            f"row copy stopped: {self.refusals.headline()}; nothing was written.",
+            *refusal_lines(self.report),
+            "Fix the rows bad in themselves in the source, or run with -x bad_rows=reject "
+            "(rows go to a rejects file) and/or -x orphans=set_null."])
 
     def record_copied_keys(self, plans: list[TablePlan]) -> None:
         # The tables were empty before the copy, so every row now in them is a copied one.
@@ -443,13 +444,17 @@ def remove_copied_rows(connection: sa.Connection, copied_keys: str, force: bool)
     """Delete exactly the rows the copy wrote, children first, then reset the sequences.
 
     Refuses when a table also holds rows the copy did not write (the app has been used
-    since) unless ``force``, which still deletes only the copied rows."""
+    since) unless ``force``, which still deletes only the copied rows. Even with ``force``
+    it refuses when deleting the copied rows would reach such a row through its foreign
+    key (ON DELETE CASCADE deleting it, SET NULL changing it), and lists those rows."""
     keys = src.quote(copied_keys)
     names = {n for (n,) in connection.execute(sa.text(f"SELECT DISTINCT table_name FROM {keys}"))}
     metadata = sa.MetaData()
     metadata.reflect(connection, only=lambda name, _: name in names)
     tables = list(reversed(metadata.sorted_tables))
     not_copied = {t.name: n for t in tables if (n := _rows_not_copied(connection, t, keys))}
+    if not_copied:
+        refuse_reaching_app_rows(connection, metadata.sorted_tables, keys)
     if not_copied and not force:
         listed = ", ".join(f"{name} {count:,}" for name, count in not_copied.items())
         raise DataMigrationError(
@@ -464,22 +469,98 @@ def remove_copied_rows(connection: sa.Connection, copied_keys: str, force: bool)
     reset_sequences(connection, [t.name for t in tables])
 
 
-def _copied(target: sa.Table, keys: str) -> str:
-    """The condition that a row ``t`` of the table is one the copy wrote, by its key: in
-    one of the recorded runs of an integer key, or among the recorded keys."""
+def _copied(target: sa.Table, keys: str, alias: str = "t", table_param: str = "table") -> str:
+    """The condition that a row ``alias`` of the table is one the copy wrote, by its key:
+    in one of the recorded runs of an integer key, or among the recorded keys; the
+    parameter ``table_param`` holds the table's name."""
     column = next(iter(target.primary_key.columns))
-    key = f"t.{src.quote(column.name)}"
+    key = f"{alias}.{src.quote(column.name)}"
     if column_type(column).kind in INTEGER_KEYS:
         # One multirange of all the runs, built once: each row is then a binary search.
         return (f"{key}::bigint <@ (SELECT coalesce(range_agg(k.key::int8range), '{{}}') "
-                f"FROM {keys} AS k WHERE k.table_name = :table)")
-    return f"EXISTS (SELECT 1 FROM {keys} AS k WHERE k.table_name = :table AND k.key = {key}::text)"
+                f"FROM {keys} AS k WHERE k.table_name = :{table_param})")
+    return (f"EXISTS (SELECT 1 FROM {keys} AS k WHERE k.table_name = :{table_param} "
+            f"AND k.key = {key}::text)")
+
+
+# Rows of the app a refused downgrade lists before "... and N more": one screen.
+APP_ROWS_LISTED = 25
+_ON_DELETE_EFFECTS = {"CASCADE": "would be deleted", "SET NULL": "would be set to NULL",
+                      "SET DEFAULT": "would be set to its default"}
+
+
+@dataclass(frozen=True)
+class AppReference:
+    """A row the copy did not write whose foreign key points at a copied row."""
+
+    table: str
+    key: object
+    column: str
+    parent: str
+    parent_key: object
+    on_delete: str
+
+    def __str__(self) -> str:
+        effect = _ON_DELETE_EFFECTS.get(self.on_delete, "would block the delete")
+        subject = "the row" if self.on_delete == "CASCADE" else self.column
+        return (f"{self.table} key={self.key!r} column {self.column} references copied "
+                f"{self.parent} {self.parent_key!r}: {subject} {effect} "
+                f"(ON DELETE {self.on_delete})")
+
+
+def refuse_reaching_app_rows(connection: sa.Connection, tables: Sequence[sa.Table],
+                             keys: str) -> None:
+    """Stop, whatever ``force`` says, when deleting the copied rows would delete or change
+    rows the copy did not write. Rows reached only through such a row are reached through
+    it: listing the direct ones names every row to deal with first."""
+    found: list[AppReference] = []
+    total = 0
+    for child in tables:
+        for fk in child.foreign_key_constraints:
+            count, listed = _app_references(connection, child, fk, keys,
+                                            APP_ROWS_LISTED - len(found))
+            total += count
+            found += listed
+    if total:
+        more = f"\n  ... and {total - len(found):,} more" if total > len(found) else ""
+        raise DataMigrationError(
+            f"removing the copied rows would delete or change {total:,} rows the app wrote "
+            "since the cutover, so nothing was removed; -x force=true does not remove them "
+            "either, as it never touches a row the copy did not write:\n"
+            + "\n".join(f"  - {r}" for r in found) + more
+            + "\nDelete those rows, or point them at rows of the app's own, first.")
+
+
+def _app_references(connection: sa.Connection, child: sa.Table,
+                    fk: sa.ForeignKeyConstraint, keys: str,
+                    limit: int) -> tuple[int, list[AppReference]]:
+    """How many rows of ``child`` the copy did not write point through ``fk`` at a copied
+    row, and the first ``limit`` of them in key order."""
+    [(column, referred)] = zip(fk.columns, fk.elements, strict=True)
+    parent = referred.column.table
+    key = next(iter(child.primary_key.columns)).name
+    rows = connection.execute(sa.text(
+        f"SELECT t.{src.quote(key)}, t.{src.quote(column.name)}, count(*) OVER () "
+        f"FROM {src.quote(child.name)} AS t JOIN {src.quote(parent.name)} AS p "
+        f"ON p.{src.quote(referred.column.name)} = t.{src.quote(column.name)} "
+        f"WHERE NOT ({_copied(child, keys)}) AND {_copied(parent, keys, 'p', 'parent')} "
+        f"ORDER BY 1 LIMIT :limit"),
+        {"table": child.name, "parent": parent.name, "limit": max(limit, 1)}).all()
+    on_delete = (fk.ondelete or "NO ACTION").upper()
+    listed = [AppReference(child.name, _plain(k), column.name, parent.name, _plain(value),
+                           on_delete) for k, value, _ in rows[:max(limit, 0)]]
+    return (rows[0][2] if rows else 0), listed
 
 
 def _rows_not_copied(connection: sa.Connection, target: sa.Table, keys: str) -> int:
     return connection.execute(sa.text(
         f"SELECT count(*) FROM {src.quote(target.name)} AS t WHERE NOT ({_copied(target, keys)})"),
         {"table": target.name}).scalar_one()
+
+
+def _plain(key: object) -> object:
+    """A key as the source spells it: a task id as its text, not a UUID object."""
+    return str(key) if isinstance(key, uuid.UUID) else key
 
 
 def offline_comment(source_path: Path) -> str:
@@ -506,9 +587,15 @@ def print_summary(report: CopyReport, options: CopyOptions) -> None:
             for r in report.tables]
     say(f"{title}:\n" + table(
         ("table", "read", "written", "rejected", "set null", "checksum", "time"), rows))
-    if report.findings:
-        say(f"{report.finding_count:,} findings:")
-        for finding in report.findings:
-            say(f"  - {finding}")
+    if report.refusals.rows:
+        say("\n".join([f"{report.refusals.headline()}:", *refusal_lines(report)]))
     if report.rejects_file:
         say(f"Rejected and altered rows are in {report.rejects_file}")
+
+
+def refusal_lines(report: CopyReport) -> list[str]:
+    """The refused rows, root causes first, and where every finding is."""
+    lines = report.refusals.lines()
+    if report.findings_file:
+        lines.append(f"Every finding is in {report.findings_file}")
+    return lines

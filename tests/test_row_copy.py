@@ -30,6 +30,7 @@ from tests.postgres_server import PostgresServer
 
 TABLES = ("users", "prompt_templates", "hotword_sets", "tasks", "transcripts",
           "speaker_mappings", "generated_artifacts", "audit_logs")
+TABLE_ORDER = [t.name for t in models.metadata.sorted_tables]  # the copy's order
 
 
 @pytest.fixture
@@ -215,13 +216,22 @@ def test_bad_rows_fail_by_default_with_every_finding_and_nothing_written(
         command.upgrade(alembic_config(pg_url), "0002")
     message = str(failure.value)
     assert "nothing was written" in message
-    for table, key, column, reason in BAD_FINDINGS:
+    roots = [f for f in BAD_FINDINGS if not f[3].endswith("which is rejected")]
+    for table, key, column, reason in roots:
         line = next(line for line in message.splitlines()
                     if line.startswith(f"  - {table} key={key!r} column {column}:"))
         assert reason in line
+    # The rows refused only through a refused parent are summed up per table.
+    assert f"  - transcripts: 1 row depends on rejected tasks '{TASK_2}'" in message
+    assert "  - speaker_mappings: 1 row depends on rejected users 3" in message
     assert set(counts(pg_engine).values()) == {0}
     assert version(pg_engine) == "0001"
-    assert not (tmp_path / "work" / "rejects").exists()
+    [findings] = (tmp_path / "work" / "rejects").glob("*.jsonl")
+    assert findings.name.startswith("refusal-") and f"Every finding is in {findings}" in message
+    records = [json.loads(line) for line in findings.read_text().splitlines()]
+    assert [(r["table"], r["key"], r["cause"]) for r in records] == [
+        (t, k, "depends" if r.endswith("which is rejected") else "itself")
+        for t, k, _, r in sorted(BAD_FINDINGS, key=lambda f: TABLE_ORDER.index(f[0]))]
 
 
 def read_rejects(tmp_path: Path) -> list[dict]:
