@@ -10,6 +10,7 @@ line instead of a traceback.
 
 from __future__ import annotations
 
+import logging
 import os
 from logging.config import fileConfig
 from pathlib import Path
@@ -25,9 +26,11 @@ import settings
 from data_migrations import bookkeeping
 from data_migrations.errors import DataMigrationError
 from data_migrations.options import flag
-from data_migrations.report import say, write_cutover_report
+from data_migrations.report import write_cutover_report
 from storage import StorageError
 from storage.settings import StorageConfigError
+
+log = logging.getLogger("cutover.run")
 
 # Where the JSON report of each cutover run goes.
 REPORTS_DIR = Path(os.environ.get("REPORTS_DIR", "reports"))
@@ -95,7 +98,7 @@ def run_on(connection: Connection) -> None:
         context.run_migrations()
     finally:
         transaction.rollback()
-    say("Dry run: every change was rolled back; the database is as it was.")
+    log.info("Dry run: every change was rolled back; the database is as it was.")
 
 
 def run_migrations_online() -> None:

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 
 from data_migrations.file_scan import scan_folder
 from data_migrations.file_upload import FileUpload, manifest_table
+from data_migrations.report import log_to_stderr
 from storage.settings import StorageSettings, build_storage
 from storage.tos import MiB
 from tests.postgres_server import running_server
@@ -167,6 +168,7 @@ def main() -> None:
     parser.add_argument("--large-mib", type=int, default=1024)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
+    log_to_stderr()  # the upload runs in this process: its progress and summaries
     with tempfile.TemporaryDirectory(dir=args.workdir) as scratch, running_server() as postgres, \
             postgres.database("bench_upload") as database_url:
         root = Path(scratch)

@@ -17,6 +17,7 @@ read, never written: the preflight probe and any scratch file go to WORK_DIR.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
@@ -34,11 +35,13 @@ from data_migrations.errors import DataMigrationError
 from data_migrations.file_scan import FolderScan, LocalFile, scan_folder
 from data_migrations.options import UploadOptions
 from data_migrations.parallel import Done, run_in_parallel
-from data_migrations.report import Progress, bulleted, record_step, say, size_text, table
+from data_migrations.report import Progress, bulleted, record_step, size_text, table
 from settings import ConfigError
 from storage import ObjectInfo, StorageClient, StorageError, file_crc64
 from storage.settings import StorageConfigError, StorageSettings, build_storage
 from storage.tos import guess_content_type
+
+log = logging.getLogger("cutover.files")
 
 R = TypeVar("R")
 ATTEMPTS = 3
@@ -108,7 +111,7 @@ def upload_files(connection: sa.Connection, options: UploadOptions, manifest: st
     check_folders(options, settings)
     started = time.monotonic()
     scan = scan_folder(options.uploads_dir, options.exclude)
-    say(f"Uploading files from {scan.root} to {describe_target(settings)}")
+    log.info(f"Uploading files from {scan.root} to {describe_target(settings)}")
     if options.dry_run:
         print_plan(scan)
         with closing(build_storage(settings, options.work_dir)) as storage:
@@ -118,8 +121,8 @@ def upload_files(connection: sa.Connection, options: UploadOptions, manifest: st
         raise DataMigrationError(refusal_message(scan))
     with closing(build_storage(settings, options.work_dir)) as storage:
         storage.preflight()
-        say("Storage preflight passed: bucket, credentials, probe object written, read and "
-            "deleted.")
+        log.info("Storage preflight passed: bucket, credentials, probe object written, read and "
+                 "deleted.")
         run = FileUpload(connection, storage, settings, manifest_table(manifest))
         report = run.run(scan, time.monotonic() - started)
     print_summary(report)
@@ -147,8 +150,8 @@ class FileUpload:
         report = UploadReport(scan, seconds={"scan": scan_seconds})
         started = time.monotonic()
         present = self.stored_objects()
-        say(f"{len(present):,} objects already stored; uploading {len(scan.files):,} files "
-            f"({size_text(scan.bytes)}) on {self.workers} threads.")
+        log.info(f"{len(present):,} objects already stored; uploading {len(scan.files):,} files "
+                 f"({size_text(scan.bytes)}) on {self.workers} threads.")
         self.upload(scan.files, present, report)
         report.seconds["upload"] = time.monotonic() - started
         started = time.monotonic()
@@ -158,7 +161,7 @@ class FileUpload:
 
     def upload(self, files: list[LocalFile], present: dict[str, ObjectInfo],
                report: UploadReport) -> None:
-        progress = Progress("uploading", len(files), "files",
+        progress = Progress(log, "uploading", len(files), "files",
                             total_bytes=sum(f.size for f in files))
         batch: list[dict[str, object]] = []
 
@@ -227,8 +230,8 @@ class FileUpload:
         columns = self.manifest.c
         rows = self.connection.execute(
             sa.select(columns.relative_path, columns.size, columns.crc64)).all()
-        say(f"Verifying {len(rows):,} files against a listing of the bucket (size and "
-            "CRC-64).")
+        log.info(f"Verifying {len(rows):,} files against a listing of the bucket (size and "
+                 "CRC-64).")
         stored = self.stored_objects()
         problems = [problem for row in rows
                     if (problem := difference(row, stored.get(row.relative_path)))]
@@ -306,17 +309,17 @@ def plan_manifest(connection: sa.Connection, manifest: sa.TableClause, scan: Fol
 
 def print_plan(scan: FolderScan) -> None:
     """The dry run's report: what would be uploaded, excluded and refused."""
-    say("File upload plan (dry run, nothing uploaded):\n" + table(
+    log.info("File upload plan (dry run, nothing uploaded):\n" + table(
         ("files", "count", "bytes"),
         [("to upload", len(scan.files), size_text(scan.bytes)),
          ("excluded", len(scan.excluded), size_text(scan.excluded_bytes)),
          ("refused (not read)", len(scan.refused), "-")]))
     largest = sorted(scan.files, key=lambda f: f.size, reverse=True)[:LARGEST_SHOWN]
     if largest:
-        say("Largest files:\n" + "\n".join(
-            f"  {size_text(f.size):>10}  {f.relative_path}" for f in largest))
+        log.info("Largest files:\n" + "\n".join(
+                 f"  {size_text(f.size):>10}  {f.relative_path}" for f in largest))
     if scan.refused:
-        say(f"Refused:\n{bulleted([str(r) for r in scan.refused])}")
+        log.info(f"Refused:\n{bulleted([str(r) for r in scan.refused])}")
 
 
 def print_summary(report: UploadReport) -> None:
@@ -327,13 +330,13 @@ def print_summary(report: UploadReport) -> None:
              ("refused (not read)", len(scan.refused), "-"),
              ("verified in the bucket", report.verified, "-")]
     times = ", ".join(f"{step} {seconds:.1f}s" for step, seconds in report.seconds.items())
-    say(f"File upload ({times}):\n" + table(("files", "count", "bytes"), rows))
+    log.info(f"File upload ({times}):\n" + table(("files", "count", "bytes"), rows))
     if report.replaced:
-        say(f"Re-uploaded because the bucket held other content:\n"
-            f"{bulleted(sorted(report.replaced))}")
+        log.info(f"Re-uploaded because the bucket held other content:\n"
+                 f"{bulleted(sorted(report.replaced))}")
     if scan.refused:
-        say(f"Refused and left out (-x unsafe_files=skip):\n"
-            f"{bulleted([str(r) for r in scan.refused])}")
+        log.info(f"Refused and left out (-x unsafe_files=skip):\n"
+                 f"{bulleted([str(r) for r in scan.refused])}")
 
 
 def remove_uploads(connection: sa.Connection, options: UploadOptions, manifest: str) -> None:
@@ -341,18 +344,18 @@ def remove_uploads(connection: sa.Connection, options: UploadOptions, manifest: 
     the objects the manifest lists (by their full key, whatever the prefix is now)."""
     keys = list(connection.execute(sa.select(manifest_table(manifest).c.object_key)).scalars())
     if not options.purge_objects:
-        say(f"0003: the {len(keys):,} uploaded objects stay in the bucket; only the manifest "
-            "is dropped (-x purge_objects=true deletes them first).")
+        log.info(f"0003: the {len(keys):,} uploaded objects stay in the bucket; only the manifest "
+                 "is dropped (-x purge_objects=true deletes them first).")
         return
     settings = replace(storage_settings(), key_prefix="")
     with closing(build_storage(settings, options.work_dir)) as storage:
         storage.check_access()
         delete_objects(storage, keys, settings.max_concurrent)
-    say(f"0003: deleted the {len(keys):,} uploaded objects from {describe_target(settings)}.")
+    log.info(f"0003: deleted the {len(keys):,} uploaded objects from {describe_target(settings)}.")
 
 
 def delete_objects(storage: StorageClient, keys: list[str], workers: int) -> None:
-    progress = Progress("deleting", len(keys), "objects")
+    progress = Progress(log, "deleting", len(keys), "objects")
     failures = []
     def delete(key: str) -> None:
         retrying(lambda: storage.delete(key), key)

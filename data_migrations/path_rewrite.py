@@ -14,6 +14,7 @@ downgrade restores them byte for byte.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,10 @@ import sqlalchemy as sa
 
 import models
 from data_migrations.errors import DataMigrationError
-from data_migrations.report import bulleted, record_step, say, shorten, table
+from data_migrations.report import bulleted, record_step, shorten, table
 from data_migrations.source import quote
+
+log = logging.getLogger("cutover.paths")
 
 URL_PATTERN = "^[A-Za-z][A-Za-z0-9+.-]*://"
 
@@ -54,8 +57,8 @@ def marked_columns(connection: sa.Connection | None) -> list[PathColumn]:
     found = []
     for column in models.file_path_columns(models.metadata):
         if present is not None and (column.table.name, column.name) not in present:
-            say(f"  {column.table.name}.{column.name} is marked as a file path but does not "
-                "exist in this database yet: left alone")
+            log.info(f"  {column.table.name}.{column.name} is marked as a file path but does not "
+                     "exist in this database yet: left alone")
             continue
         key = next(iter(column.table.primary_key.columns)).name
         found.append(PathColumn(column.table.name, column.name, key))
@@ -202,9 +205,9 @@ def check_findings(found: list[PathFinding], missing_files: str, dry_run: bool) 
         return
     listed = bulleted([str(f) for f in found])
     if dry_run:
-        say(f"{len(found):,} stored paths cannot be rewritten (missing_files={missing_files} "
-            f"would {'stop the cutover' if missing_files == 'fail' else 'keep them'}):"
-            f"\n{listed}")
+        log.info(f"{len(found):,} stored paths cannot be rewritten (missing_files={missing_files} "
+                 f"would {'stop the cutover' if missing_files == 'fail' else 'keep them'}):"
+                 f"\n{listed}")
         return
     if missing_files == "fail":
         raise DataMigrationError(
@@ -212,7 +215,7 @@ def check_findings(found: list[PathFinding], missing_files: str, dry_run: bool) 
             f"was changed.\n{listed}\nUpload the files, add their folders to "
             "UPLOADS_PATH_ALIASES, or run with -x missing_files=keep to leave these values "
             "as they are.")
-    say(f"{len(found):,} stored paths are left as they are (missing_files=keep):\n{listed}")
+    log.info(f"{len(found):,} stored paths are left as they are (missing_files=keep):\n{listed}")
 
 
 def print_summary(connection: sa.Connection, rewrites: str, kept: int, seconds: float,
@@ -222,7 +225,7 @@ def print_summary(connection: sa.Connection, rewrites: str, kept: int, seconds: 
         "GROUP BY 1, 2 ORDER BY 1, 2"))]
     rewritten = sum(n for _, n in rows)
     title = "Path rewrite plan (dry run, rolled back)" if dry_run else "Path rewrite"
-    say(f"{title}:\n" + table(("column", "rewritten"), rows)
-        + f"\nrewritten: {rewritten:,}; left as they are: {kept:,}")
+    log.info(f"{title}:\n" + table(("column", "rewritten"), rows)
+             + f"\nrewritten: {rewritten:,}; left as they are: {kept:,}")
     record_step("paths", seconds=seconds, summary=f"{rewritten:,} paths rewritten, {kept:,} left",
                 columns=dict(rows), kept=kept)

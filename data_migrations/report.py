@@ -1,10 +1,17 @@
 """What the data steps tell the operator: progress while they run, a table at the end,
-and the rejects file that holds every row that was not copied as it was."""
+and the rejects file that holds every row that was not copied as it was.
+
+Every step writes through ``logging``, one logger per step under ``cutover``
+(``cutover.rows``, ``cutover.files``, ``cutover.paths``, ``cutover.verify``,
+``cutover.report``, ``cutover.adopt``, ``cutover.run``), so an Alembic run prints them
+as ``alembic.ini``'s ``[logger_cutover]`` says: bare lines on stderr at INFO.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -16,8 +23,28 @@ PROGRESS_EVERY_SECONDS = 2.0
 LISTED = 50  # items a message lists before "... and N more"
 
 
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+log = logging.getLogger("cutover.report")
+
+
+class StderrHandler(logging.StreamHandler):
+    """Writes each line to ``sys.stderr`` as it is at that moment, so a caller that
+    redirects stderr (``contextlib.redirect_stderr``, a test's capture) gets the lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def log_to_stderr() -> None:
+    """Print the cutover's log lines as alembic.ini's ``[logger_cutover]`` does (bare
+    lines on stderr, INFO and above), for the commands that do not start from alembic.ini:
+    ``python -m data_migrations.verify``, ``python -m models.adopt``, the benchmarks."""
+    logger = logging.getLogger("cutover")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(h, StderrHandler) for h in logger.handlers):
+        handler = StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
 
 
 def bulleted(lines: list[str], total: int | None = None) -> str:
@@ -38,8 +65,9 @@ class Progress:
     """Prints ``done / total unit (rate)`` for a long step at most every two seconds; given
     ``total_bytes`` it also prints the bytes done and the byte rate."""
 
-    def __init__(self, label: str, total: int, unit: str = "rows",
+    def __init__(self, log: logging.Logger, label: str, total: int, unit: str = "rows",
                  total_bytes: int | None = None) -> None:
+        self.log = log
         self.label, self.total, self.unit = label, total, unit
         self.total_bytes = total_bytes
         self.started = self.last = time.monotonic()
@@ -54,7 +82,7 @@ class Progress:
         now = time.monotonic()
         if now - self.last >= PROGRESS_EVERY_SECONDS:
             self.last = now
-            say(self._line(now - self.started))
+            self.log.info(self._line(now - self.started))
 
     def _line(self, elapsed: float) -> str:
         line = (f"  {self.label}: {self.done:,}/{self.total:,} {self.unit} "
@@ -141,6 +169,6 @@ def write_cutover_report(directory: Path) -> Path | None:
     path.write_text(json.dumps({"finished_at": stamp, "steps": _steps}, indent=2,
                                ensure_ascii=False, default=_json_safe) + "\n", encoding="utf-8")
     rows = [(s["step"], s.get("summary", ""), f"{s.get('seconds', 0):.1f}s") for s in _steps]
-    say("Cutover report:\n" + table(("step", "result", "time"), rows) + f"\nWritten to {path}")
+    log.info("Cutover report:\n" + table(("step", "result", "time"), rows) + f"\nWritten to {path}")
     _steps.clear()
     return path

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import sqlite3
 import time
 import uuid
@@ -45,8 +46,10 @@ from data_migrations.conversion import (
 from data_migrations.errors import DataMigrationError
 from data_migrations.options import CopyOptions
 from data_migrations.refusal import Refusals
-from data_migrations.report import Progress, RejectsFile, record_step, say, table
+from data_migrations.report import Progress, RejectsFile, record_step, table
 from data_migrations.values import column_type
+
+log = logging.getLogger("cutover.rows")
 
 CHECKSUM_MASK = (1 << 64) - 1
 COPY_CHUNK_BYTES = 1 << 18
@@ -200,7 +203,7 @@ class RowCopy:
     def copy_table(self, plan: TablePlan) -> None:
         result = TableResult(plan.name)
         self.report.tables.append(result)
-        progress = Progress(f"{'copying' if self.write else 'checking'} {plan.name}",
+        progress = Progress(log, f"{'copying' if self.write else 'checking'} {plan.name}",
                             src.row_count(self.source, plan.name))
         lines = self.copy_lines(plan, result, progress)
         if not self.write:
@@ -424,8 +427,8 @@ def copy_rows(connection: sa.Connection, source_path: Path, options: CopyOptions
     backup = None
     if not options.dry_run:
         backup = src.back_up(source_path, options.work_dir)
-        say(f"Backed up {source_path} to {backup}")
-    say(f"Copying rows from {backup or source_path}")
+        log.info(f"Backed up {source_path} to {backup}")
+    log.info(f"Copying rows from {backup or source_path}")
     with src.open_source(backup or source_path) as source:
         report = RowCopy(connection, source, options, copied_keys).run()
     report.snapshot = backup
@@ -465,7 +468,7 @@ def remove_copied_rows(connection: sa.Connection, copied_keys: str, force: bool)
         deleted = connection.execute(sa.text(
             f"DELETE FROM {src.quote(target.name)} AS t WHERE {_copied(target, keys)}"),
             {"table": target.name}).rowcount
-        say(f"  {target.name}: removed {deleted:,} copied rows")
+        log.info(f"  {target.name}: removed {deleted:,} copied rows")
     reset_sequences(connection, [t.name for t in tables])
 
 
@@ -585,12 +588,12 @@ def print_summary(report: CopyReport, options: CopyOptions) -> None:
     title = "Row copy plan (dry run, rolled back)" if options.dry_run else "Row copy"
     rows = [(r.table, r.read, r.written, r.rejected, r.nulled, r.verified, f"{r.seconds:.1f}s")
             for r in report.tables]
-    say(f"{title}:\n" + table(
+    log.info(f"{title}:\n" + table(
         ("table", "read", "written", "rejected", "set null", "checksum", "time"), rows))
     if report.refusals.rows:
-        say("\n".join([f"{report.refusals.headline()}:", *refusal_lines(report)]))
+        log.info("\n".join([f"{report.refusals.headline()}:", *refusal_lines(report)]))
     if report.rejects_file:
-        say(f"Rejected and altered rows are in {report.rejects_file}")
+        log.info(f"Rejected and altered rows are in {report.rejects_file}")
 
 
 def refusal_lines(report: CopyReport) -> list[str]:

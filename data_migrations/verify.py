@@ -18,6 +18,7 @@ exits non-zero on any failure.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ from data_migrations.errors import DataMigrationError
 from data_migrations.file_upload import difference
 from data_migrations.options import CopyOptions
 from data_migrations.path_rewrite import PathColumn, marked_columns, rewritten_columns
-from data_migrations.report import say, table
+from data_migrations.report import log_to_stderr, table
 from data_migrations.row_copy import (
     RowCopy,
     identity_columns,
@@ -45,6 +46,8 @@ from data_migrations.row_copy import (
 )
 from storage import StorageClient, StorageError
 from storage.settings import StorageSettings, build_storage
+
+log = logging.getLogger("cutover.verify")
 
 # Per table: (rows, checksum).
 Figures = dict[str, tuple[int, int]]
@@ -136,13 +139,13 @@ def source_notes(record: CopyRecord, plans: list[TablePlan]) -> list[str]:
 def copied_rows_checks(connection: sa.Connection, record: CopyRecord,
                        plans: list[TablePlan]) -> list[Check]:
     """The target against the snapshot, or against the recorded figures without it."""
-    say(f"Verifying the row copy of {record.copied_at:%Y-%m-%d %H:%M:%S %Z} from the "
-        f"snapshot {record.snapshot} (bad_rows={record.bad_rows}, orphans={record.orphans}"
-        + (f", rejects in {record.rejects_file})" if record.rejects_file else ")"))
+    log.info(f"Verifying the row copy of {record.copied_at:%Y-%m-%d %H:%M:%S %Z} from the "
+             f"snapshot {record.snapshot} (bad_rows={record.bad_rows}, orphans={record.orphans}"
+             + (f", rejects in {record.rejects_file})" if record.rejects_file else ")"))
     if not record.snapshot.is_file():
-        say(f"The cutover's snapshot {record.snapshot} is gone: the rows are compared with "
-            "the counts and checksums recorded when they were copied; rows written to the "
-            "dev file since cannot be counted.")
+        log.info(f"The cutover's snapshot {record.snapshot} is gone: the rows are compared with "
+                 "the counts and checksums recorded when they were copied; rows written to the "
+                 "dev file since cannot be counted.")
         return list(row_checks(connection, plans, recorded_figures(record)))
     figures = snapshot_figures(connection, record)
     return [snapshot_check(record, figures), *row_checks(connection, plans, figures)]
@@ -212,6 +215,9 @@ def run_checks(connection: sa.Connection) -> tuple[list[Check], list[str]]:
 
 
 def main() -> int:
+    """Check the cutover: the table of checks is the answer, on stdout; what verify says
+    on the way and its failures are log lines on stderr."""
+    log_to_stderr()
     try:
         settings.load_environment(os.environ.get("ENV") or None)
         engine = sa.create_engine(settings.database_url())
@@ -219,11 +225,10 @@ def main() -> int:
             connection.execute(sa.text("SET TimeZone = 'UTC'"))
             checks, notes = run_checks(connection)
     except (settings.ConfigError, DataMigrationError, StorageError, ValueError) as exc:
-        print(f"FAILED: verify: {exc}", file=sys.stderr)
+        log.error(f"FAILED: verify: {exc}")
         return 2
     except sa.exc.OperationalError as exc:
-        print(f"FAILED: verify: cannot connect: {str(exc.orig).strip().splitlines()[0]}",
-              file=sys.stderr)
+        log.error(f"FAILED: verify: cannot connect: {str(exc.orig).strip().splitlines()[0]}")
         return 2
     print(table(("check", "subject", "result", "detail"),
                 [(c.kind, c.subject, "pass" if c.passed else "FAIL", c.detail) for c in checks]))

@@ -12,6 +12,7 @@ first.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +23,9 @@ from alembic import command
 from alembic.config import Config
 
 import settings
+from data_migrations.report import log_to_stderr
+
+log = logging.getLogger("cutover.adopt")
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE_REVISION = "0001"
@@ -111,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url", help="the dev database, e.g. sqlite:///./meeting_agent.db")
     args = parser.parse_args(argv)
+    log_to_stderr()
     try:
         url = settings.parse_database_url("dev database", args.url)
         if url.get_backend_name() != "sqlite":
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             raise settings.ConfigError(f"dev database file not found: {url.database}")
         found = adopt(args.url)
     except settings.ConfigError as exc:
-        print(f"adopt: {exc}", file=sys.stderr)
+        log.error(f"adopt: {exc}")
         return 2
     if found:
         print(f"Not stamped: {args.url} differs from the baseline {BASELINE_REVISION}:")

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 import tos
 from alembic.config import Config
 
+from data_migrations.report import log_to_stderr
 from storage.base import StorageClient
 from storage.local import LocalStorage
 from storage.tos import MiB, TosStorage
@@ -43,6 +44,13 @@ def alembic_config(url: str | None = None, connection: sa.Connection | None = No
     if connection is not None:
         config.attributes["connection"] = connection
     return config
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cutover_log_on_stderr() -> None:
+    """In-process Alembic runs skip alembic.ini's logging (``configure_logger`` is False):
+    the data steps' log lines reach stderr (capfd) and caplog as they do from the CLI."""
+    log_to_stderr()
 
 
 @pytest.fixture(autouse=True)

@@ -115,3 +115,26 @@ def test_wrong_password_is_reported_without_either_password(
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+def test_alembic_ini_controls_what_the_steps_print(pg_url: str, tmp_path: Path) -> None:
+    """The steps log under ``cutover``: alembic.ini prints them as bare lines on stderr, and
+    a copy of it that sets that logger to WARNING silences them, Alembic's own lines not."""
+    line = "0002: SOURCE_DATABASE_URL is not set: no rows to copy."
+    shown = alembic("upgrade", "head", env={"DATABASE_URL": pg_url})
+    assert shown.returncode == 0, shown.stderr
+    assert line in shown.stderr.splitlines()
+    assert line not in shown.stdout
+
+    ini = (ROOT / "alembic.ini").read_text(encoding="utf-8")
+    quiet_section = "[logger_cutover]\nlevel = WARNING"
+    quiet = tmp_path / "quiet.ini"
+    quiet.write_text(ini.replace("%(here)s", str(ROOT)).replace(
+        "[logger_cutover]\nlevel = INFO", quiet_section), encoding="utf-8")
+    assert quiet_section in quiet.read_text(encoding="utf-8")
+    silenced = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(quiet), "downgrade", "0001"],
+        capture_output=True, text=True, env={**os.environ, "DATABASE_URL": pg_url}, timeout=120)
+    assert silenced.returncode == 0, silenced.stderr
+    assert "Running downgrade 0002 -> 0001" in silenced.stderr
+    assert "0002: no rows were copied" not in silenced.stderr

@@ -23,6 +23,7 @@ Create Date: 2026-11-27
 
 """
 
+import logging
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -33,7 +34,9 @@ import settings
 from data_migrations import copy_record, row_copy
 from data_migrations.bookkeeping import COPIED_KEYS
 from data_migrations.options import CopyOptions
-from data_migrations.report import say
+
+log = logging.getLogger("cutover.rows")
+
 
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
@@ -46,7 +49,7 @@ ROW_COPY_RUNS = "cutover_row_copy_runs"
 def upgrade() -> None:
     source = settings.source_database_path()
     if source is None:
-        say("0002: SOURCE_DATABASE_URL is not set: no rows to copy.")
+        log.info("0002: SOURCE_DATABASE_URL is not set: no rows to copy.")
         return
     options = CopyOptions.from_sources(context.get_x_argument(as_dictionary=True))
     if context.is_offline_mode():
@@ -82,7 +85,7 @@ def downgrade() -> None:
         context.get_context().impl.static_output(f"DROP TABLE IF EXISTS {ROW_COPY_RUNS};\n\n")
         return
     if not sa.inspect(op.get_bind()).has_table(COPIED_KEYS):
-        say("0002: no rows were copied by this revision: nothing to remove.")
+        log.info("0002: no rows were copied by this revision: nothing to remove.")
         return
     row_copy.remove_copied_rows(op.get_bind(), COPIED_KEYS, force=options.force)
     op.drop_table(COPIED_KEYS)

@@ -28,6 +28,7 @@ Create Date: 2026-11-28
 
 """
 
+import logging
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -37,7 +38,9 @@ import settings
 from data_migrations import file_upload
 from data_migrations.bookkeeping import FILE_MANIFEST as MANIFEST
 from data_migrations.options import UploadOptions
-from data_migrations.report import say
+
+log = logging.getLogger("cutover.files")
+
 
 revision: str = "0003"
 down_revision: str | Sequence[str] | None = "0002"
@@ -47,7 +50,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     if settings.source_database_path() is None:
-        say("0003: SOURCE_DATABASE_URL is not set: no files to upload.")
+        log.info("0003: SOURCE_DATABASE_URL is not set: no files to upload.")
         return
     options = UploadOptions.from_sources(context.get_x_argument(as_dictionary=True))
     if context.is_offline_mode():
@@ -74,7 +77,7 @@ def downgrade() -> None:
         context.get_context().impl.static_output(file_upload.offline_downgrade_comment(MANIFEST))
         return
     if not sa.inspect(op.get_bind()).has_table(MANIFEST):
-        say("0003: no files were uploaded by this revision: nothing to remove.")
+        log.info("0003: no files were uploaded by this revision: nothing to remove.")
         return
     file_upload.remove_uploads(op.get_bind(), options, MANIFEST)
     op.drop_table(MANIFEST)

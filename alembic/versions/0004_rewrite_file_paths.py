@@ -19,6 +19,7 @@ Create Date: 2026-11-27
 
 """
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -30,7 +31,9 @@ from data_migrations import path_rewrite
 from data_migrations.bookkeeping import FILE_MANIFEST as MANIFEST
 from data_migrations.bookkeeping import PATH_REWRITES as REWRITES
 from data_migrations.options import PathOptions
-from data_migrations.report import say
+
+log = logging.getLogger("cutover.paths")
+
 
 revision: str = "0004"
 down_revision: str | Sequence[str] | None = "0003"
@@ -41,7 +44,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     if settings.source_database_path() is None:
-        say("0004: SOURCE_DATABASE_URL is not set: no paths to rewrite.")
+        log.info("0004: SOURCE_DATABASE_URL is not set: no paths to rewrite.")
         return
     started = time.monotonic()
     options = PathOptions.from_sources(context.get_x_argument(as_dictionary=True))
