@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from wcwidth import wcswidth
+
 PROGRESS_EVERY_SECONDS = 2.0
 LISTED = 50  # items a message lists before "... and N more"
 
@@ -107,16 +109,30 @@ def size_text(size: float) -> str:
     return f"{size:,.0f} B" if power == 0 else f"{size:,.1f} {units[power]}"
 
 
+def display_width(text: str) -> int:
+    """The terminal columns ``text`` takes: two for a CJK character or most emoji, none
+    for a combining mark (a Meeting Agent title or path is mostly Chinese)."""
+    width = wcswidth(text)
+    # wcswidth cannot measure control characters (-1); they have no width to align by.
+    return len(text) if width < 0 else width
+
+
+def padded(text: str, width: int, right: bool = False) -> str:
+    """``text`` filled with spaces to ``width`` terminal columns."""
+    fill = " " * (width - display_width(text))
+    return fill + text if right else text + fill
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain text table, numbers right-aligned."""
+    """A plain text table, numbers right-aligned, columns measured in terminal columns."""
     cells = [[str(h) for h in headers]] + [
         [f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in rows
     ]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    widths = [max(display_width(row[i]) for row in cells) for i in range(len(headers))]
 
     def line(row: list[str]) -> str:
         return "  ".join(
-            c.rjust(w) if i and c[:1].isdigit() else c.ljust(w)
+            padded(c, w, right=bool(i) and c[:1].isdigit())
             for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ).rstrip()
 
