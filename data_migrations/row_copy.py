@@ -112,8 +112,11 @@ class RowCopy:
     """One run of the copy: the plans, the findings, the rejects, the results."""
 
     def __init__(self, connection: sa.Connection, source: sqlite3.Connection,
-                 options: CopyOptions, copied_keys: str, write: bool = True) -> None:
+                 options: CopyOptions, copied_keys: str, write: bool = True,
+                 range_bytes: int = RANGE_BYTES) -> None:
         self.connection = connection
+        # SQLite data per range a table is read and converted in (see RANGE_BYTES).
+        self.range_bytes = range_bytes
         # False to only read and check the source, as make verify does.
         self.write = write
         self.copied_keys = copied_keys
@@ -235,7 +238,7 @@ class RowCopy:
                          rows: int) -> Iterator[Converted]:
         row_bytes = src.average_row_bytes(self.source, plan.name, plan.columns)
         ranges = src.rowid_ranges(self.source, plan.name, rows,
-                                  max(1, int(RANGE_BYTES / max(row_bytes, 1.0))))
+                                  max(1, int(self.range_bytes / max(row_bytes, 1.0))))
         # Only references that can fail need checking row by row: the parents are done.
         # Those checks need the parents' rejected keys, so such a table stays here.
         risky = [fk for fk in plan.foreign_keys
@@ -417,7 +420,7 @@ def reset_sequences(connection: sa.Connection, tables: list[str]) -> None:
 
 
 def copy_rows(connection: sa.Connection, source_path: Path, options: CopyOptions,
-              copied_keys: str) -> CopyReport:
+              copied_keys: str, range_bytes: int = RANGE_BYTES) -> CopyReport:
     """Copy the dev database at ``source_path`` into the target behind ``connection``,
     recording the copied keys in the table ``copied_keys``.
 
@@ -430,7 +433,8 @@ def copy_rows(connection: sa.Connection, source_path: Path, options: CopyOptions
         log.info(f"Backed up {source_path} to {backup}")
     log.info(f"Copying rows from {backup or source_path}")
     with src.open_source(backup or source_path) as source:
-        report = RowCopy(connection, source, options, copied_keys).run()
+        report = RowCopy(connection, source, options, copied_keys,
+                         range_bytes=range_bytes).run()
     report.snapshot = backup
     print_summary(report, options)
     if not options.dry_run:

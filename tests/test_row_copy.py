@@ -23,6 +23,8 @@ from alembic.util import CommandError
 
 import models
 from data_migrations import row_copy
+from data_migrations.options import CopyOptions
+from data_migrations.report import write_cutover_report
 from data_migrations.sample import generate_dev_database
 from tests.conftest import ROOT, alembic_config
 from tests.dev_data import TASK_1, TASK_2, DevDatabase
@@ -428,8 +430,25 @@ def copied_state(url: str, reports: Path, work: Path) -> tuple[dict, list, list]
     return rows, step["tables"], rejects.read_text().splitlines()
 
 
+def copy_in_small_ranges(url: str, source: Path, workers: int, work: Path,
+                         reports: Path) -> None:
+    """The row copy of ``source`` into a database at the baseline, in ranges of a few rows
+    so that a small file is shared among the workers too, with its cutover report."""
+    command.upgrade(alembic_config(url), "0001")
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        copied_keys = sa.Table("cutover_copied_keys", sa.MetaData(),
+                               sa.Column("table_name", sa.Text(), nullable=False),
+                               sa.Column("key", sa.Text(), nullable=False))
+        copied_keys.create(connection)
+        options = CopyOptions(bad_rows="reject", workers=workers, work_dir=work)
+        row_copy.copy_rows(connection, source, options, copied_keys.name, range_bytes=2048)
+    engine.dispose()
+    write_cutover_report(reports)
+
+
 def test_worker_processes_copy_exactly_what_one_process_copies(
-    tmp_path: Path, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, postgres_server: PostgresServer
 ) -> None:
     source = tmp_path / "meeting_agent.db"
     generate_dev_database(source, rows=600)
@@ -438,18 +457,11 @@ def test_worker_processes_copy_exactly_what_one_process_copies(
         conn.execute("UPDATE audit_logs SET details = '{\"broken' WHERE id = ?", (first,))
         conn.execute("UPDATE audit_logs SET currency = 'far too long' WHERE id = ?", (last,))
     conn.close()
-    monkeypatch.setenv("SOURCE_DATABASE_URL", f"sqlite:///{source}")
-    # Ranges of a few rows, so that this small file is shared among the workers too.
-    monkeypatch.setattr(row_copy, "RANGE_BYTES", 2048)
     states = {}
     for workers in (1, 2):
         reports, work = tmp_path / f"reports-{workers}", tmp_path / f"work-{workers}"
-        monkeypatch.setenv("REPORTS_DIR", str(reports))
         with postgres_server.database(f"workers_{workers}_{uuid.uuid4().hex[:8]}") as url:
-            config = alembic_config(url)
-            config.cmd_opts = type("Options", (), {"x": [
-                "bad_rows=reject", f"workers={workers}", f"work_dir={work}"]})()
-            command.upgrade(config, "0002")
+            copy_in_small_ranges(url, source, workers, work, reports)
             states[workers] = copied_state(url, reports, work)
     (one_rows, one_tables, one_rejects), (two_rows, two_tables, two_rejects) = states.values()
     assert two_rows == one_rows
