@@ -23,6 +23,7 @@ from storage.base import StorageClient
 from storage.local import LocalStorage
 from storage.tos import MiB, TosStorage
 from storage.tos_server import TosServer
+from tests.dev_data import DevDatabase
 from tests.postgres_server import PostgresServer, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +79,25 @@ def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
     engine = sa.create_engine(pg_url)
     yield engine
     engine.dispose()
+
+
+def fetch(engine: sa.Engine, sql: str) -> list[tuple]:
+    """Every row a query answers, as tuples."""
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(sql))]
+
+
+def version(engine: sa.Engine) -> str:
+    """The revision the database is at."""
+    return fetch(engine, "SELECT version_num FROM alembic_version")[0][0]
+
+
+@pytest.fixture
+def dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DevDatabase:
+    """An empty dev SQLite file that SOURCE_DATABASE_URL names: the cutover's source."""
+    database = DevDatabase(tmp_path / "meeting_agent.db")
+    monkeypatch.setenv("SOURCE_DATABASE_URL", database.url)
+    return database
 
 
 # pytest-alembic: its built-in revision tests (tests/test_revisions.py) run on PostgreSQL.

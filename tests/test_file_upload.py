@@ -29,7 +29,9 @@ from tests.conftest import (
     ROOT,
     SECRET_KEY,
     alembic_config,
+    fetch,
     tos_env,
+    version,
 )
 from tests.dev_data import DevDatabase
 from tests.postgres_server import PASSWORD
@@ -91,15 +93,6 @@ def manifest(engine: sa.Engine) -> dict[str, tuple]:
             "SELECT relative_path, object_key, public_url, size, crc64, status "
             "FROM cutover_file_manifest"))
         return {r[0]: tuple(r[1:]) for r in rows}
-
-
-def fetch(engine: sa.Engine, sql: str) -> list[tuple]:
-    with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(sa.text(sql))]
-
-
-def version(engine: sa.Engine) -> str:
-    return fetch(engine, "SELECT version_num FROM alembic_version")[0][0]
 
 
 def snapshot(folder: Path) -> dict[str, tuple]:

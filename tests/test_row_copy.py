@@ -26,7 +26,7 @@ from data_migrations import row_copy
 from data_migrations.options import CopyOptions
 from data_migrations.report import write_cutover_report
 from data_migrations.sample import generate_dev_database
-from tests.conftest import ROOT, alembic_config
+from tests.conftest import ROOT, alembic_config, fetch, version
 from tests.dev_data import TASK_1, TASK_2, DevDatabase
 from tests.postgres_server import PostgresServer
 
@@ -35,27 +35,10 @@ TABLES = ("users", "prompt_templates", "hotword_sets", "tasks", "transcripts",
 TABLE_ORDER = [t.name for t in models.metadata.sorted_tables]  # the copy's order
 
 
-@pytest.fixture
-def dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DevDatabase:
-    database = DevDatabase(tmp_path / "meeting_agent.db")
-    monkeypatch.setenv("SOURCE_DATABASE_URL", database.url)
-    return database
-
-
 def counts(engine: sa.Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
                 for t in TABLES}
-
-
-def version(engine: sa.Engine) -> str:
-    with engine.connect() as conn:
-        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
-
-
-def fetch(engine: sa.Engine, sql: str) -> list[tuple]:
-    with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(sa.text(sql))]
 
 
 def test_every_type_and_datetime_form_round_trips(

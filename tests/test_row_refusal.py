@@ -17,9 +17,9 @@ from alembic.util import CommandError
 
 import models
 from data_migrations.sample import generate_dev_database
-from tests.conftest import ROOT, alembic_config
+from tests.conftest import ROOT, alembic_config, fetch, version
 from tests.dev_data import TASK_1, DevDatabase
-from tests.test_row_copy import TABLES, counts, fetch, version
+from tests.test_row_copy import TABLES, counts
 
 Row = tuple[str, object]
 
@@ -177,13 +177,6 @@ def test_root_rows_beyond_the_cap_are_counted_and_all_in_the_file(
     assert "  ... and 15 more bad in themselves" in lines
     [path] = (tmp_path / "work" / "rejects").glob("refusal-*.jsonl")
     assert [r["key"] for r in read_jsonl(path)] == list(range(1, 41))
-
-
-@pytest.fixture
-def dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DevDatabase:
-    database = DevDatabase(tmp_path / "meeting_agent.db")
-    monkeypatch.setenv("SOURCE_DATABASE_URL", database.url)
-    return database
 
 
 APP_TASK = "11111111-2222-4333-8444-555555555555"
