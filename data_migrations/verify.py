@@ -22,7 +22,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 import settings
-from data_migrations import bookkeeping
+from data_migrations import bookkeeping, run_lock
 from data_migrations import source as src
 from data_migrations.errors import DataMigrationError
 from data_migrations.file_upload import difference
@@ -124,6 +124,7 @@ def main() -> int:
         settings.load_environment(os.environ.get("ENV") or None)
         engine = sa.create_engine(settings.database_url())
         with engine.connect() as connection:
+            run_lock.take(connection, "verify")  # one cutover run at a time
             connection.execute(sa.text("SET TimeZone = 'UTC'"))
             checks = run_checks(connection)
     except (settings.ConfigError, DataMigrationError, StorageError, ValueError) as exc:

@@ -37,18 +37,18 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def schema_signature(engine: sa.Engine) -> Signature:
-    """What matters of a SQLite schema, without constraint names (the dev file has none)."""
-    inspector = sa.inspect(engine)
-    dialect = engine.dialect
+def schema_signature(bind: sa.Engine | sa.Connection, schema: str | None = None) -> Signature:
+    """What matters of a schema, without constraint names (the dev file has none)."""
+    inspector = sa.inspect(bind)
+    dialect = bind.dialect
     signature: Signature = {}
-    for table in sorted(set(inspector.get_table_names()) - IGNORED_TABLES):
+    for table in sorted(set(inspector.get_table_names(schema)) - IGNORED_TABLES):
         signature[table] = {
             "columns": [
                 (c["name"], c["type"].compile(dialect=dialect), c["nullable"])
-                for c in inspector.get_columns(table)
+                for c in inspector.get_columns(table, schema)
             ],
-            "primary key": inspector.get_pk_constraint(table)["constrained_columns"],
+            "primary key": inspector.get_pk_constraint(table, schema)["constrained_columns"],
             "foreign keys": sorted(
                 (
                     tuple(fk["constrained_columns"]),
@@ -56,14 +56,14 @@ def schema_signature(engine: sa.Engine) -> Signature:
                     tuple(fk["referred_columns"]),
                     (fk.get("options", {}).get("ondelete") or "NO ACTION").upper(),
                 )
-                for fk in inspector.get_foreign_keys(table)
+                for fk in inspector.get_foreign_keys(table, schema)
             ),
             "unique constraints": sorted(
-                tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)
+                tuple(u["column_names"]) for u in inspector.get_unique_constraints(table, schema)
             ),
             "indexes": sorted(
                 (i["name"], tuple(i["column_names"]), bool(i["unique"]))
-                for i in inspector.get_indexes(table)
+                for i in inspector.get_indexes(table, schema)
             ),
         }
     return signature
@@ -81,7 +81,8 @@ def baseline_signature() -> Signature:
             engine.dispose()
 
 
-def differences(expected: Signature, actual: Signature) -> list[str]:
+def differences(expected: Signature, actual: Signature, actual_name: str = "dev file"
+                ) -> list[str]:
     """Each way ``actual`` differs from ``expected``, one readable line each."""
     found = [f"table {t}: missing" for t in sorted(expected.keys() - actual.keys())]
     found += [f"table {t}: not in the baseline" for t in sorted(actual.keys() - expected.keys())]
@@ -89,7 +90,8 @@ def differences(expected: Signature, actual: Signature) -> list[str]:
         for aspect, want in expected[table].items():
             have = actual[table][aspect]
             if want != have:
-                found.append(f"table {table}: {aspect} differ: baseline {want}, dev file {have}")
+                found.append(
+                    f"table {table}: {aspect} differ: baseline {want}, {actual_name} {have}")
     return found
 
 
