@@ -20,6 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 import settings
 
@@ -35,6 +37,16 @@ def alembic_config(url: str) -> Config:
     config.attributes["database_url"] = url
     config.attributes["configure_logger"] = False
     return config
+
+
+def revisions() -> ScriptDirectory:
+    return ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini")))
+
+
+def stamp_baseline(connection: sa.Connection) -> None:
+    """Record the baseline as applied. Not through ``alembic stamp``: its env.py refuses a
+    database that has the app's tables but no version, which is this very case."""
+    MigrationContext.configure(connection).stamp(revisions(), BASELINE_REVISION)
 
 
 def schema_signature(bind: sa.Engine | sa.Connection, schema: str | None = None) -> Signature:
@@ -102,10 +114,11 @@ def adopt(url: str) -> list[str]:
         if sa.inspect(engine).has_table("alembic_version"):
             raise settings.ConfigError(f"{settings.mask_url(url)} is already under Alembic")
         found = differences(baseline_signature(), schema_signature(engine))
+        if not found:
+            with engine.begin() as connection:
+                stamp_baseline(connection)
     finally:
         engine.dispose()
-    if not found:
-        command.stamp(alembic_config(url), BASELINE_REVISION)
     return found
 
 

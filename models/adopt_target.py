@@ -19,21 +19,22 @@ import sys
 import uuid
 
 import sqlalchemy as sa
-from alembic.config import Config
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 import models
 import settings
 from data_migrations import lost_connection, run_lock
 from data_migrations.errors import DataMigrationError
 from data_migrations.report import say
-from models.adopt import BASELINE_REVISION, ROOT, Signature, differences, schema_signature
-
-
-def revisions() -> ScriptDirectory:
-    return ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini")))
+from models.adopt import (
+    BASELINE_REVISION,
+    Signature,
+    differences,
+    revisions,
+    schema_signature,
+    stamp_baseline,
+)
 
 
 class TargetNotAdopted(DataMigrationError):
@@ -55,11 +56,13 @@ def refuse_unadopted(connection: sa.Connection) -> None:
     if outside_transaction:  # leave no transaction open: Alembic begins its own
         connection.rollback()
     if found:
+        fix = ("make adopt-dev DEV_DB=<file>" if connection.dialect.name == "sqlite"
+               else "make adopt-target ENV=<name>")
         raise TargetNotAdopted(
             f"the target already has the app's tables ({', '.join(found)}) but no "
-            f"alembic_version table: the app's create_all() made them. Run "
-            f"`make adopt-target ENV=<name>` to compare them with the baseline "
-            f"{BASELINE_REVISION} and stamp it; nothing was changed")
+            f"alembic_version table: the app's create_all() made them. Run `{fix}` to "
+            f"compare them with the baseline {BASELINE_REVISION} and stamp it; nothing "
+            f"was changed")
 
 
 def baseline_signature(connection: sa.Connection) -> Signature:
@@ -94,7 +97,7 @@ def adopt_target(connection: sa.Connection) -> list[str]:
     connection.rollback()
     if not found:
         with connection.begin():
-            MigrationContext.configure(connection).stamp(revisions(), BASELINE_REVISION)
+            stamp_baseline(connection)
     return found
 
 
