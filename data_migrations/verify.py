@@ -128,10 +128,10 @@ def main() -> int:
             connection.execute(sa.text("SET TimeZone = 'UTC'"))
             checks = run_checks(connection)
     except (settings.ConfigError, DataMigrationError, StorageError, ValueError) as exc:
-        print(f"verify: {exc}", file=sys.stderr)
+        print(f"FAILED: {exc}", file=sys.stderr)
         return 2
     except sa.exc.OperationalError as exc:
-        print(f"verify: cannot connect: {str(exc.orig).strip().splitlines()[0]}",
+        print(f"FAILED: cannot connect: {str(exc.orig).strip().splitlines()[0]}",
               file=sys.stderr)
         return 2
     print(table(("check", "subject", "result", "detail"),
