@@ -13,7 +13,7 @@ ROWS ?= 1000000
 export ENV PG_BIN
 
 .PHONY: help install test lint demo migrate plan verify sql sql-downgrade downgrade current \
-	history check adopt-dev revision postgres-binaries bench bench-rows bench-upload
+	history check adopt-dev adopt-target revision postgres-binaries bench bench-rows bench-upload
 
 help:
 	@echo "make demo                      the whole cutover and rollback on sample data"
@@ -26,6 +26,7 @@ help:
 	@echo "make downgrade ENV=prod REV=x  roll back to revision x (e.g. REV=0001, REV=base)"
 	@echo "make current | history | check ENV=prod"
 	@echo "make adopt-dev DEV_DB=./meeting_agent.db   stamp an existing dev file at the baseline"
+	@echo "make adopt-target ENV=prod     stamp a target the app's create_all() made at the baseline"
 	@echo "make revision MSG='add x'      new revision file with the next number"
 	@echo "make bench                     both benchmarks below"
 	@echo "make bench-rows ROWS=1000000   time the row copy (and pgloader) on generated dev data"
@@ -96,6 +97,9 @@ check: install
 adopt-dev: install
 	@if [ -z "$(DEV_DB)" ]; then echo "DEV_DB is not set: make adopt-dev DEV_DB=./meeting_agent.db" >&2; exit 2; fi
 	$(BIN)/python -m models.adopt sqlite:///$(DEV_DB)
+
+adopt-target: install
+	$(BIN)/python -m models.adopt_target
 
 revision: install
 	@if [ -z "$(MSG)" ]; then echo "MSG is not set: make revision MSG='what it does'" >&2; exit 2; fi

@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 import models
 import settings
-from data_migrations import bookkeeping
+from data_migrations import bookkeeping, run_guard
 from data_migrations.errors import DataMigrationError
 from data_migrations.options import flag
 from data_migrations.report import write_cutover_report
@@ -86,6 +86,12 @@ def run_migrations_offline() -> None:
 
 def run_on(connection: Connection) -> None:
     dry_run = flag("dry_run", context.get_x_argument(as_dictionary=True))
+    # One run at a time, no create_all() target, a lost connection in one line.
+    with run_guard.guarded(connection, config.cmd_opts, dry_run):
+        migrate_on(connection, dry_run)
+
+
+def migrate_on(connection: Connection, dry_run: bool) -> None:
     context.configure(connection=connection,
                       **configure_options(connection.dialect.name, dry_run))
     if not dry_run:

@@ -21,6 +21,8 @@ from typing import IO, Any
 
 from wcwidth import wcswidth
 
+from data_migrations.errors import DataMigrationError
+
 PROGRESS_EVERY_SECONDS = 2.0
 LISTED = 50  # items a message lists before "... and N more"
 
@@ -181,10 +183,19 @@ def write_cutover_report(directory: Path) -> Path | None:
         return None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = directory.resolve() / f"cutover-{stamp}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"finished_at": stamp, "steps": _steps}, indent=2,
-                               ensure_ascii=False, default=_json_safe) + "\n", encoding="utf-8")
     rows = [(s["step"], s.get("summary", ""), f"{s.get('seconds', 0):.1f}s") for s in _steps]
-    log.info("Cutover report:\n" + table(("step", "result", "time"), rows) + f"\nWritten to {path}")
+    log.info("Cutover report:\n" + table(("step", "result", "time"), rows))
+    document = json.dumps({"finished_at": stamp, "steps": _steps}, indent=2,
+                          ensure_ascii=False, default=_json_safe) + "\n"
     _steps.clear()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(document, encoding="utf-8")
+    except OSError as exc:
+        # The migrations are committed by now: say so, so nobody rolls back for a report.
+        raise DataMigrationError(
+            f"cannot write the cutover report to REPORTS_DIR ({directory.resolve()}): "
+            f"{exc.strerror or exc}; the migrations are committed and the report is printed "
+            f"above; make the folder writable for the next run") from None
+    log.info(f"Written to {path}")
     return path

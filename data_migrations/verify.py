@@ -29,7 +29,7 @@ from urllib.parse import quote as percent_encoded
 import sqlalchemy as sa
 
 import settings
-from data_migrations import bookkeeping
+from data_migrations import bookkeeping, run_lock
 from data_migrations import source as src
 from data_migrations.conversion import TablePlan
 from data_migrations.copy_record import CopyRecord, read_record
@@ -222,6 +222,7 @@ def main() -> int:
         settings.load_environment(os.environ.get("ENV") or None)
         engine = sa.create_engine(settings.database_url())
         with engine.connect() as connection:
+            run_lock.take(connection, "verify")  # one cutover run at a time
             connection.execute(sa.text("SET TimeZone = 'UTC'"))
             checks, notes = run_checks(connection)
     except (settings.ConfigError, DataMigrationError, StorageError, ValueError) as exc:

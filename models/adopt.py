@@ -21,6 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 import settings
 from data_migrations.report import log_to_stderr
@@ -41,18 +43,28 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def schema_signature(engine: sa.Engine) -> Signature:
-    """What matters of a SQLite schema, without constraint names (the dev file has none)."""
-    inspector = sa.inspect(engine)
-    dialect = engine.dialect
+def revisions() -> ScriptDirectory:
+    return ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini")))
+
+
+def stamp_baseline(connection: sa.Connection) -> None:
+    """Record the baseline as applied. Not through ``alembic stamp``: its env.py refuses a
+    database that has the app's tables but no version, which is this very case."""
+    MigrationContext.configure(connection).stamp(revisions(), BASELINE_REVISION)
+
+
+def schema_signature(bind: sa.Engine | sa.Connection, schema: str | None = None) -> Signature:
+    """What matters of a schema, without constraint names (the dev file has none)."""
+    inspector = sa.inspect(bind)
+    dialect = bind.dialect
     signature: Signature = {}
-    for table in sorted(set(inspector.get_table_names()) - IGNORED_TABLES):
+    for table in sorted(set(inspector.get_table_names(schema)) - IGNORED_TABLES):
         signature[table] = {
             "columns": [
                 (c["name"], c["type"].compile(dialect=dialect), c["nullable"])
-                for c in inspector.get_columns(table)
+                for c in inspector.get_columns(table, schema)
             ],
-            "primary key": inspector.get_pk_constraint(table)["constrained_columns"],
+            "primary key": inspector.get_pk_constraint(table, schema)["constrained_columns"],
             "foreign keys": sorted(
                 (
                     tuple(fk["constrained_columns"]),
@@ -60,14 +72,14 @@ def schema_signature(engine: sa.Engine) -> Signature:
                     tuple(fk["referred_columns"]),
                     (fk.get("options", {}).get("ondelete") or "NO ACTION").upper(),
                 )
-                for fk in inspector.get_foreign_keys(table)
+                for fk in inspector.get_foreign_keys(table, schema)
             ),
             "unique constraints": sorted(
-                tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)
+                tuple(u["column_names"]) for u in inspector.get_unique_constraints(table, schema)
             ),
             "indexes": sorted(
                 (i["name"], tuple(i["column_names"]), bool(i["unique"]))
-                for i in inspector.get_indexes(table)
+                for i in inspector.get_indexes(table, schema)
             ),
         }
     return signature
@@ -85,7 +97,8 @@ def baseline_signature() -> Signature:
             engine.dispose()
 
 
-def differences(expected: Signature, actual: Signature) -> list[str]:
+def differences(expected: Signature, actual: Signature, actual_name: str = "dev file"
+                ) -> list[str]:
     """Each way ``actual`` differs from ``expected``, one readable line each."""
     found = [f"table {t}: missing" for t in sorted(expected.keys() - actual.keys())]
     found += [f"table {t}: not in the baseline" for t in sorted(actual.keys() - expected.keys())]
@@ -93,7 +106,8 @@ def differences(expected: Signature, actual: Signature) -> list[str]:
         for aspect, want in expected[table].items():
             have = actual[table][aspect]
             if want != have:
-                found.append(f"table {table}: {aspect} differ: baseline {want}, dev file {have}")
+                found.append(
+                    f"table {table}: {aspect} differ: baseline {want}, {actual_name} {have}")
     return found
 
 
@@ -104,10 +118,11 @@ def adopt(url: str) -> list[str]:
         if sa.inspect(engine).has_table("alembic_version"):
             raise settings.ConfigError(f"{settings.mask_url(url)} is already under Alembic")
         found = differences(baseline_signature(), schema_signature(engine))
+        if not found:
+            with engine.begin() as connection:
+                stamp_baseline(connection)
     finally:
         engine.dispose()
-    if not found:
-        command.stamp(alembic_config(url), BASELINE_REVISION)
     return found
 
 
@@ -124,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             raise settings.ConfigError(f"dev database file not found: {url.database}")
         found = adopt(args.url)
     except settings.ConfigError as exc:
-        log.error(f"adopt: {exc}")
+        log.error(f"FAILED: adopt: {exc}")
         return 2
     if found:
         print(f"Not stamped: {args.url} differs from the baseline {BASELINE_REVISION}:")

@@ -1,0 +1,74 @@
+"""A connection to PostgreSQL lost in the middle of a run, told in one line.
+
+The server restarting, a ``pg_terminate_backend`` or a network cut ends the session in
+the middle of a step. Each step is one transaction, so nothing of it was committed and
+running the same command again resumes at that step: that is what the operator needs to
+read, not the driver's traceback. The error can come through SQLAlchemy (a statement) or
+straight from the driver (the row copy streams ``COPY`` on the raw connection), so both
+are recognised with the dialect's own test for a disconnect.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from data_migrations.errors import DataMigrationError
+
+
+class ConnectionLost(DataMigrationError):
+    """The session ended under a running step."""
+
+
+@contextmanager
+def translated(connection: sa.Connection) -> Iterator[None]:
+    """Turn a lost connection inside the block into ``ConnectionLost``."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_lost_connection(exc, connection.dialect):
+            raise
+        # Discard the dead connection now: returning it to the pool would try a rollback
+        # on it and log that failure with a traceback.
+        connection.invalidate()
+        raise ConnectionLost(
+            f"the connection to PostgreSQL was lost during {failed_step(exc)}; nothing of "
+            f"this step was committed; run the same command again to resume") from None
+
+
+def is_lost_connection(exc: BaseException, dialect: sa.Dialect) -> bool:
+    """Whether ``exc``, or an error it was raised in handling of, is a disconnect."""
+    for error in _chain(exc):
+        if isinstance(error, sa.exc.DBAPIError):
+            if error.connection_invalidated or dialect.is_disconnect(error.orig, None, None):
+                return True
+        elif dialect.is_disconnect(error, None, None):
+            return True
+    return False
+
+
+def failed_step(exc: BaseException) -> str:
+    """The revision whose code was running, e.g. ``0002 copy_sqlite_rows``."""
+    for error in _chain(exc):
+        steps = [frame for frame, _ in traceback.walk_tb(error.__traceback__)
+                 if frame.f_code.co_name in ("upgrade", "downgrade")
+                 and "down_revision" in frame.f_globals]
+        if steps:
+            frame = steps[-1]
+            revision, _, name = Path(frame.f_code.co_filename).stem.partition("_")
+            direction = "" if frame.f_code.co_name == "upgrade" else f" ({frame.f_code.co_name})"
+            return f"{revision} {name}{direction}"
+    return "the run"
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
