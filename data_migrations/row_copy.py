@@ -42,7 +42,6 @@ from data_migrations.conversion import (
     worker_pool,
 )
 from data_migrations.errors import DataMigrationError
-from data_migrations.options import CopyOptions
 from data_migrations.report import (
     LISTED,
     Progress,
@@ -53,6 +52,7 @@ from data_migrations.report import (
     table,
 )
 from data_migrations.values import column_type
+from settings.steps import CopyOptions
 
 CHECKSUM_MASK = (1 << 64) - 1
 COPY_CHUNK_BYTES = 1 << 18

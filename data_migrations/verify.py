@@ -12,7 +12,6 @@ Prints a pass/fail table and exits non-zero on any failure.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import closing
@@ -22,16 +21,20 @@ from pathlib import Path
 import sqlalchemy as sa
 
 import settings
-from data_migrations import bookkeeping
 from data_migrations import source as src
 from data_migrations.errors import DataMigrationError
 from data_migrations.file_upload import difference
-from data_migrations.options import CopyOptions
-from data_migrations.path_rewrite import PathColumn, marked_columns, rewritten_columns
+from data_migrations.path_rewrite import PathColumn, rewritten_columns
 from data_migrations.report import table
 from data_migrations.row_copy import RowCopy, identity_columns, target_checksum
+from settings.steps import CopyOptions
 from storage import StorageClient, StorageError
-from storage.settings import StorageSettings, build_storage
+from storage.factory import build_storage
+
+# The bookkeeping tables of revisions 0002, 0003 and 0004.
+COPIED_KEYS = "cutover_copied_keys"
+FILE_MANIFEST = "cutover_file_manifest"
+PATH_REWRITES = "cutover_path_rewrites"
 
 
 @dataclass(frozen=True)
@@ -44,14 +47,14 @@ class Check:
 
 def row_checks(connection: sa.Connection, source_path: Path,
                options: CopyOptions) -> Iterator[Check]:
-    has_rewrites = sa.inspect(connection).has_table(bookkeeping.PATH_REWRITES)
-    rewritten = rewritten_columns(connection, bookkeeping.PATH_REWRITES) if has_rewrites else []
+    has_rewrites = sa.inspect(connection).has_table(PATH_REWRITES)
+    rewritten = rewritten_columns(connection, PATH_REWRITES) if has_rewrites else []
     with src.open_source(source_path) as source:
-        run = RowCopy(connection, source, options, bookkeeping.COPIED_KEYS, write=False)
+        run = RowCopy(connection, source, options, COPIED_KEYS, write=False)
         plans = run.plan()
         run.scan(plans)
     for plan, expected in zip(plans, run.report.tables, strict=True):
-        originals = {c.column: bookkeeping.PATH_REWRITES for c in rewritten
+        originals = {c.column: PATH_REWRITES for c in rewritten
                      if c.table == plan.name}
         count, checksum = target_checksum(connection, plan, originals)
         same = (count, checksum) == (expected.written, expected.checksum)
@@ -83,14 +86,16 @@ def file_checks(connection: sa.Connection, storage: StorageClient,
                 key_prefix: str) -> Iterator[Check]:
     """Every manifest row against one listing of the bucket (``storage`` has no key prefix
     of its own: the manifest holds full keys)."""
-    manifest = src.quote(bookkeeping.FILE_MANIFEST)
+    manifest = src.quote(FILE_MANIFEST)
     rows = connection.execute(sa.text(
         f"SELECT relative_path, object_key, size, crc64 FROM {manifest}")).all()
     stored = {info.key: info for info in storage.list(key_prefix)}
     bad = [problem for row in rows if (problem := difference(row, stored.get(row.object_key)))]
     yield Check("files", "objects in the bucket", not bad,
                 f"{len(rows):,} objects" if not bad else "; ".join(sorted(bad)[:5]))
-    for column in marked_columns(connection):
+    rewritten = (rewritten_columns(connection, PATH_REWRITES)
+                 if sa.inspect(connection).has_table(PATH_REWRITES) else [])
+    for column in rewritten:
         yield _url_check(connection, column, manifest)
 
 
@@ -105,14 +110,14 @@ def _url_check(connection: sa.Connection, column: PathColumn, manifest: str) -> 
                  else f"{stray:,} URLs point to no uploaded object")
 
 
-def run_checks(connection: sa.Connection) -> list[Check]:
-    source_path = settings.source_database_path()
+def run_checks(connection: sa.Connection, cutover: settings.Settings) -> list[Check]:
+    source_path = cutover.source_database_path()
     if source_path is None:
         raise settings.ConfigError("SOURCE_DATABASE_URL is not set: nothing to verify against")
-    options = CopyOptions.from_sources({})
+    options = cutover.copy_options()
     checks = [*row_checks(connection, source_path, options), *sequence_checks(connection)]
-    if sa.inspect(connection).has_table(bookkeeping.FILE_MANIFEST):
-        storage_settings = StorageSettings.from_env(os.environ)
+    if sa.inspect(connection).has_table(FILE_MANIFEST):
+        storage_settings = cutover.storage()
         unprefixed = replace(storage_settings, key_prefix="")
         with closing(build_storage(unprefixed, options.work_dir)) as storage:
             checks += file_checks(connection, storage, storage_settings.key_prefix)
@@ -121,11 +126,11 @@ def run_checks(connection: sa.Connection) -> list[Check]:
 
 def main() -> int:
     try:
-        settings.load_environment(os.environ.get("ENV") or None)
-        engine = sa.create_engine(settings.database_url())
+        cutover = settings.read()
+        engine = sa.create_engine(cutover.database_url())
         with engine.connect() as connection:
             connection.execute(sa.text("SET TimeZone = 'UTC'"))
-            checks = run_checks(connection)
+            checks = run_checks(connection, cutover)
     except (settings.ConfigError, DataMigrationError, StorageError, ValueError) as exc:
         print(f"verify: {exc}", file=sys.stderr)
         return 2

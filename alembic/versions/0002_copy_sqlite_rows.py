@@ -26,8 +26,6 @@ from alembic import context, op
 
 import settings
 from data_migrations import row_copy
-from data_migrations.bookkeeping import COPIED_KEYS
-from data_migrations.options import CopyOptions
 from data_migrations.report import say
 
 revision: str = "0002"
@@ -35,13 +33,17 @@ down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The bookkeeping table this revision creates: the keys of the copied rows.
+COPIED_KEYS = "cutover_copied_keys"
+
 
 def upgrade() -> None:
-    source = settings.source_database_path()
+    cutover = settings.of_run()
+    source = cutover.source_database_path()
     if source is None:
         say("0002: SOURCE_DATABASE_URL is not set: no rows to copy.")
         return
-    options = CopyOptions.from_sources(context.get_x_argument(as_dictionary=True))
+    options = cutover.copy_options()
     if context.is_offline_mode():
         context.get_context().impl.static_output(row_copy.offline_comment(source))
         return
@@ -56,7 +58,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    options = CopyOptions.from_sources(context.get_x_argument(as_dictionary=True))
+    options = settings.of_run().copy_options()
     if context.is_offline_mode():
         context.get_context().impl.static_output(row_copy.offline_downgrade_comment())
         return
