@@ -46,8 +46,8 @@ def _split(value: str) -> URL | None:
 def _parse(name: str, value: str) -> URL:
     url = _split(value)
     if url is None:
-        raise ConfigError(f"{name} ({scheme_of(value)}://…) is not a valid database URL: "
-                          f"{ENCODE_HINT}")
+        raise ConfigError(f"{name} is not a valid database URL: {ENCODE_HINT} (it starts "
+                          f"{scheme_of(value)}://, the rest is not shown)")
     return url
 
 
