@@ -33,10 +33,10 @@ import sqlalchemy as sa
 import settings as cutover_settings
 from data_migrations.file_scan import scan_folder
 from data_migrations.file_upload import FileUpload, manifest_table
+from devtools.postgres_server import running_server
 from settings.storage import StorageSettings
 from storage.factory import build_storage
 from storage.tos import MiB
-from tests.postgres_server import running_server
 
 LATENCY = 0.02
 WORKERS = 32

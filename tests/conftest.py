@@ -18,11 +18,12 @@ import sqlalchemy as sa
 import tos
 from alembic.config import Config
 
+from devtools.postgres_server import PostgresServer, running_server
+from models.adopt import alembic_config
 from storage.base import StorageClient
 from storage.local import LocalStorage
 from storage.tos import MiB, TosStorage
 from storage.tos_server import TosServer
-from tests.postgres_server import PostgresServer, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_VARIABLES = (
@@ -32,17 +33,6 @@ SETTINGS_VARIABLES = (
     "STORAGE_ACCESS_KEY", "STORAGE_SECRET_KEY", "STORAGE_KEY_PREFIX", "STORAGE_PUBLIC_BASE_URL",
     "STORAGE_PROXY", "STORAGE_MULTIPART_THRESHOLD", "STORAGE_PART_SIZE",
 )
-
-
-def alembic_config(url: str | None = None, connection: sa.Connection | None = None) -> Config:
-    """An Alembic config for this repository, aimed at a URL or an open connection."""
-    config = Config(str(ROOT / "alembic.ini"))
-    config.attributes["configure_logger"] = False
-    if url is not None:
-        config.attributes["database_url"] = url
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
 
 
 @pytest.fixture(autouse=True)

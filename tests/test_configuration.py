@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.postgres_server import PASSWORD, PostgresServer
 from settings import mask_url
 from tests.conftest import ROOT
-from tests.postgres_server import PASSWORD, PostgresServer
 
 SECRET = "offline-secret-93xq"
 

@@ -23,10 +23,11 @@ from alembic.util import CommandError
 
 import models
 from data_migrations import row_copy
-from data_migrations.sample import generate_dev_database
-from tests.conftest import ROOT, alembic_config
+from devtools.postgres_server import PostgresServer
+from devtools.sample import generate_dev_database
+from models.adopt import alembic_config
+from tests.conftest import ROOT
 from tests.dev_data import TASK_1, TASK_2, DevDatabase
-from tests.postgres_server import PostgresServer
 
 TABLES = ("users", "prompt_templates", "hotword_sets", "tasks", "transcripts",
           "speaker_mappings", "generated_artifacts", "audit_logs")

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from tests.conftest import alembic_config
+from models.adopt import alembic_config
 from tests.dev_data import DevDatabase
 
 
