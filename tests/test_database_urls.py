@@ -4,10 +4,7 @@ printed, not even in part."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from devtools.postgres_server import PostgresServer
-from devtools.sample import UPLOADS_ALIAS, generate_dev_database
-from settings import DECLARED, ConfigError, mask_url
+from settings import ConfigError, mask_url
 from settings.urls import parse_source_url, parse_target_url
-from tests.conftest import ROOT
+from tests.runs import copied_users, cutover_environment, upgrade_head
 
 ODD_PASSWORD = "Xq7@Zr9:Wm/Kp#45"
 # Every piece of the password between reserved characters: none may be printed.
@@ -84,36 +80,6 @@ def test_the_source_speaks_of_sqlite_only(written: str) -> None:
 
 
 # ------------------------------------------------------------------ on the real PostgreSQL
-
-def cutover_environment(tmp_path: Path, database_url: str) -> dict[str, str]:
-    """A small generated dev file and every setting a full cutover to a local bucket needs;
-    nothing else of this process's settings."""
-    if not (tmp_path / "dev.db").exists():
-        generate_dev_database(tmp_path / "dev.db", rows=60, uploads_dir=tmp_path / "uploads")
-        (tmp_path / "bucket").mkdir()
-    declared = {s.name for s in DECLARED}
-    return {**{k: v for k, v in os.environ.items() if k not in declared},
-            "DATABASE_URL": database_url, "SOURCE_DATABASE_URL": f"sqlite:///{tmp_path}/dev.db",
-            "UPLOADS_DIR": str(tmp_path / "uploads"), "UPLOADS_PATH_ALIASES": UPLOADS_ALIAS,
-            "STORAGE_PROVIDER": "local", "STORAGE_LOCAL_ROOT": str(tmp_path / "bucket"),
-            "WORK_DIR": str(tmp_path / "work"), "REPORTS_DIR": str(tmp_path / "reports")}
-
-
-def upgrade_head(environment: dict[str, str], cwd: Path,
-                 alembic: tuple[str, ...] = (sys.executable, "-m", "alembic")
-                 ) -> subprocess.CompletedProcess:
-    return subprocess.run([*alembic, "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
-                          env=environment, cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
-
-
-def copied_users(database_url: str) -> int:
-    engine = sa.create_engine(database_url)
-    with engine.connect() as connection:
-        count = connection.execute(sa.text("SELECT count(*) FROM users")).scalar_one()
-    engine.dispose()
-    return count
-
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+psycopg2"])
 def test_a_whole_cutover_with_each_form(scheme: str, pg_url: str, tmp_path: Path) -> None:
