@@ -58,15 +58,18 @@ def load_environment(env_name: str | None = None, directory: Path | None = None)
 
 @dataclass(frozen=True)
 class Settings:
-    """Every declared setting, parsed: ``values`` maps each name to its value."""
+    """Every declared setting as the run has it: ``texts`` maps each name to the text that
+    won (``-x``, the environment, the .env file, the default); ``settings[SETTING]`` is its
+    parsed value."""
 
-    values: Mapping[str, Any]
+    texts: Mapping[str, str]
 
     def __getitem__(self, setting: Setting) -> Any:
-        return self.values[setting.name]
+        return setting.parse(setting.label, self.texts[setting.name])
 
     def __repr__(self) -> str:
-        shown = {s.name: "***" if s.secret and self[s] else self[s] for s in DECLARED}
+        shown = {s.name: "***" if s.secret and self.texts[s.name] else self.texts[s.name]
+                 for s in DECLARED}
         return f"Settings({shown})"
 
     def database_url(self) -> URL:
@@ -108,7 +111,7 @@ class Settings:
     def storage(self) -> StorageSettings:
         """The storage settings; the TOS ones are required only here, when a step needs
         storage, so a schema-only run needs none of them."""
-        return StorageSettings.from_values(dict(self.values))
+        return StorageSettings.from_values({s.name: self[s] for s in DECLARED if s.storage})
 
 
 def _raw(setting: Setting, x_args: Mapping[str, str], environ: Mapping[str, str]) -> str:
@@ -121,12 +124,17 @@ def _raw(setting: Setting, x_args: Mapping[str, str], environ: Mapping[str, str]
 
 def read(x_args: Mapping[str, str] | None = None, *, load_env_file: bool = True,
          environ: Mapping[str, str] | None = None) -> Settings:
-    """Load ``.env.<ENV>`` (unless told not to), then parse every declared setting once."""
+    """Load ``.env.<ENV>`` (unless told not to), then take every declared setting once; a
+    malformed value stops here, except a storage one (parsed when a step needs storage)."""
     if load_env_file:
         load_environment(os.environ.get("ENV") or None)
     source = os.environ if environ is None else environ
     given = x_args or {}
-    return Settings({s.name: s.parse(s.label, _raw(s, given, source)) for s in DECLARED})
+    read = Settings({s.name: _raw(s, given, source) for s in DECLARED})
+    for setting in DECLARED:
+        if not setting.storage:  # parsed now, so that a bad value stops the run at its start
+            setting.parse(setting.label, read.texts[setting.name])
+    return read
 
 
 def of_run() -> Settings:

@@ -33,6 +33,9 @@ class Setting:
     x: str | None = None  # the -x name, when the setting can be given per run
     secret: bool = False  # never printed
     shown_default: str | None = None  # the README's default when it is not the text itself
+    # Parsed only when a step needs storage, so a schema-only run never reads it; every
+    # other setting is parsed when the command starts.
+    storage: bool = False
 
     @property
     def label(self) -> str:
@@ -218,39 +221,40 @@ MISSING_FILES = Setting(
     "stored paths that cannot be rewritten: `fail` stops, `keep` leaves them and lists them",
     x="missing_files")
 STORAGE_PROVIDER = Setting(
-    "STORAGE_PROVIDER", provider, "local", "`tos`, or `local` (a folder, for development)")
+    "STORAGE_PROVIDER", provider, "local", "`tos`, or `local` (a folder, for development)",
+    storage=True)
 STORAGE_BUCKET = Setting("STORAGE_BUCKET", bucket, "", "e.g. `meeting-agent`",
-                         shown_default="required for `tos`")
+                         shown_default="required for `tos`", storage=True)
 STORAGE_REGION = Setting("STORAGE_REGION", text, "", "e.g. `cn-beijing`",
-                         shown_default="required for `tos`")
+                         shown_default="required for `tos`", storage=True)
 STORAGE_ENDPOINT = Setting("STORAGE_ENDPOINT", endpoint, "",
                            "e.g. `https://tos-cn-beijing.volces.com`",
-                           shown_default="required for `tos`")
+                           shown_default="required for `tos`", storage=True)
 STORAGE_ACCESS_KEY = Setting("STORAGE_ACCESS_KEY", text, "", "TOS credentials; never printed",
-                             secret=True, shown_default="required for `tos`")
+                             secret=True, shown_default="required for `tos`", storage=True)
 STORAGE_SECRET_KEY = Setting("STORAGE_SECRET_KEY", text, "", "TOS credentials; never printed",
-                             secret=True, shown_default="required for `tos`")
+                             secret=True, shown_default="required for `tos`", storage=True)
 STORAGE_KEY_PREFIX = Setting(
     "STORAGE_KEY_PREFIX", key_prefix, "",
-    "a folder in the bucket for every key, e.g. `meeting-agent/prod`")
+    "a folder in the bucket for every key, e.g. `meeting-agent/prod`", storage=True)
 STORAGE_PUBLIC_BASE_URL = Setting(
     "STORAGE_PUBLIC_BASE_URL", public_base_url, "",
     "what the rewritten paths start with (a CDN, for example)",
-    shown_default="`https://<bucket>.<endpoint host>`")
+    shown_default="`https://<bucket>.<endpoint host>`", storage=True)
 STORAGE_PROXY = Setting(
     "STORAGE_PROXY", proxy, "",
     "`http://host:port` egress proxy (needs an `http://` endpoint: the SDK proxies only http)",
-    secret=True)
+    secret=True, storage=True)
 STORAGE_LOCAL_ROOT = Setting("STORAGE_LOCAL_ROOT", path, "./work/bucket",
-                             "the folder of the `local` provider")
+                             "the folder of the `local` provider", storage=True)
 MAX_CONCURRENT = Setting("MAX_CONCURRENT", positive_int, "10",
-                         "parallel uploads, checks and deletes")
+                         "parallel uploads, checks and deletes", storage=True)
 STORAGE_MULTIPART_THRESHOLD = Setting(
     "STORAGE_MULTIPART_THRESHOLD", positive_int, str(DEFAULT_MULTIPART_THRESHOLD),
-    "when a file goes up in parts", shown_default="64 MiB")
+    "when a file goes up in parts", shown_default="64 MiB", storage=True)
 STORAGE_PART_SIZE = Setting(
     "STORAGE_PART_SIZE", part_size, str(DEFAULT_PART_SIZE),
-    "the size of the parts (TOS minimum 5 MiB)", shown_default="16 MiB")
+    "the size of the parts (TOS minimum 5 MiB)", shown_default="16 MiB", storage=True)
 DRY_RUN = Setting("DRY_RUN", flag, "false",
                   "run the whole chain, print every plan and finding, roll everything back",
                   x="dry_run")
