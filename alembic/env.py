@@ -1,9 +1,11 @@
 """How Alembic reaches the target database.
 
-The URL comes from DATABASE_URL (environment or .env.<ENV>, see settings/). A tool that
-drives Alembic from Python may instead pass ``config.attributes["connection"]`` (Alembic's
-cookbook recipe for sharing a connection) or ``config.attributes["database_url"]``. Offline
-(``--sql``) runs need no database: without DATABASE_URL they render PostgreSQL SQL.
+The settings are read once here (settings/: the .env.<ENV> file, the environment, -x) and
+left in ``config.attributes["settings"]`` for the revisions (``settings.of_run()``). The URL
+comes from DATABASE_URL. A tool that drives Alembic from Python may instead pass
+``config.attributes["connection"]`` (Alembic's cookbook recipe for sharing a connection) or
+``config.attributes["database_url"]``. Offline (``--sql``) runs need no database: without
+DATABASE_URL they render PostgreSQL SQL.
 Expected failures (settings, storage, a data step's findings) become one ``FAILED: ...``
 line instead of a traceback.
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 from logging.config import fileConfig
-from pathlib import Path
 
 from alembic import context
 from alembic.util import CommandError
@@ -23,39 +24,47 @@ from sqlalchemy.exc import OperationalError
 
 import models
 import settings
-from data_migrations import bookkeeping, run_guard
+from data_migrations import run_guard
 from data_migrations.errors import DataMigrationError
-from data_migrations.options import flag
 from data_migrations.report import write_cutover_report
+from settings import declared
 from storage import StorageError
-from storage.settings import StorageConfigError
 
 log = logging.getLogger("cutover.run")
 
-# Where the JSON report of each cutover run goes.
-REPORTS_DIR = Path(os.environ.get("REPORTS_DIR", "reports"))
+# The data steps' bookkeeping tables (cutover_copied_keys, cutover_file_manifest,
+# cutover_path_rewrites, cutover_row_copy_runs) share this prefix.
+BOOKKEEPING_PREFIX = "cutover_"
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
+def read_settings() -> settings.Settings:
+    """Every setting, read once for this command and left where the revisions find it."""
+    given = config.attributes.get("database_url")
+    settings.load_environment(os.environ.get("ENV") or None)
+    environ = {**os.environ, **({"DATABASE_URL": str(given)} if given is not None else {})}
+    read = settings.read(context.get_x_argument(as_dictionary=True), load_env_file=False,
+                         environ=environ)
+    config.attributes[settings.ATTRIBUTE] = read
+    return read
+
+
 def target_url(required: bool) -> URL | None:
     """The configured target, or None when it is optional and absent."""
-    given = config.attributes.get("database_url")
-    if given is not None:
-        return settings.parse_database_url("database_url", str(given))
-    settings.load_environment(os.environ.get("ENV") or None)
-    if not required and not os.environ.get("DATABASE_URL", "").strip():
+    cutover = settings.of_run()
+    if not required and cutover[declared.DATABASE_URL] is None:
         return None
-    return settings.database_url()
+    return cutover.database_url()
 
 
 def include_object(obj: object, name: str | None, type_: str, reflected: bool,
                    compare_to: object) -> bool:
     # The data steps' bookkeeping tables are not part of the app's schema: their
     # revisions create and drop them, and autogenerate must leave them alone.
-    return not (type_ == "table" and name and name.startswith(bookkeeping.PREFIX))
+    return not (type_ == "table" and name and name.startswith(BOOKKEEPING_PREFIX))
 
 
 def configure_options(url_backend: str, dry_run: bool = False) -> dict:
@@ -85,19 +94,20 @@ def run_migrations_offline() -> None:
 
 
 def run_on(connection: Connection) -> None:
-    dry_run = flag("dry_run", context.get_x_argument(as_dictionary=True))
+    cutover = settings.of_run()
+    dry_run = cutover[declared.DRY_RUN]
     # One run at a time, no create_all() target, a lost connection in one line.
     with run_guard.guarded(connection, config.cmd_opts, dry_run):
-        migrate_on(connection, dry_run)
+        migrate_on(connection, dry_run, cutover)
 
 
-def migrate_on(connection: Connection, dry_run: bool) -> None:
+def migrate_on(connection: Connection, dry_run: bool, cutover: settings.Settings) -> None:
     context.configure(connection=connection,
                       **configure_options(connection.dialect.name, dry_run))
     if not dry_run:
         with context.begin_transaction():
             context.run_migrations()
-        write_cutover_report(REPORTS_DIR)
+        write_cutover_report(cutover[declared.REPORTS_DIR])
         return
     transaction = connection.begin()
     try:
@@ -130,9 +140,10 @@ def run_migrations_online() -> None:
 
 
 try:
+    read_settings()
     if context.is_offline_mode():
         run_migrations_offline()
     else:
         run_migrations_online()
-except (settings.ConfigError, StorageConfigError, StorageError, DataMigrationError) as exc:
+except (settings.ConfigError, StorageError, DataMigrationError) as exc:
     raise CommandError(str(exc)) from None

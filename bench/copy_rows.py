@@ -3,8 +3,8 @@
     make bench                  # 1,000,000 rows
     make bench ROWS=100000      # or: python -m bench.copy_rows --rows 100000
 
-Generates a dev database (``data_migrations.sample``) in a temporary folder, starts a
-throwaway PostgreSQL (``tests.postgres_server``), creates a database there, builds the
+Generates a dev database (``devtools.sample``) in a temporary folder, starts a
+throwaway PostgreSQL (``devtools.postgres_server``), creates a database there, builds the
 baseline (``alembic upgrade 0001``) and then times the row copy the way an operator
 runs it, as its own revision: ``alembic upgrade 0002`` in a subprocess, with
 ``SOURCE_DATABASE_URL`` naming the dev file and ``DATABASE_URL`` the target (the later
@@ -33,9 +33,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 
-from data_migrations.sample import COLUMNS, generate_dev_database
+from devtools.postgres_server import PASSWORD, ROLE, PostgresServer, running_server
+from devtools.sample import COLUMNS, generate_dev_database
 from models.adopt import alembic_config
-from tests.postgres_server import PASSWORD, ROLE, PostgresServer, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ROW_COPY_REVISION = "0002"

@@ -30,12 +30,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+import settings as cutover_settings
 from data_migrations.file_scan import scan_folder
 from data_migrations.file_upload import FileUpload, manifest_table
 from data_migrations.report import log_to_stderr
-from storage.settings import StorageSettings, build_storage
+from devtools.postgres_server import running_server
+from settings.storage import StorageSettings
+from storage.factory import build_storage
 from storage.tos import MiB
-from tests.postgres_server import running_server
 
 LATENCY = 0.02
 WORKERS = 32
@@ -62,11 +64,11 @@ def start_server(root: Path, port: int) -> subprocess.Popen:
 
 
 def settings(port: int) -> StorageSettings:
-    return StorageSettings.from_env({
+    return cutover_settings.read(load_env_file=False, environ={
         "STORAGE_PROVIDER": "tos", "STORAGE_BUCKET": BUCKET, "STORAGE_REGION": "cn-beijing",
         "STORAGE_ENDPOINT": "http://tos-cn-beijing.volces.com", "STORAGE_ACCESS_KEY": ACCESS_KEY,
         "STORAGE_SECRET_KEY": SECRET_KEY, "STORAGE_PROXY": f"http://127.0.0.1:{port}",
-        "MAX_CONCURRENT": str(WORKERS)})
+        "MAX_CONCURRENT": str(WORKERS)}).storage()
 
 
 def upload(folder: Path, port: int, work: Path, database_url: str) -> dict[str, float]:

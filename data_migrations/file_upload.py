@@ -18,7 +18,6 @@ read, never written: the preflight probe and any scratch file go to WORK_DIR.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -33,12 +32,13 @@ import sqlalchemy as sa
 
 from data_migrations.errors import DataMigrationError
 from data_migrations.file_scan import FolderScan, LocalFile, scan_folder
-from data_migrations.options import UploadOptions
 from data_migrations.parallel import Done, run_in_parallel
 from data_migrations.report import Progress, bulleted, record_step, size_text, table
 from settings import ConfigError
+from settings.steps import UploadOptions
+from settings.storage import StorageSettings
 from storage import ObjectInfo, StorageClient, StorageError, file_crc64
-from storage.settings import StorageConfigError, StorageSettings, build_storage
+from storage.factory import build_storage
 from storage.tos import guess_content_type
 
 log = logging.getLogger("cutover.files")
@@ -79,8 +79,9 @@ class UploadReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def storage_settings() -> StorageSettings:
-    return StorageSettings.from_env(os.environ)
+# The storage settings, asked for only when the step needs storage: the TOS settings are
+# required only then.
+StorageSettingsSource = Callable[[], StorageSettings]
 
 
 def describe_target(settings: StorageSettings) -> str:
@@ -105,7 +106,8 @@ def check_folders(options: UploadOptions, settings: StorageSettings) -> None:
                               "never writes into the folder it uploads")
 
 
-def upload_files(connection: sa.Connection, options: UploadOptions, manifest: str) -> None:
+def upload_files(connection: sa.Connection, options: UploadOptions,
+                 storage_settings: StorageSettingsSource, manifest: str) -> None:
     """Upload UPLOADS_DIR to the configured storage and fill the table ``manifest``."""
     settings = storage_settings()
     check_folders(options, settings)
@@ -339,7 +341,8 @@ def print_summary(report: UploadReport) -> None:
                  f"{bulleted([str(r) for r in scan.refused])}")
 
 
-def remove_uploads(connection: sa.Connection, options: UploadOptions, manifest: str) -> None:
+def remove_uploads(connection: sa.Connection, options: UploadOptions,
+                   storage_settings: StorageSettingsSource, manifest: str) -> None:
     """The downgrade's part: by default the objects stay; ``purge_objects`` deletes exactly
     the objects the manifest lists (by their full key, whatever the prefix is now)."""
     keys = list(connection.execute(sa.select(manifest_table(manifest).c.object_key)).scalars())
@@ -372,12 +375,13 @@ def delete_objects(storage: StorageClient, keys: list[str], workers: int) -> Non
             f"is kept, run the downgrade again:\n{bulleted(sorted(failures))}")
 
 
-def offline_comment(options: UploadOptions, manifest: str) -> str:
+def offline_comment(options: UploadOptions, storage_settings: StorageSettingsSource,
+                    manifest: str) -> str:
     """What the upload would do, for ``--sql`` output: it needs live storage to run."""
     lines = [f"-- 0003 uploads the files under {options.uploads_dir.resolve()}"]
     try:
         lines.append(f"-- to {describe_target(storage_settings())}")
-    except StorageConfigError as error:
+    except ConfigError as error:
         lines.append(f"-- to storage not configured yet ({error})")
     if options.uploads_dir.is_dir():
         scan = scan_folder(options.uploads_dir, options.exclude)

@@ -1,7 +1,8 @@
 """Rewrite the stored file paths to the public URLs of the uploaded objects.
 
-The columns to rewrite are the ones the models mark as file paths (``info={"file_path":
-True}``); each must exist in the target at this revision. A stored value is understood as
+The columns to rewrite are the ones the calling revision names (table, column, key): a
+revision spells out the schema it runs against, never the live models. A column that does
+not exist in the target is left alone, and said so. A stored value is understood as
 the app wrote it — ``uploads/...``, ``./uploads/...``, Windows backslashes, or an absolute
 path under one of ``UPLOADS_PATH_ALIASES`` (and under ``UPLOADS_DIR`` itself) — and turned
 into a path relative to the uploads folder. Rows whose file is in the upload manifest,
@@ -21,7 +22,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-import models
 from data_migrations.errors import DataMigrationError
 from data_migrations.report import bulleted, record_step, shorten, table
 from data_migrations.source import quote
@@ -51,17 +51,19 @@ class PathFinding:
                f"(value {shorten(self.value)})"
 
 
-def marked_columns(connection: sa.Connection | None) -> list[PathColumn]:
-    """The marked file-path columns; with a connection, only those that exist in it."""
-    present = _existing_columns(connection) if connection is not None else None
+def present_columns(connection: sa.Connection | None,
+                    columns: Sequence[PathColumn]) -> list[PathColumn]:
+    """The given file-path columns; with a connection, only those that exist in it."""
+    if connection is None:
+        return list(columns)
+    present = _existing_columns(connection)
     found = []
-    for column in models.file_path_columns(models.metadata):
-        if present is not None and (column.table.name, column.name) not in present:
-            log.info(f"  {column.table.name}.{column.name} is marked as a file path but does not "
-                     "exist in this database yet: left alone")
+    for column in columns:
+        if (column.table, column.column) not in present:
+            log.info(f"  {column.table}.{column.column} is a file-path column but does not exist "
+                     "in this database: left alone")
             continue
-        key = next(iter(column.table.primary_key.columns)).name
-        found.append(PathColumn(column.table.name, column.name, key))
+        found.append(column)
     return found
 
 

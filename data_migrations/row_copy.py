@@ -44,10 +44,10 @@ from data_migrations.conversion import (
     worker_pool,
 )
 from data_migrations.errors import DataMigrationError
-from data_migrations.options import CopyOptions
 from data_migrations.refusal import Refusals
 from data_migrations.report import Progress, RejectsFile, record_step, table
 from data_migrations.values import column_type
+from settings.steps import CopyOptions
 
 log = logging.getLogger("cutover.rows")
 

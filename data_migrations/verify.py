@@ -19,7 +19,6 @@ exits non-zero on any failure.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import closing
@@ -29,14 +28,13 @@ from urllib.parse import quote as percent_encoded
 import sqlalchemy as sa
 
 import settings
-from data_migrations import bookkeeping, run_lock
+from data_migrations import run_lock
 from data_migrations import source as src
 from data_migrations.conversion import TablePlan
 from data_migrations.copy_record import CopyRecord, read_record
 from data_migrations.errors import DataMigrationError
 from data_migrations.file_upload import difference
-from data_migrations.options import CopyOptions
-from data_migrations.path_rewrite import PathColumn, marked_columns, rewritten_columns
+from data_migrations.path_rewrite import PathColumn, rewritten_columns
 from data_migrations.report import log_to_stderr, table
 from data_migrations.row_copy import (
     RowCopy,
@@ -44,8 +42,14 @@ from data_migrations.row_copy import (
     target_checksum,
     target_plan,
 )
+from settings.steps import CopyOptions
 from storage import StorageClient, StorageError
-from storage.settings import StorageSettings, build_storage
+from storage.factory import build_storage
+
+# The bookkeeping tables of revisions 0002, 0003 and 0004.
+COPIED_KEYS = "cutover_copied_keys"
+FILE_MANIFEST = "cutover_file_manifest"
+PATH_REWRITES = "cutover_path_rewrites"
 
 log = logging.getLogger("cutover.verify")
 
@@ -68,12 +72,13 @@ def target_plans(connection: sa.Connection, record: CopyRecord) -> list[TablePla
     return [target_plan(target) for target in metadata.sorted_tables]
 
 
-def snapshot_figures(connection: sa.Connection, record: CopyRecord) -> Figures:
+def snapshot_figures(connection: sa.Connection, record: CopyRecord,
+                     options: CopyOptions) -> Figures:
     """What the copy writes from the snapshot under the recorded policies, read again."""
-    options = CopyOptions.from_sources({"bad_rows": record.bad_rows,
-                                        "orphans": record.orphans})
+    options = replace(options, bad_rows=record.bad_rows, orphans=record.orphans,
+                      dry_run=False)
     with src.open_source(record.snapshot) as source:
-        run = RowCopy(connection, source, options, bookkeeping.COPIED_KEYS, write=False)
+        run = RowCopy(connection, source, options, COPIED_KEYS, write=False)
         run.scan(run.plan())
     return {r.table: (r.written, r.checksum) for r in run.report.tables}
 
@@ -92,10 +97,10 @@ def snapshot_check(record: CopyRecord, figures: Figures) -> Check:
 
 def row_checks(connection: sa.Connection, plans: list[TablePlan],
                expected: Figures) -> Iterator[Check]:
-    has_rewrites = sa.inspect(connection).has_table(bookkeeping.PATH_REWRITES)
-    rewritten = rewritten_columns(connection, bookkeeping.PATH_REWRITES) if has_rewrites else []
+    has_rewrites = sa.inspect(connection).has_table(PATH_REWRITES)
+    rewritten = rewritten_columns(connection, PATH_REWRITES) if has_rewrites else []
     for plan in plans:
-        originals = {c.column: bookkeeping.PATH_REWRITES for c in rewritten
+        originals = {c.column: PATH_REWRITES for c in rewritten
                      if c.table == plan.name}
         count, checksum = target_checksum(connection, plan, originals)
         rows, _ = expected[plan.name]
@@ -137,7 +142,7 @@ def source_notes(record: CopyRecord, plans: list[TablePlan]) -> list[str]:
 
 
 def copied_rows_checks(connection: sa.Connection, record: CopyRecord,
-                       plans: list[TablePlan]) -> list[Check]:
+                       plans: list[TablePlan], options: CopyOptions) -> list[Check]:
     """The target against the snapshot, or against the recorded figures without it."""
     log.info(f"Verifying the row copy of {record.copied_at:%Y-%m-%d %H:%M:%S %Z} from the "
              f"snapshot {record.snapshot} (bad_rows={record.bad_rows}, orphans={record.orphans}"
@@ -147,7 +152,7 @@ def copied_rows_checks(connection: sa.Connection, record: CopyRecord,
                  "the counts and checksums recorded when they were copied; rows written to the "
                  "dev file since cannot be counted.")
         return list(row_checks(connection, plans, recorded_figures(record)))
-    figures = snapshot_figures(connection, record)
+    figures = snapshot_figures(connection, record, options)
     return [snapshot_check(record, figures), *row_checks(connection, plans, figures)]
 
 
@@ -173,14 +178,16 @@ def file_checks(connection: sa.Connection, storage: StorageClient,
                 key_prefix: str) -> Iterator[Check]:
     """Every manifest row against one listing of the bucket (``storage`` has no key prefix
     of its own: the manifest holds full keys)."""
-    manifest = src.quote(bookkeeping.FILE_MANIFEST)
+    manifest = src.quote(FILE_MANIFEST)
     rows = connection.execute(sa.text(
         f"SELECT relative_path, object_key, size, crc64 FROM {manifest}")).all()
     stored = {info.key: info for info in storage.list(key_prefix)}
     bad = [problem for row in rows if (problem := difference(row, stored.get(row.object_key)))]
     yield Check("files", "objects in the bucket", not bad,
                 f"{len(rows):,} objects" if not bad else "; ".join(sorted(bad)[:5]))
-    for column in marked_columns(connection):
+    rewritten = (rewritten_columns(connection, PATH_REWRITES)
+                 if sa.inspect(connection).has_table(PATH_REWRITES) else [])
+    for column in rewritten:
         yield _url_check(connection, column, manifest)
 
 
@@ -195,7 +202,8 @@ def _url_check(connection: sa.Connection, column: PathColumn, manifest: str) -> 
                  else f"{stray:,} URLs point to no uploaded object")
 
 
-def run_checks(connection: sa.Connection) -> tuple[list[Check], list[str]]:
+def run_checks(connection: sa.Connection,
+               cutover: settings.Settings) -> tuple[list[Check], list[str]]:
     """Every check, and the notes that go with them."""
     record = read_record(connection)
     if record is None:
@@ -203,13 +211,14 @@ def run_checks(connection: sa.Connection) -> tuple[list[Check], list[str]]:
             "the target holds no record of a row copy (no cutover_row_copy_runs): nothing to "
             "verify against; run make migrate with SOURCE_DATABASE_URL set first")
     plans = target_plans(connection, record)
-    checks = [*copied_rows_checks(connection, record, plans), *sequence_checks(connection)]
+    options = cutover.copy_options()
+    checks = [*copied_rows_checks(connection, record, plans, options),
+              *sequence_checks(connection)]
     notes = source_notes(record, plans)
-    if sa.inspect(connection).has_table(bookkeeping.FILE_MANIFEST):
-        storage_settings = StorageSettings.from_env(os.environ)
+    if sa.inspect(connection).has_table(FILE_MANIFEST):
+        storage_settings = cutover.storage()
         unprefixed = replace(storage_settings, key_prefix="")
-        work_dir = CopyOptions.from_sources({}).work_dir
-        with closing(build_storage(unprefixed, work_dir)) as storage:
+        with closing(build_storage(unprefixed, options.work_dir)) as storage:
             checks += file_checks(connection, storage, storage_settings.key_prefix)
     return checks, notes
 
@@ -219,17 +228,17 @@ def main() -> int:
     on the way and its failures are log lines on stderr."""
     log_to_stderr()
     try:
-        settings.load_environment(os.environ.get("ENV") or None)
-        engine = sa.create_engine(settings.database_url())
+        cutover = settings.read()
+        engine = sa.create_engine(cutover.database_url())
         with engine.connect() as connection:
             run_lock.take(connection, "verify")  # one cutover run at a time
             connection.execute(sa.text("SET TimeZone = 'UTC'"))
-            checks, notes = run_checks(connection)
+            checks, notes = run_checks(connection, cutover)
     except (settings.ConfigError, DataMigrationError, StorageError, ValueError) as exc:
-        log.error(f"FAILED: verify: {exc}")
+        log.error(f"FAILED: {exc}")
         return 2
     except sa.exc.OperationalError as exc:
-        log.error(f"FAILED: verify: cannot connect: {str(exc.orig).strip().splitlines()[0]}")
+        log.error(f"FAILED: cannot connect: {str(exc.orig).strip().splitlines()[0]}")
         return 2
     print(table(("check", "subject", "result", "detail"),
                 [(c.kind, c.subject, "pass" if c.passed else "FAIL", c.detail) for c in checks]))

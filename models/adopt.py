@@ -36,10 +36,15 @@ IGNORED_TABLES = {"alembic_version"}
 Signature = dict[str, dict[str, Any]]
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str | None = None, connection: sa.Connection | None = None) -> Config:
+    """An Alembic config for this repository, aimed at a URL or an open connection, that
+    leaves the caller's logging alone (the adoption here; the tests, demo and benchmarks)."""
     config = Config(str(ROOT / "alembic.ini"))
-    config.attributes["database_url"] = url
     config.attributes["configure_logger"] = False
+    if url is not None:
+        config.attributes["database_url"] = url
+    if connection is not None:
+        config.attributes["connection"] = connection
     return config
 
 

@@ -15,7 +15,6 @@ tables are only read.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import uuid
 
@@ -116,8 +115,7 @@ def connect(engine: sa.Engine) -> sa.Connection:
 def main() -> int:
     log_to_stderr()
     try:
-        settings.load_environment(os.environ.get("ENV") or None)
-        url = settings.database_url()
+        url = settings.read().database_url()
         if url.get_backend_name() != "postgresql":
             raise settings.ConfigError(
                 "adopt-target takes a postgresql:// DATABASE_URL; a dev SQLite file is "

@@ -1,22 +1,44 @@
-"""Where the cutover's configuration comes from.
+"""The cutover's configuration: every setting declared once (settings/declared.py), read
+once, handed to the steps.
 
 ``ENV=<name>`` selects the file ``.env.<name>``; with no ``ENV`` an optional ``.env`` is
-read. Variables already set in the process environment always win over the file, so an
-operator can override one setting for one run without editing anything.
+read. Variables already set in the process environment win over the file, and a setting
+given per run as ``alembic -x name=value`` wins over both. ``read()`` does this once and
+returns a ``Settings``: alembic/env.py puts it in ``config.attributes["settings"]`` and the
+revisions take it with ``settings.of_run()``; ``make verify`` reads its own.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dotenv import load_dotenv
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
 
+from settings import declared
+from settings.declared import DECLARED, Setting
+from settings.errors import ConfigError
+from settings.steps import CopyOptions, PathOptions, UploadOptions
+from settings.storage import StorageSettings
+from settings.urls import mask_url
 
-class ConfigError(Exception):
-    """A missing or malformed setting; the message names it and holds no secret."""
+__all__ = [
+    "DECLARED",
+    "ConfigError",
+    "Setting",
+    "Settings",
+    "load_environment",
+    "mask_url",
+    "of_run",
+    "read",
+]
+
+# Where alembic/env.py leaves the settings of the run for the revisions.
+ATTRIBUTE = "settings"
 
 
 def load_environment(env_name: str | None = None, directory: Path | None = None) -> Path | None:
@@ -34,53 +56,89 @@ def load_environment(env_name: str | None = None, directory: Path | None = None)
     return env_file
 
 
-def require(name: str) -> str:
-    """The value of a setting that must be present."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise ConfigError(f"{name} is not set (put it in the .env file or the environment)")
-    return value
+@dataclass(frozen=True)
+class Settings:
+    """Every declared setting as the run has it: ``texts`` maps each name to the text that
+    won (``-x``, the environment, the .env file, the default); ``settings[SETTING]`` is its
+    parsed value."""
+
+    texts: Mapping[str, str]
+
+    def __getitem__(self, setting: Setting) -> Any:
+        return setting.parse(setting.label, self.texts[setting.name])
+
+    def __repr__(self) -> str:
+        shown = {s.name: "***" if s.secret and self.texts[s.name] else self.texts[s.name]
+                 for s in DECLARED}
+        return f"Settings({shown})"
+
+    def database_url(self) -> URL:
+        """The target database: ``DATABASE_URL``."""
+        url = self[declared.DATABASE_URL]
+        if url is None:
+            raise ConfigError("DATABASE_URL is not set (put it in the .env file or the "
+                              "environment)")
+        return url
+
+    def source_database_path(self) -> Path | None:
+        """The dev SQLite file that ``SOURCE_DATABASE_URL`` names, or None when it is unset."""
+        url = self[declared.SOURCE_DATABASE_URL]
+        if url is None:
+            return None
+        path = Path(url.database)
+        if not path.is_file():
+            raise ConfigError(f"SOURCE_DATABASE_URL names {path}, which does not exist")
+        return path
+
+    def copy_options(self) -> CopyOptions:
+        return CopyOptions(
+            bad_rows=self[declared.BAD_ROWS], orphans=self[declared.ORPHANS],
+            dry_run=self[declared.DRY_RUN], force=self[declared.FORCE],
+            work_dir=self[declared.WORK_DIR], workers=self[declared.ROW_COPY_WORKERS])
+
+    def upload_options(self) -> UploadOptions:
+        return UploadOptions(
+            uploads_dir=self[declared.UPLOADS_DIR], exclude=self[declared.UPLOAD_EXCLUDE],
+            unsafe_files=self[declared.UNSAFE_FILES], dry_run=self[declared.DRY_RUN],
+            purge_objects=self[declared.PURGE_OBJECTS], work_dir=self[declared.WORK_DIR])
+
+    def path_options(self) -> PathOptions:
+        return PathOptions(
+            missing_files=self[declared.MISSING_FILES],
+            aliases=self[declared.UPLOADS_PATH_ALIASES],
+            uploads_dir=self[declared.UPLOADS_DIR], dry_run=self[declared.DRY_RUN])
+
+    def storage(self) -> StorageSettings:
+        """The storage settings; the TOS ones are required only here, when a step needs
+        storage, so a schema-only run needs none of them."""
+        return StorageSettings.from_values({s.name: self[s] for s in DECLARED if s.storage})
 
 
-def parse_database_url(name: str, value: str) -> URL:
-    """Parse a database URL setting; a malformed one is reported by name, password masked."""
-    try:
-        url = make_url(value)
-    except ArgumentError:
-        raise ConfigError(f"{name} is not a valid database URL: {mask_url(value)}") from None
-    if url.get_backend_name() not in ("postgresql", "sqlite"):
-        raise ConfigError(
-            f"{name} must be a postgresql:// or sqlite:// URL, got {mask_url(value)}"
-        )
-    return url
+def _raw(setting: Setting, x_args: Mapping[str, str], environ: Mapping[str, str]) -> str:
+    """``-x name=...``, else the variable (process environment or .env file), else the
+    default."""
+    if setting.x is not None and setting.x in x_args:
+        return x_args[setting.x].strip()
+    return environ.get(setting.name, "").strip() or setting.default
 
 
-def database_url() -> URL:
-    """The target database: ``DATABASE_URL``."""
-    return parse_database_url("DATABASE_URL", require("DATABASE_URL"))
+def read(x_args: Mapping[str, str] | None = None, *, load_env_file: bool = True,
+         environ: Mapping[str, str] | None = None) -> Settings:
+    """Load ``.env.<ENV>`` (unless told not to), then take every declared setting once; a
+    malformed value stops here, except a storage one (parsed when a step needs storage)."""
+    if load_env_file:
+        load_environment(os.environ.get("ENV") or None)
+    source = os.environ if environ is None else environ
+    given = x_args or {}
+    read = Settings({s.name: _raw(s, given, source) for s in DECLARED})
+    for setting in DECLARED:
+        if not setting.storage:  # parsed now, so that a bad value stops the run at its start
+            setting.parse(setting.label, read.texts[setting.name])
+    return read
 
 
-def mask_url(url: str | URL) -> str:
-    """A URL safe to print: the password, if any, replaced by ``***``."""
-    if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        # Not parseable as a URL: show only the scheme so no secret can leak.
-        scheme = url.split("://", 1)[0] if "://" in url else "?"
-        return f"{scheme}://***"
+def of_run() -> Settings:
+    """The settings of the running Alembic command, as alembic/env.py read them."""
+    from alembic import context
 
-
-def source_database_path() -> Path | None:
-    """The dev SQLite file that ``SOURCE_DATABASE_URL`` names, or None when it is unset."""
-    value = os.environ.get("SOURCE_DATABASE_URL", "").strip()
-    if not value:
-        return None
-    url = parse_database_url("SOURCE_DATABASE_URL", value)
-    if url.get_backend_name() != "sqlite" or not url.database:
-        raise ConfigError(f"SOURCE_DATABASE_URL must name a SQLite file, got {mask_url(url)}")
-    path = Path(url.database)
-    if not path.is_file():
-        raise ConfigError(f"SOURCE_DATABASE_URL names {path}, which does not exist")
-    return path
+    return context.config.attributes[ATTRIBUTE]

@@ -1,7 +1,8 @@
 """Object storage for the Meeting Agent: a local folder or Volcengine TOS, one contract.
 
-The TOS client and the settings are imported on first use, so that the local TOS server
-(``python -m storage.tos_server``) runs with the standard library alone.
+The TOS client and the client factory are imported on first use, so that the local TOS
+server (``python -m storage.tos_server``) runs with the standard library alone. The storage
+settings are parsed in settings/ (``settings.storage.StorageSettings``).
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ from storage.base import ObjectInfo, PrefixedStorage, StorageClient, StorageErro
 from storage.local import LocalStorage
 
 if TYPE_CHECKING:
-    from storage.settings import StorageConfigError, StorageSettings, build_storage
+    from storage.factory import build_storage
     from storage.tos import TosStorage
 
 _LAZY = {
     "TosStorage": "storage.tos",
-    "StorageConfigError": "storage.settings",
-    "StorageSettings": "storage.settings",
-    "build_storage": "storage.settings",
+    "build_storage": "storage.factory",
 }
 
 __all__ = [
@@ -28,9 +27,7 @@ __all__ = [
     "ObjectInfo",
     "PrefixedStorage",
     "StorageClient",
-    "StorageConfigError",
     "StorageError",
-    "StorageSettings",
     "TosStorage",
     "build_storage",
     "file_crc64",

@@ -19,32 +19,16 @@ import tos
 from alembic.config import Config
 
 from data_migrations.report import log_to_stderr
+from devtools.postgres_server import PostgresServer, running_server
+from models.adopt import alembic_config
+from settings import DECLARED
 from storage.base import StorageClient
 from storage.local import LocalStorage
 from storage.tos import MiB, TosStorage
 from storage.tos_server import TosServer
 from tests.dev_data import DevDatabase
-from tests.postgres_server import PostgresServer, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS_VARIABLES = (
-    "ENV", "DATABASE_URL", "SOURCE_DATABASE_URL", "UPLOADS_DIR", "UPLOAD_EXCLUDE", "WORK_DIR",
-    "UNSAFE_FILES", "PURGE_OBJECTS", "DRY_RUN", "MAX_CONCURRENT", "STORAGE_PROVIDER",
-    "STORAGE_LOCAL_ROOT", "STORAGE_BUCKET", "STORAGE_REGION", "STORAGE_ENDPOINT",
-    "STORAGE_ACCESS_KEY", "STORAGE_SECRET_KEY", "STORAGE_KEY_PREFIX", "STORAGE_PUBLIC_BASE_URL",
-    "STORAGE_PROXY", "STORAGE_MULTIPART_THRESHOLD", "STORAGE_PART_SIZE",
-)
-
-
-def alembic_config(url: str | None = None, connection: sa.Connection | None = None) -> Config:
-    """An Alembic config for this repository, aimed at a URL or an open connection."""
-    config = Config(str(ROOT / "alembic.ini"))
-    config.attributes["configure_logger"] = False
-    if url is not None:
-        config.attributes["database_url"] = url
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -56,8 +40,11 @@ def cutover_log_on_stderr() -> None:
 
 @pytest.fixture(autouse=True)
 def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in SETTINGS_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+    # Set, then unset: monkeypatch then restores each to "absent" after the test, even when
+    # the test loaded an .env file into the environment.
+    for setting in DECLARED:
+        monkeypatch.setenv(setting.name, "")
+        monkeypatch.delenv(setting.name)
     monkeypatch.chdir(tmp_path)
 
 

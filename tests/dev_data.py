@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from data_migrations.sample import DEV_SCHEMA
+from devtools.sample import DEV_SCHEMA
 
 NOW = "2025-03-04 05:06:07.123456"
 TASK_1 = "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e"

@@ -19,6 +19,8 @@ from alembic.util import CommandError
 
 from data_migrations import file_upload
 from data_migrations.file_scan import Exclusions
+from devtools.postgres_server import PASSWORD
+from models.adopt import alembic_config
 from storage import StorageClient, file_crc64
 from storage.tos import MiB
 from storage.tos_server import Faults, TosServer
@@ -28,13 +30,11 @@ from tests.conftest import (
     PUBLIC_BASE_URL,
     ROOT,
     SECRET_KEY,
-    alembic_config,
     fetch,
     tos_env,
     version,
 )
 from tests.dev_data import DevDatabase
-from tests.postgres_server import PASSWORD
 
 SPECIAL_NAMES = ("audio/周会 #1.mp3", "audio/50% off+more.wav", "notes/a b/c&d=e.txt",
                  "top.txt", "empty.txt")

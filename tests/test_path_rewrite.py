@@ -15,12 +15,13 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.util import CommandError
 
-from data_migrations.sample import UPLOADS_ALIAS, generate_dev_database
+from devtools.postgres_server import PASSWORD
+from devtools.sample import UPLOADS_ALIAS, generate_dev_database
+from models.adopt import alembic_config
 from storage import TosStorage
 from storage.tos_server import TosServer
-from tests.conftest import PUBLIC_BASE_URL, ROOT, alembic_config, tos_env
+from tests.conftest import PUBLIC_BASE_URL, ROOT, tos_env
 from tests.dev_data import TASK_1, TASK_2, DevDatabase
-from tests.postgres_server import PASSWORD
 
 PATH_COLUMNS = {"tasks": "audio_path", "transcripts": "raw_result_path",
                 "generated_artifacts": "file_path", "hotword_sets": "file_path"}

@@ -23,12 +23,13 @@ from alembic.util import CommandError
 
 import models
 from data_migrations import row_copy
-from data_migrations.options import CopyOptions
 from data_migrations.report import write_cutover_report
-from data_migrations.sample import generate_dev_database
-from tests.conftest import ROOT, alembic_config, fetch, version
+from devtools.postgres_server import PostgresServer
+from devtools.sample import generate_dev_database
+from models.adopt import alembic_config
+from settings.steps import CopyOptions
+from tests.conftest import ROOT, fetch, version
 from tests.dev_data import TASK_1, TASK_2, DevDatabase
-from tests.postgres_server import PostgresServer
 
 TABLES = ("users", "prompt_templates", "hotword_sets", "tasks", "transcripts",
           "speaker_mappings", "generated_artifacts", "audit_logs")
@@ -424,7 +425,8 @@ def copy_in_small_ranges(url: str, source: Path, workers: int, work: Path,
                                sa.Column("table_name", sa.Text(), nullable=False),
                                sa.Column("key", sa.Text(), nullable=False))
         copied_keys.create(connection)
-        options = CopyOptions(bad_rows="reject", workers=workers, work_dir=work)
+        options = CopyOptions(bad_rows="reject", orphans="reject", dry_run=False, force=False,
+                              workers=workers, work_dir=work)
         row_copy.copy_rows(connection, source, options, copied_keys.name, range_bytes=2048)
     engine.dispose()
     write_cutover_report(reports)

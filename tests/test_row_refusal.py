@@ -16,7 +16,7 @@ from alembic import command
 from alembic.util import CommandError
 
 import models
-from data_migrations.sample import generate_dev_database
+from devtools.sample import generate_dev_database
 from tests.conftest import ROOT, alembic_config, fetch, version
 from tests.dev_data import TASK_1, DevDatabase
 from tests.test_row_copy import TABLES, counts

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from data_migrations.sample import (
+from devtools.sample import (
     COLUMNS,
     DEV_SCHEMA,
     UPLOADS_ALIAS,

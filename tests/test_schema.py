@@ -9,9 +9,8 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from data_migrations.sample import DEV_SCHEMA
-from models.adopt import adopt, differences, schema_signature
-from tests.conftest import alembic_config
+from devtools.sample import DEV_SCHEMA
+from models.adopt import adopt, alembic_config, differences, schema_signature
 
 TABLES = {
     "users", "prompt_templates", "hotword_sets", "tasks", "transcripts",

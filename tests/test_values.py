@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from data_migrations.values import BadValue, ColumnType, column_type, converter_for, row_converter
-from tests.postgres_server import PostgresServer
+from devtools.postgres_server import PostgresServer
 
 CASES: list[tuple[str, sa.types.TypeEngine, object]] = [
     ("timestamptz", sa.DateTime(timezone=True), "2025-03-04 05:06:07.120000"),

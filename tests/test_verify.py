@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from tests.conftest import alembic_config
+from models.adopt import alembic_config
 from tests.dev_data import TASK_1, TASK_2, DevDatabase
 
 CutOver = Callable[..., str]
@@ -185,5 +185,5 @@ def test_a_sequence_behind_its_ids_fails(cut_over: CutOver) -> None:
 def test_verify_without_a_recorded_copy_says_so(pg_url: str) -> None:
     result = verify(pg_url)
     assert result.returncode == 2
-    assert result.stderr.startswith("FAILED: verify: the target holds no record of a row copy")
+    assert result.stderr.startswith("FAILED: the target holds no record of a row copy")
     assert "Traceback" not in result.stderr

@@ -32,26 +32,27 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 import settings
 from data_migrations import copy_record, row_copy
-from data_migrations.bookkeeping import COPIED_KEYS
-from data_migrations.options import CopyOptions
 
 log = logging.getLogger("cutover.rows")
-
 
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The bookkeeping tables this revision creates: the keys of the copied rows, and what
+# the copy used (snapshot, policies, rejects file, checksums) for `make verify`.
+COPIED_KEYS = "cutover_copied_keys"
 ROW_COPY_RUNS = "cutover_row_copy_runs"
 
 
 def upgrade() -> None:
-    source = settings.source_database_path()
+    cutover = settings.of_run()
+    source = cutover.source_database_path()
     if source is None:
         log.info("0002: SOURCE_DATABASE_URL is not set: no rows to copy.")
         return
-    options = CopyOptions.from_sources(context.get_x_argument(as_dictionary=True))
+    options = cutover.copy_options()
     if context.is_offline_mode():
         context.get_context().impl.static_output(row_copy.offline_comment(source))
         return
@@ -79,7 +80,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    options = CopyOptions.from_sources(context.get_x_argument(as_dictionary=True))
+    options = settings.of_run().copy_options()
     if context.is_offline_mode():
         context.get_context().impl.static_output(row_copy.offline_downgrade_comment())
         context.get_context().impl.static_output(f"DROP TABLE IF EXISTS {ROW_COPY_RUNS};\n\n")

@@ -36,8 +36,6 @@ from alembic import context, op
 
 import settings
 from data_migrations import file_upload
-from data_migrations.bookkeeping import FILE_MANIFEST as MANIFEST
-from data_migrations.options import UploadOptions
 
 log = logging.getLogger("cutover.files")
 
@@ -47,14 +45,19 @@ down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The bookkeeping table this revision creates: every uploaded file and its object.
+MANIFEST = "cutover_file_manifest"
+
 
 def upgrade() -> None:
-    if settings.source_database_path() is None:
+    cutover = settings.of_run()
+    if cutover.source_database_path() is None:
         log.info("0003: SOURCE_DATABASE_URL is not set: no files to upload.")
         return
-    options = UploadOptions.from_sources(context.get_x_argument(as_dictionary=True))
+    options = cutover.upload_options()
     if context.is_offline_mode():
-        context.get_context().impl.static_output(file_upload.offline_comment(options, MANIFEST))
+        context.get_context().impl.static_output(file_upload.offline_comment(
+            options, cutover.storage, MANIFEST))
         return
     op.create_table(
         MANIFEST,
@@ -68,16 +71,17 @@ def upgrade() -> None:
                   server_default=sa.func.now()),
         sa.PrimaryKeyConstraint("relative_path", name=f"pk_{MANIFEST}"),
     )
-    file_upload.upload_files(op.get_bind(), options, MANIFEST)
+    file_upload.upload_files(op.get_bind(), options, cutover.storage, MANIFEST)
 
 
 def downgrade() -> None:
-    options = UploadOptions.from_sources(context.get_x_argument(as_dictionary=True))
+    cutover = settings.of_run()
+    options = cutover.upload_options()
     if context.is_offline_mode():
         context.get_context().impl.static_output(file_upload.offline_downgrade_comment(MANIFEST))
         return
     if not sa.inspect(op.get_bind()).has_table(MANIFEST):
         log.info("0003: no files were uploaded by this revision: nothing to remove.")
         return
-    file_upload.remove_uploads(op.get_bind(), options, MANIFEST)
+    file_upload.remove_uploads(op.get_bind(), options, cutover.storage, MANIFEST)
     op.drop_table(MANIFEST)

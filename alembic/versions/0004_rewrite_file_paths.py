@@ -1,9 +1,10 @@
 """Rewrite the stored file paths to the URLs of the uploaded objects.
 
-Every column the models mark as a file path (tasks.audio_path,
-transcripts.raw_result_path, generated_artifacts.file_path, hotword_sets.file_path) is
-rewritten from the local path the app stored ('uploads/...', './uploads/...', Windows
-backslashes, absolute paths under UPLOADS_PATH_ALIASES) to the public URL of its object,
+Every file-path column (tasks.audio_path, transcripts.raw_result_path,
+generated_artifacts.file_path, hotword_sets.file_path, named below as they are at this
+revision, never taken from the models) is rewritten from the local path the app stored
+('uploads/...', './uploads/...', Windows backslashes, absolute paths under
+UPLOADS_PATH_ALIASES) to the public URL of its object,
 taken from the upload manifest of 0003 — only for files that were uploaded and verified.
 NULL, empty values and values that are already URLs stay. Paths that cannot be rewritten
 (missing file, outside the uploads folder, unresolvable) stop the revision
@@ -28,28 +29,36 @@ from alembic import context, op
 
 import settings
 from data_migrations import path_rewrite
-from data_migrations.bookkeeping import FILE_MANIFEST as MANIFEST
-from data_migrations.bookkeeping import PATH_REWRITES as REWRITES
-from data_migrations.options import PathOptions
 
 log = logging.getLogger("cutover.paths")
-
 
 revision: str = "0004"
 down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-
+# The columns holding paths of files under uploads/, as the schema is at this revision.
+FILE_PATH_COLUMNS = (
+    path_rewrite.PathColumn(table="hotword_sets", column="file_path", key="id"),
+    path_rewrite.PathColumn(table="tasks", column="audio_path", key="id"),
+    path_rewrite.PathColumn(table="generated_artifacts", column="file_path", key="id"),
+    path_rewrite.PathColumn(table="transcripts", column="raw_result_path", key="id"),
+)
+# The upload manifest of 0003, and the bookkeeping table this revision creates: the
+# original of every rewritten path.
+MANIFEST = "cutover_file_manifest"
+REWRITES = "cutover_path_rewrites"
 
 def upgrade() -> None:
-    if settings.source_database_path() is None:
+    cutover = settings.of_run()
+    if cutover.source_database_path() is None:
         log.info("0004: SOURCE_DATABASE_URL is not set: no paths to rewrite.")
         return
     started = time.monotonic()
-    options = PathOptions.from_sources(context.get_x_argument(as_dictionary=True))
+    options = cutover.path_options()
     offline = context.is_offline_mode()
-    columns = path_rewrite.marked_columns(None if offline else op.get_bind())
+    columns = path_rewrite.present_columns(None if offline else op.get_bind(),
+                                           FILE_PATH_COLUMNS)
     paths = path_rewrite.PathSql(path_rewrite.normalized_aliases(options.aliases,
                                                                  options.uploads_dir))
     op.execute(paths.create_function())
@@ -73,7 +82,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if context.is_offline_mode():
-        columns = path_rewrite.marked_columns(None)
+        columns = list(FILE_PATH_COLUMNS)
     elif sa.inspect(op.get_bind()).has_table(REWRITES):
         columns = path_rewrite.rewritten_columns(op.get_bind(), REWRITES)
     else:

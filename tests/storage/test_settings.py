@@ -1,4 +1,4 @@
-"""StorageSettings.from_env and build_storage."""
+"""The storage settings (settings.storage) and the client they describe (build_storage)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from settings import ConfigError, read
+from settings.storage import TOS_REQUIRED, StorageSettings
 from storage.base import PrefixedStorage
+from storage.factory import build_storage
 from storage.local import LocalStorage
-from storage.settings import TOS_REQUIRED, StorageConfigError, StorageSettings, build_storage
 from storage.tos import TosStorage
 from storage.tos_server import TosServer
 from tests.conftest import ACCESS_KEY, BUCKET, SECRET_KEY
@@ -24,9 +26,14 @@ TOS_ENV = {
 }
 
 
+def storage_settings(env: dict[str, str]) -> StorageSettings:
+    """The storage settings read from ``env`` alone, as from an .env file."""
+    return read(environ=env, load_env_file=False).storage()
+
+
 def config_error(env: dict[str, str]) -> str:
-    with pytest.raises(StorageConfigError) as caught:
-        StorageSettings.from_env(env)
+    with pytest.raises(ConfigError) as caught:
+        storage_settings(env)
     message = str(caught.value)
     assert "\n" not in message
     assert SECRET not in message
@@ -34,7 +41,7 @@ def config_error(env: dict[str, str]) -> str:
 
 
 def test_defaults_are_a_local_folder() -> None:
-    settings = StorageSettings.from_env({})
+    settings = storage_settings({})
 
     assert settings.provider == "local"
     assert settings.local_root == Path("work/bucket")
@@ -45,7 +52,7 @@ def test_defaults_are_a_local_folder() -> None:
 
 
 def test_tos_settings_and_their_defaults() -> None:
-    settings = StorageSettings.from_env({**TOS_ENV, "STORAGE_PROXY": "http://10.0.0.5:3128",
+    settings = storage_settings({**TOS_ENV, "STORAGE_PROXY": "http://10.0.0.5:3128",
                                          "STORAGE_ENDPOINT": "http://tos.internal:8080",
                                          "STORAGE_KEY_PREFIX": "/meetings/audio",
                                          "MAX_CONCURRENT": "32"})
@@ -58,14 +65,14 @@ def test_tos_settings_and_their_defaults() -> None:
 
 
 def test_a_bare_endpoint_host_means_https() -> None:
-    settings = StorageSettings.from_env(TOS_ENV)
+    settings = storage_settings(TOS_ENV)
 
     assert settings.endpoint == "https://tos-cn-beijing.volces.com"
     assert settings.public_base_url == "https://meeting-agent.tos-cn-beijing.volces.com"
 
 
 def test_the_secret_is_not_in_the_repr() -> None:
-    settings = StorageSettings.from_env(TOS_ENV)
+    settings = storage_settings(TOS_ENV)
 
     assert SECRET not in repr(settings)
     assert settings.secret_key == SECRET
@@ -112,7 +119,7 @@ def test_build_local_storage_with_a_key_prefix(tmp_path: Path) -> None:
     root.mkdir()
     source = tmp_path / "a.txt"
     source.write_bytes(b"hello")
-    settings = StorageSettings.from_env({"STORAGE_LOCAL_ROOT": str(root),
+    settings = storage_settings({"STORAGE_LOCAL_ROOT": str(root),
                                          "STORAGE_KEY_PREFIX": "prod",
                                          "STORAGE_PUBLIC_BASE_URL": "https://cdn.example.com/"})
 
@@ -129,7 +136,7 @@ def test_build_local_storage_with_a_key_prefix(tmp_path: Path) -> None:
 
 
 def test_build_tos_storage_from_the_environment(tos_server: TosServer, tmp_path: Path) -> None:
-    settings = StorageSettings.from_env({
+    settings = storage_settings({
         "STORAGE_PROVIDER": "tos", "STORAGE_BUCKET": BUCKET, "STORAGE_REGION": "cn-beijing",
         "STORAGE_ENDPOINT": "http://tos-cn-beijing.volces.com",
         "STORAGE_ACCESS_KEY": ACCESS_KEY, "STORAGE_SECRET_KEY": SECRET_KEY,

@@ -2,9 +2,9 @@
 
 Tests, benchmarks and the demo need a dev database that looks like the real one without
 anyone's meetings in it. ``generate_dev_database`` builds one from the dev schema
-(``data_migrations/dev_schema.sql``, executed as it is) and fills the eight tables:
+(``devtools/dev_schema.sql``, executed as it is) and fills the eight tables:
 
-    python -m data_migrations.sample --rows 500 --db ./meeting_agent.db --uploads ./uploads
+    python -m devtools.sample --rows 500 --db ./meeting_agent.db --uploads ./uploads
 
 - **Shape.** About ``rows`` rows in all (exactly ``rows`` from a few hundred up),
   distributed as the app accumulates them: ~0.1% users, a few hotword sets and prompt
@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 
 # The dev database's schema exactly as the app's create_all() made it on SQLite: the
 # source the cutover reads. The one copy of that text in the repository.
-DEV_SCHEMA = files("data_migrations") / "dev_schema.sql"
+DEV_SCHEMA = files("devtools") / "dev_schema.sql"
 
 # The folder that absolute paths in the dev file were written under (the developer's
 # machine); it stands for the uploads folder.

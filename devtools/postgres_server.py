@@ -1,7 +1,7 @@
 """A throwaway PostgreSQL server for the tests, started with pytest-postgresql's executor.
 
 The server runs as the current user, or as the ``postgres`` OS user when the tests run as
-root (see tests/bin/pg_ctl). Local socket connections are trusted (to set things up);
+root (see devtools/bin/pg_ctl). Local socket connections are trusted (to set things up);
 TCP connections need the password of the ``cutover`` role, as in production.
 """
 

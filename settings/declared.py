@@ -1,0 +1,279 @@
+"""Every setting of the cutover, declared once: name, parser, default, ``-x`` alias,
+secret or not, and what it means.
+
+The README's settings table is written from these declarations (a test compares the
+two). A parser turns the text an operator wrote into the value the steps use, or raises
+``ConfigError`` naming the setting — by its ``-x`` name when it has one, as the operator
+most often writes it there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from settings.errors import ConfigError
+from settings.urls import parse_source_url, parse_target_url
+from storage.tos import DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, MIN_PART_SIZE
+
+Parser = Callable[[str, str], Any]  # (label, text) -> value
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # the environment variable (and .env file) name
+    parse: Parser
+    default: str  # as text, parsed like a written value; "" means unset
+    meaning: str  # one line, as the README shows it
+    x: str | None = None  # the -x name, when the setting can be given per run
+    secret: bool = False  # never printed
+    shown_default: str | None = None  # the README's default when it is not the text itself
+    # Parsed only when a step needs storage, so a schema-only run never reads it; every
+    # other setting is parsed when the command starts.
+    storage: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.x or self.name
+
+    @property
+    def readme_default(self) -> str:
+        if self.shown_default is not None:
+            return self.shown_default
+        return f"`{self.default}`" if self.default else "—"
+
+
+# ------------------------------------------------------------------ parsers
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")  # TOS bucket naming rules
+
+
+def text(label: str, value: str) -> str:
+    return value
+
+
+def path(label: str, value: str) -> Path:
+    return Path(value)
+
+
+def choice(*choices: str) -> Parser:
+    """One of a fixed set of values (any case)."""
+    def parse(label: str, value: str) -> str:
+        lowered = value.lower()
+        if lowered not in choices:
+            raise ConfigError(f"{label} must be one of {', '.join(choices)}, got {lowered!r}")
+        return lowered
+    return parse
+
+
+def flag(label: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered not in _BOOLEANS:
+        raise ConfigError(f"{label} must be true or false, got {lowered!r}")
+    return _BOOLEANS[lowered]
+
+
+def count(label: str, value: str) -> int:
+    """A whole number of at least 1."""
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{label} must be a whole number of at least 1, got {value!r}")
+    return int(value)
+
+
+def positive_int(label: str, value: str) -> int:
+    if not value.isdigit() or int(value) == 0:
+        raise ConfigError(f"{label} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def patterns(label: str, value: str) -> tuple[str, ...]:
+    """A comma-separated list (globs, folders); ``none`` means an empty one."""
+    if value.lower() == "none":
+        return ()
+    return tuple(p.strip() for p in value.split(",") if p.strip())
+
+
+def provider(label: str, value: str) -> str:
+    lowered = value.lower()
+    if lowered not in ("local", "tos"):
+        raise ConfigError(f"{label} must be 'local' or 'tos', got {value!r}")
+    return lowered
+
+
+def bucket(label: str, value: str) -> str:
+    if value and not BUCKET_NAME.fullmatch(value):
+        raise ConfigError(
+            f"{label} must be 3-63 lowercase letters, digits or '-' (not at either "
+            f"end), got {value!r}"
+        )
+    return value
+
+
+def endpoint(label: str, value: str) -> str:
+    """A bare host (as the TOS console shows it) means https://host."""
+    if not value:
+        return ""
+    url = value if "://" in value else f"https://{value}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+        raise ConfigError(
+            f"{label} must look like https://tos-cn-beijing.volces.com, got {value!r}"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def key_prefix(label: str, value: str) -> str:
+    """'meetings', '/meetings/' and 'meetings/' all mean keys under 'meetings/'."""
+    folder = value.strip("/")
+    return f"{folder}/" if folder else ""
+
+
+def public_base_url(label: str, value: str) -> str:
+    """'' means derived from the provider (see StorageSettings)."""
+    if value and urlsplit(value).scheme not in ("http", "https", "file"):
+        raise ConfigError(
+            f"{label} must start with http://, https:// or file://, got {value!r}"
+        )
+    return value.rstrip("/")
+
+
+def proxy(label: str, value: str) -> tuple[str, int] | None:
+    if not value:
+        return None
+    # The value is not echoed: a proxy URL may carry a password.
+    error = ConfigError(f"{label} must look like http://host:port")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise error from None
+    if parts.scheme != "http" or not parts.hostname or port is None or parts.username \
+            or parts.path.strip("/"):
+        raise error
+    return parts.hostname, port
+
+
+def part_size(label: str, value: str) -> int:
+    size = positive_int(label, value)
+    if size < MIN_PART_SIZE:
+        raise ConfigError(f"{label} must be at least {MIN_PART_SIZE} bytes "
+                          f"(the TOS minimum), got {value!r}")
+    return size
+
+
+def optional(parse: Parser) -> Parser:
+    """Unset ("") stays None; anything written is parsed."""
+    return lambda label, value: parse(label, value) if value else None
+
+
+# ------------------------------------------------------------------ declarations
+
+# Row-copy workers by default: one per core, at most two. Each holds about 45 MiB, and
+# PostgreSQL reads a COPY on one core; more can be asked for with ROW_COPY_WORKERS.
+DEFAULT_WORKERS = 2
+
+ENV = Setting("ENV", text, "", "which `.env.<name>` file to read")
+DATABASE_URL = Setting(
+    "DATABASE_URL", optional(parse_target_url), "",
+    "the target, e.g. `postgresql://meeting_agent:…@db:5432/meeting_agent` "
+    "(`postgres://` and `postgresql+psycopg2://` work too; a password with `@ : / #` is "
+    "percent-encoded); the password is masked wherever it is printed",
+    secret=True, shown_default="required")
+SOURCE_DATABASE_URL = Setting(
+    "SOURCE_DATABASE_URL", optional(parse_source_url), "",
+    "the dev database, e.g. `sqlite:///./meeting_agent.db`; unset = schema only")
+BAD_ROWS = Setting(
+    "BAD_ROWS", choice("fail", "reject"), "fail",
+    "rows PostgreSQL would refuse: `fail` stops with every finding, `reject` copies the rest "
+    "and writes those to the rejects file", x="bad_rows")
+ORPHANS = Setting(
+    "ORPHANS", choice("reject", "set_null"), "reject",
+    "`set_null`: keep a row whose optional reference points nowhere, with the reference set "
+    "to NULL (recorded)", x="orphans")
+ROW_COPY_WORKERS = Setting(
+    "ROW_COPY_WORKERS", count, str(min(os.cpu_count() or 1, DEFAULT_WORKERS)),
+    "processes converting rows while the migration process streams them to PostgreSQL; "
+    "each holds about 45 MiB; `1` converts in the migration process",
+    x="workers", shown_default="one per core, at most 2")
+UPLOADS_DIR = Setting(
+    "UPLOADS_DIR", path, "./uploads", "the app's uploads folder; only read, never written",
+    x="uploads_dir")
+UPLOAD_EXCLUDE = Setting(
+    "UPLOAD_EXCLUDE", patterns, "tmp/,*.part",
+    "comma-separated globs left out of the upload; `none` for none", x="exclude")
+UNSAFE_FILES = Setting(
+    "UNSAFE_FILES", choice("fail", "skip"), "fail",
+    "links leading outside `UPLOADS_DIR` and special files: `fail` stops, `skip` leaves them "
+    "out and lists them", x="unsafe_files")
+UPLOADS_PATH_ALIASES = Setting(
+    "UPLOADS_PATH_ALIASES", patterns, "",
+    "comma-separated absolute folders that meant the uploads folder on the machines that "
+    "wrote the paths, e.g. `/home/dev/meeting-agent/uploads,C:\\app\\uploads` (`UPLOADS_DIR` "
+    "itself always counts)", x="uploads_path_aliases")
+MISSING_FILES = Setting(
+    "MISSING_FILES", choice("fail", "keep"), "fail",
+    "stored paths that cannot be rewritten: `fail` stops, `keep` leaves them and lists them",
+    x="missing_files")
+STORAGE_PROVIDER = Setting(
+    "STORAGE_PROVIDER", provider, "local", "`tos`, or `local` (a folder, for development)",
+    storage=True)
+STORAGE_BUCKET = Setting("STORAGE_BUCKET", bucket, "", "e.g. `meeting-agent`",
+                         shown_default="required for `tos`", storage=True)
+STORAGE_REGION = Setting("STORAGE_REGION", text, "", "e.g. `cn-beijing`",
+                         shown_default="required for `tos`", storage=True)
+STORAGE_ENDPOINT = Setting("STORAGE_ENDPOINT", endpoint, "",
+                           "e.g. `https://tos-cn-beijing.volces.com`",
+                           shown_default="required for `tos`", storage=True)
+STORAGE_ACCESS_KEY = Setting("STORAGE_ACCESS_KEY", text, "", "TOS credentials; never printed",
+                             secret=True, shown_default="required for `tos`", storage=True)
+STORAGE_SECRET_KEY = Setting("STORAGE_SECRET_KEY", text, "", "TOS credentials; never printed",
+                             secret=True, shown_default="required for `tos`", storage=True)
+STORAGE_KEY_PREFIX = Setting(
+    "STORAGE_KEY_PREFIX", key_prefix, "",
+    "a folder in the bucket for every key, e.g. `meeting-agent/prod`", storage=True)
+STORAGE_PUBLIC_BASE_URL = Setting(
+    "STORAGE_PUBLIC_BASE_URL", public_base_url, "",
+    "what the rewritten paths start with (a CDN, for example)",
+    shown_default="`https://<bucket>.<endpoint host>`", storage=True)
+STORAGE_PROXY = Setting(
+    "STORAGE_PROXY", proxy, "",
+    "`http://host:port` egress proxy (needs an `http://` endpoint: the SDK proxies only http)",
+    secret=True, storage=True)
+STORAGE_LOCAL_ROOT = Setting("STORAGE_LOCAL_ROOT", path, "./work/bucket",
+                             "the folder of the `local` provider", storage=True)
+MAX_CONCURRENT = Setting("MAX_CONCURRENT", positive_int, "10",
+                         "parallel uploads, checks and deletes", storage=True)
+STORAGE_MULTIPART_THRESHOLD = Setting(
+    "STORAGE_MULTIPART_THRESHOLD", positive_int, str(DEFAULT_MULTIPART_THRESHOLD),
+    "when a file goes up in parts", shown_default="64 MiB", storage=True)
+STORAGE_PART_SIZE = Setting(
+    "STORAGE_PART_SIZE", part_size, str(DEFAULT_PART_SIZE),
+    "the size of the parts (TOS minimum 5 MiB)", shown_default="16 MiB", storage=True)
+DRY_RUN = Setting("DRY_RUN", flag, "false",
+                  "run the whole chain, print every plan and finding, roll everything back",
+                  x="dry_run")
+FORCE = Setting("FORCE", flag, "false",
+                "let the rows downgrade run although the app has written rows since (never when "
+                "a row the app wrote references a copied row)", x="force")
+PURGE_OBJECTS = Setting("PURGE_OBJECTS", flag, "false",
+                        "the files downgrade deletes the uploaded objects", x="purge_objects")
+WORK_DIR = Setting(
+    "WORK_DIR", path, "./work",
+    "the source backup (`backups/`, which `make verify` compares with: keep it), rejects and "
+    "refusal files (`rejects/`), the storage probe; never inside `UPLOADS_DIR`", x="work_dir")
+REPORTS_DIR = Setting("REPORTS_DIR", path, "./reports", "each run's JSON cutover report")
+
+DECLARED: tuple[Setting, ...] = (
+    ENV, DATABASE_URL, SOURCE_DATABASE_URL, BAD_ROWS, ORPHANS, ROW_COPY_WORKERS, UPLOADS_DIR,
+    UPLOAD_EXCLUDE, UNSAFE_FILES, UPLOADS_PATH_ALIASES, MISSING_FILES, STORAGE_PROVIDER,
+    STORAGE_BUCKET, STORAGE_REGION, STORAGE_ENDPOINT, STORAGE_ACCESS_KEY, STORAGE_SECRET_KEY,
+    STORAGE_KEY_PREFIX, STORAGE_PUBLIC_BASE_URL, STORAGE_PROXY, STORAGE_LOCAL_ROOT,
+    MAX_CONCURRENT, STORAGE_MULTIPART_THRESHOLD, STORAGE_PART_SIZE, DRY_RUN, FORCE,
+    PURGE_OBJECTS, WORK_DIR, REPORTS_DIR,
+)

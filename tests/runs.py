@@ -1,0 +1,45 @@
+"""A whole cutover run as an operator runs it: ``alembic upgrade head`` in a subprocess, on a
+small generated dev file, with only the settings given here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from devtools.sample import UPLOADS_ALIAS, generate_dev_database
+from settings import DECLARED
+from tests.conftest import ROOT
+
+
+def cutover_environment(tmp_path: Path, database_url: str) -> dict[str, str]:
+    """A small generated dev file and every setting a full cutover to a local bucket needs;
+    nothing else of this process's settings."""
+    if not (tmp_path / "dev.db").exists():
+        generate_dev_database(tmp_path / "dev.db", rows=60, uploads_dir=tmp_path / "uploads")
+        (tmp_path / "bucket").mkdir()
+    declared = {s.name for s in DECLARED}
+    return {**{k: v for k, v in os.environ.items() if k not in declared},
+            "DATABASE_URL": database_url, "SOURCE_DATABASE_URL": f"sqlite:///{tmp_path}/dev.db",
+            "UPLOADS_DIR": str(tmp_path / "uploads"), "UPLOADS_PATH_ALIASES": UPLOADS_ALIAS,
+            "STORAGE_PROVIDER": "local", "STORAGE_LOCAL_ROOT": str(tmp_path / "bucket"),
+            "WORK_DIR": str(tmp_path / "work"), "REPORTS_DIR": str(tmp_path / "reports")}
+
+
+def upgrade_head(environment: dict[str, str], cwd: Path,
+                 alembic: tuple[str, ...] = (sys.executable, "-m", "alembic")
+                 ) -> subprocess.CompletedProcess:
+    return subprocess.run([*alembic, "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
+                          env=environment, cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def copied_users(database_url: str) -> int:
+    engine = sa.create_engine(database_url)
+    with engine.connect() as connection:
+        count = connection.execute(sa.text("SELECT count(*) FROM users")).scalar_one()
+    engine.dispose()
+    return count
