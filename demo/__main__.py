@@ -18,7 +18,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from data_migrations.sample import UPLOADS_ALIAS, generate_dev_database
-from storage.tos_server import TosServer
+from devtools.tos_server import TosServer
 from tests.postgres_server import running_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,10 +18,10 @@ import sqlalchemy as sa
 import tos
 from alembic.config import Config
 
+from devtools.tos_server import TosServer
 from storage.base import StorageClient
 from storage.local import LocalStorage
 from storage.tos import MiB, TosStorage
-from storage.tos_server import TosServer
 from tests.postgres_server import PostgresServer, running_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,8 +16,8 @@ from alembic import command
 from alembic.util import CommandError
 
 from data_migrations.sample import UPLOADS_ALIAS, generate_dev_database
+from devtools.tos_server import TosServer
 from storage import TosStorage
-from storage.tos_server import TosServer
 from tests.conftest import PUBLIC_BASE_URL, ROOT, alembic_config, tos_env
 from tests.dev_data import TASK_1, TASK_2, DevDatabase
 from tests.postgres_server import PASSWORD

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from devtools.tos_server import TosServer
 from storage.base import PrefixedStorage
 from storage.local import LocalStorage
 from storage.settings import TOS_REQUIRED, StorageConfigError, StorageSettings, build_storage
 from storage.tos import TosStorage
-from storage.tos_server import TosServer
 from tests.conftest import ACCESS_KEY, BUCKET, SECRET_KEY
 
 SECRET = "very-secret-value-0123456789"
