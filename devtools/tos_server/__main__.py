@@ -2,6 +2,7 @@
 
     python -m devtools.tos_server --root DIR --port 9000 --access-key AK --secret-key SK
         [--bucket NAME ...] [--latency-ms 20] [--error-rate 0.1] [--drop-rate 0.1]
+        [--bandwidth-mib 50]
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--error-status", type=int, default=503)
     parser.add_argument("--drop-rate", type=_rate, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bandwidth-mib", type=float, default=0.0,
+                        help="cap each connection at this many MiB/s (0: no cap)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     if not args.access_key or not args.secret_key:
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(message)s")
     faults = Faults(latency=args.latency_ms / 1000, error_rate=args.error_rate,
-                    error_status=args.error_status, drop_rate=args.drop_rate, seed=args.seed)
+                    error_status=args.error_status, drop_rate=args.drop_rate, seed=args.seed,
+                    bandwidth=args.bandwidth_mib * 1024 * 1024)
     server = TosServer(args.root, access_key=args.access_key, secret_key=args.secret_key,
                        buckets=args.bucket, host=args.host, port=args.port, faults=faults)
     server.start()

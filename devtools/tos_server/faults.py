@@ -1,10 +1,11 @@
 """Misbehaviour the local TOS server injects on demand: latency, 5xx answers, dropped
-connections, a corrupted CRC header."""
+connections, a corrupted CRC header, a bandwidth cap per connection."""
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,6 +25,7 @@ class Faults:
     error_status: int = 503
     drop_rate: float = 0.0  # share of requests whose connection is closed without answer
     corrupt_crc: bool = False  # answer a wrong x-tos-hash-crc64ecma everywhere
+    bandwidth: float = 0.0  # bytes a second each connection moves, either way; 0: no cap
     methods: frozenset[str] = frozenset()  # HTTP methods errors and drops hit; empty: all
     seed: int = 0
     drops: int = field(default=0, init=False)  # how many were injected, for tests to check
@@ -49,3 +51,21 @@ class Faults:
         return None
 
 
+
+
+class Throttle:
+    """Paces one connection's transfer of a request body or a reply to ``rate`` bytes a
+    second (0: no cap), as a slow link would."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._start = time.monotonic()
+        self._bytes = 0
+
+    def pace(self, count: int) -> None:
+        if self.rate <= 0:
+            return
+        self._bytes += count
+        delay = self._start + self._bytes / self.rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)

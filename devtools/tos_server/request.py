@@ -4,7 +4,7 @@ path, the query as sent, and the body as a stream whatever its framing."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import Message
 from typing import BinaryIO
@@ -45,8 +45,10 @@ class RequestBody:
     ``drain`` consumes what a handler left, so that a keep-alive connection stays in step.
     """
 
-    def __init__(self, rfile: BinaryIO, headers: Message) -> None:
+    def __init__(self, rfile: BinaryIO, headers: Message,
+                 pace: Callable[[int], None] | None = None) -> None:
         self._rfile = rfile
+        self._pace = pace
         self._chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
         length = headers.get("Content-Length") or "0"
         if not self._chunked and not length.isdigit():
@@ -79,6 +81,8 @@ class RequestBody:
             if not chunk:
                 raise ConnectionError("client closed the connection mid-body")
             self._remaining -= len(chunk)
+            if self._pace:
+                self._pace(len(chunk))
             yield chunk
 
     def _chunked_pieces(self) -> Iterator[bytes]:

@@ -47,24 +47,30 @@ class Received:
     size: int
     crc64: int
     etag: str
+    sha256: str = ""  # hex, when asked for
 
 
-def receive_to_file(chunks: Iterable[bytes], directory: Path) -> Received:
-    """Stream chunks to a new file in directory, computing CRC-64 and MD5 on the way."""
+def receive_to_file(chunks: Iterable[bytes], directory: Path, *,
+                    with_sha256: bool = False) -> Received:
+    """Stream chunks to a new file in directory, computing CRC-64 and MD5 (and SHA-256
+    when the writer declared one) on the way."""
     fd, name = tempfile.mkstemp(dir=directory, suffix=".tmp")
     path = Path(name)
     crc, md5, size = Crc64(), hashlib.md5(), 0
+    sha256 = hashlib.sha256() if with_sha256 else None
     try:
         with os.fdopen(fd, "wb") as out:
             for chunk in chunks:
                 out.write(chunk)
                 crc.update(chunk)
                 md5.update(chunk)
+                if sha256:
+                    sha256.update(chunk)
                 size += len(chunk)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    return Received(path, size, crc.crc, md5.hexdigest())
+    return Received(path, size, crc.crc, md5.hexdigest(), sha256.hexdigest() if sha256 else "")
 
 
 def join_files(sources: Iterable[Path], directory: Path) -> tuple[Path, int]:
@@ -88,14 +94,28 @@ def join_files(sources: Iterable[Path], directory: Path) -> tuple[Path, int]:
 
 
 @dataclass
+class ObjectSettings:
+    """What a writer chooses for an object besides its bytes: kept and answered back."""
+
+    content_type: str = "application/octet-stream"
+    user_meta: dict[str, str] = field(default_factory=dict)  # x-tos-meta-* headers
+    attributes: dict[str, str] = field(default_factory=dict)  # standard, class, SSE headers
+    acl: str = "private"
+
+
+@dataclass
 class ObjectMeta:
     key: str
     size: int
     crc64: int
     etag: str  # without quotes
-    content_type: str
     last_modified: float  # epoch seconds
-    user_meta: dict[str, str]
+    settings: ObjectSettings
+    grants: list[dict[str, object]] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: dict) -> ObjectMeta:
+        return cls(**{**data, "settings": ObjectSettings(**data["settings"])})
 
 
 @dataclass
@@ -109,12 +129,38 @@ class Part:
 
 @dataclass
 class Upload:
+    """A multipart upload in progress; ``upload.json`` and one JSON file per part in its
+    folder keep it across a restart."""
+
     upload_id: str
     key: str
-    content_type: str
-    user_meta: dict[str, str]
+    settings: ObjectSettings
+    initiated: float
     folder: Path
     parts: dict[int, Part] = field(default_factory=dict)
+
+    def save(self) -> None:
+        record = {"upload_id": self.upload_id, "key": self.key, "initiated": self.initiated,
+                  "settings": asdict(self.settings)}
+        _write_json(self.folder / "upload.json", record)
+
+    @classmethod
+    def load(cls, folder: Path) -> Upload:
+        record = json.loads((folder / "upload.json").read_text())
+        upload = cls(record["upload_id"], record["key"], ObjectSettings(**record["settings"]),
+                     record["initiated"], folder)
+        for part_file in folder.glob("*.json"):
+            if part_file.name != "upload.json" and part_file.with_suffix(".part").exists():
+                part = Part(**json.loads(part_file.read_text()))
+                upload.parts[part.number] = part
+        return upload
+
+
+def _write_json(path: Path, data: object) -> None:
+    """Write atomically: a restart never finds half a record."""
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data))
+    os.replace(temporary, path)
 
 
 class Bucket:
@@ -122,44 +168,63 @@ class Bucket:
 
     def __init__(self, name: str, folder: Path) -> None:
         self.name = name
+        self.folder = folder
         self._objects_dir = folder / "objects"
         self._uploads_dir = folder / "uploads"
         self.incoming = folder / "incoming"  # temp files; same file system for os.replace
-        # Multipart uploads are kept in memory only: one left over from a previous run is gone.
-        shutil.rmtree(self._uploads_dir, ignore_errors=True)
         shutil.rmtree(self.incoming, ignore_errors=True)
         for directory in (self._objects_dir, self._uploads_dir, self.incoming):
             directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._objects = self._load_objects()
-        self._uploads: dict[str, Upload] = {}
+        self._uploads = {upload.upload_id: upload for upload in self._load_uploads()}
 
     def _load_objects(self) -> dict[str, ObjectMeta]:
         objects = {}
         for meta_file in self._objects_dir.glob("*.json"):
-            meta = ObjectMeta(**json.loads(meta_file.read_text()))
+            meta = ObjectMeta.from_json(json.loads(meta_file.read_text()))
             if self._data_path(meta.key).exists():
                 objects[meta.key] = meta
         return objects
 
+    def _load_uploads(self) -> list[Upload]:
+        return [Upload.load(folder) for folder in self._uploads_dir.iterdir()
+                if (folder / "upload.json").exists()]
+
     def _data_path(self, key: str) -> Path:
         return self._objects_dir / (hashlib.sha256(key.encode()).hexdigest() + ".data")
 
+    def is_empty(self) -> bool:
+        with self._lock:
+            return not self._objects and not self._uploads
+
     # objects
 
-    def install(self, key: str, body: Received, content_type: str,
-                user_meta: dict[str, str]) -> ObjectMeta:
-        """Make a received body the object at key (replacing any previous one)."""
-        meta = ObjectMeta(key, body.size, body.crc64, body.etag, content_type, time.time(),
-                          user_meta)
+    def install(self, key: str, body: Received, settings: ObjectSettings, *,
+                forbid_overwrite: bool = False) -> ObjectMeta:
+        """Make a received body the object at key (replacing any previous one, unless
+        ``forbid_overwrite``)."""
+        meta = ObjectMeta(key, body.size, body.crc64, body.etag, time.time(), settings)
         data_path = self._data_path(key)
         meta_tmp = self.incoming / f"{uuid.uuid4().hex}.json"
         meta_tmp.write_text(json.dumps(asdict(meta)))
         with self._lock:
+            if forbid_overwrite and key in self._objects:
+                body.path.unlink(missing_ok=True)
+                meta_tmp.unlink()
+                raise TosError(409, "ObjectAlreadyExists", "The object already exists.")
             os.replace(body.path, data_path)
             os.replace(meta_tmp, data_path.with_suffix(".json"))
             self._objects[key] = meta
         return meta
+
+    def set_acl(self, key: str, acl: str, grants: list[dict[str, object]]) -> None:
+        with self._lock:
+            meta = self._objects.get(key)
+            if meta is None:
+                raise no_such_key()
+            meta.settings.acl, meta.grants = acl, grants
+            _write_json(self._data_path(key).with_suffix(".json"), asdict(meta))
 
     def lookup(self, key: str) -> ObjectMeta:
         with self._lock:
@@ -194,11 +259,12 @@ class Bucket:
 
     # multipart uploads
 
-    def create_upload(self, key: str, content_type: str, user_meta: dict[str, str]) -> Upload:
+    def create_upload(self, key: str, settings: ObjectSettings) -> Upload:
         upload_id = uuid.uuid4().hex
         folder = self._uploads_dir / upload_id
         folder.mkdir()
-        upload = Upload(upload_id, key, content_type, user_meta, folder)
+        upload = Upload(upload_id, key, settings, time.time(), folder)
+        upload.save()
         with self._lock:
             self._uploads[upload_id] = upload
         return upload
@@ -210,6 +276,12 @@ class Bucket:
             raise no_such_upload()
         return upload
 
+    def uploads(self) -> list[Upload]:
+        """Uploads in progress, in key order, then by start time."""
+        with self._lock:
+            return sorted(self._uploads.values(),
+                          key=lambda upload: (upload.key, upload.initiated, upload.upload_id))
+
     def add_part(self, upload: Upload, number: int, body: Received) -> Part:
         part = Part(number, body.size, body.crc64, body.etag, time.time())
         with self._lock:
@@ -217,6 +289,7 @@ class Bucket:
                 body.path.unlink(missing_ok=True)
                 raise no_such_upload()
             os.replace(body.path, upload.folder / f"{number}.part")
+            _write_json(upload.folder / f"{number}.json", asdict(part))
             upload.parts[number] = part
         return part
 
@@ -228,7 +301,7 @@ class Bucket:
         digests = b"".join(bytes.fromhex(part.etag) for part in parts)
         etag = f"{hashlib.md5(digests).hexdigest()}-{len(parts)}"
         body = Received(joined, sum(part.size for part in parts), crc, etag)
-        meta = self.install(upload.key, body, upload.content_type, upload.user_meta)
+        meta = self.install(upload.key, body, upload.settings)
         self.abort(upload)
         return meta
 
@@ -280,6 +353,14 @@ class ObjectStore:
         with self._lock:
             if name not in self._buckets:
                 self._buckets[name] = Bucket(name, self.root / name)
+
+    def delete_bucket(self, name: str) -> None:
+        bucket = self.bucket(name)
+        if not bucket.is_empty():
+            raise TosError(409, "BucketNotEmpty", "The bucket you tried to delete is not empty.")
+        with self._lock:
+            self._buckets.pop(name, None)
+        shutil.rmtree(bucket.folder, ignore_errors=True)
 
     def bucket(self, name: str) -> Bucket:
         with self._lock:

@@ -22,7 +22,7 @@ from tos.models2 import UploadedPart
 
 from devtools.tos_server import Faults, TosServer
 from devtools.tos_server.errors import TosError
-from devtools.tos_server.http import parse_range
+from devtools.tos_server.operations import parse_range
 from devtools.tos_server.request import RequestBody, TosRequest
 from devtools.tos_server.signature import verify_signature
 from devtools.tos_server.store import list_page
