@@ -30,6 +30,7 @@ from devtools.tos_server.store import (
     ObjectStore,
     Received,
     Upload,
+    common_prefix,
     decode_token,
     encode_token,
     list_page,
@@ -98,6 +99,9 @@ def _acl(headers: Message) -> str:
 
 
 def _object_settings(headers: Message) -> ObjectSettings:
+    expires_days = headers.get("x-tos-object-expires", "0")
+    if not expires_days.isdigit():
+        raise invalid_argument("x-tos-object-expires must be a number of days.")
     storage_class = headers.get("x-tos-storage-class")
     if storage_class is not None and storage_class not in STORAGE_CLASSES:
         raise invalid_argument(f"Unknown x-tos-storage-class {storage_class!r}.")
@@ -107,6 +111,7 @@ def _object_settings(headers: Message) -> ObjectSettings:
                    if name.lower().startswith(META_PREFIX)},
         attributes={name: headers[name] for name in STORED_HEADERS if name in headers},
         acl=_acl(headers),
+        expires_days=int(expires_days),
     )
 
 
@@ -143,7 +148,13 @@ def _check_md5(declared: str | None, received: Received) -> None:
 
 
 def _object_headers(meta: ObjectMeta) -> dict[str, str]:
+    expiration = {}
+    if meta.settings.expires_days:
+        expires_at = meta.last_modified + meta.settings.expires_days * 86400
+        expiration["x-tos-expiration"] = (f'expiry-date="{_http_date(expires_at)}", '
+                                          'rule-id="object-expires"')
     return {
+        **expiration,
         "Content-Type": meta.settings.content_type,
         "ETag": f'"{meta.etag}"',
         "Last-Modified": _http_date(meta.last_modified),
@@ -374,17 +385,32 @@ def list_multipart_uploads(store: ObjectStore, request: TosRequest, body: Reques
     prefix, key_marker = query.get("prefix", ""), query.get("key-marker", "")
     upload_id_marker = query.get("upload-id-marker", "")
     max_uploads = _count(query, "max-uploads", MAX_KEYS, MAX_KEYS)
+    delimiter = query.get("delimiter", "")
     uploads = [upload for upload in store.bucket(request.bucket).uploads()
                if upload.key.startswith(prefix)
                and _after(upload, key_marker, upload_id_marker)]
-    page, truncated = uploads[:max_uploads], len(uploads) > max_uploads
+    page: list[Upload] = []
+    common_prefixes: list[str] = []
+    truncated = False
+    for upload in uploads:
+        common = common_prefix(upload.key, prefix, delimiter)
+        if common is not None and common in common_prefixes:
+            continue
+        if len(page) + len(common_prefixes) == max_uploads:
+            truncated = True
+            break
+        if common is None:
+            page.append(upload)
+        else:
+            common_prefixes.append(common)
     result: dict[str, object] = {
-        "Bucket": request.bucket, "Prefix": prefix, "KeyMarker": key_marker,
-        "UploadIdMarker": upload_id_marker, "MaxUploads": max_uploads,
-        "IsTruncated": truncated, "CommonPrefixes": [],
+        "Bucket": request.bucket, "Prefix": prefix, "Delimiter": delimiter,
+        "KeyMarker": key_marker, "UploadIdMarker": upload_id_marker, "MaxUploads": max_uploads,
+        "IsTruncated": truncated,
+        "CommonPrefixes": [{"Prefix": common} for common in common_prefixes],
         "Uploads": [_listed_upload(upload) for upload in page],
     }
-    if truncated:
+    if truncated and page:
         result["NextKeyMarker"] = page[-1].key
         result["NextUploadIdMarker"] = page[-1].upload_id
     return json_reply(200, result)

@@ -101,6 +101,7 @@ class ObjectSettings:
     user_meta: dict[str, str] = field(default_factory=dict)  # x-tos-meta-* headers
     attributes: dict[str, str] = field(default_factory=dict)  # standard, class, SSE headers
     acl: str = "private"
+    expires_days: int = 0  # x-tos-object-expires: answered as x-tos-expiration, not enforced
 
 
 @dataclass
@@ -394,7 +395,7 @@ def list_page(sorted_keys: list[str], prefix: str, delimiter: str, marker: str,
             if key > prefix:
                 break  # sorted: past every key with this prefix
             continue
-        common = _common_prefix(key, prefix, delimiter)
+        common = common_prefix(key, prefix, delimiter)
         if common is not None and (common <= marker or (prefixes and prefixes[-1] == common)):
             continue
         if len(keys) + len(prefixes) == max_keys:
@@ -408,7 +409,7 @@ def list_page(sorted_keys: list[str], prefix: str, delimiter: str, marker: str,
     return ListPage(keys, prefixes, None)
 
 
-def _common_prefix(key: str, prefix: str, delimiter: str) -> str | None:
+def common_prefix(key: str, prefix: str, delimiter: str) -> str | None:
     if not delimiter:
         return None
     position = key.find(delimiter, len(prefix))
