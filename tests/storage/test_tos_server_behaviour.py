@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -294,3 +296,15 @@ def test_a_bandwidth_capped_connection_still_moves_every_byte(
     back = raw_client.get_object(BUCKET, "capped.bin").read()
 
     assert back == data
+
+
+def test_the_server_imports_nothing_of_the_cutover() -> None:
+    # Its CRC-64 of a completed multipart object must check the client's combine code,
+    # not share it.
+    probe = ("import sys, devtools.tos_server.__main__; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('storage', 'data_migrations', 'models', 'settings')))")
+    loaded = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
+                            text=True, cwd=Path(__file__).resolve().parents[2]).stdout.strip()
+
+    assert loaded == "[]"
