@@ -54,7 +54,7 @@ def free_port() -> int:
 
 def start_server(root: Path, port: int) -> subprocess.Popen:
     server = subprocess.Popen(
-        [sys.executable, "-m", "storage.tos_server", "--root", str(root), "--port", str(port),
+        [sys.executable, "-m", "devtools.tos_server", "--root", str(root), "--port", str(port),
          "--bucket", BUCKET, "--latency-ms", str(LATENCY * 1000)],
         env={**os.environ, "STORAGE_ACCESS_KEY": ACCESS_KEY, "STORAGE_SECRET_KEY": SECRET_KEY},
         stdout=subprocess.PIPE, text=True)

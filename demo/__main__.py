@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from devtools.postgres_server import running_server
 from devtools.sample import UPLOADS_ALIAS, generate_dev_database
-from storage.tos_server import TosServer
+from devtools.tos_server import TosServer
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKSPACE = Path("work") / "demo"

@@ -1,8 +1,8 @@
 """Object storage for the Meeting Agent: a local folder or Volcengine TOS, one contract.
 
-The TOS client and the client factory are imported on first use, so that the local TOS
-server (``python -m storage.tos_server``) runs with the standard library alone. The storage
-settings are parsed in settings/ (``settings.storage.StorageSettings``).
+The TOS client and the client factory are imported on first use, so that code needing only
+the contract or the local folder does not load the tos SDK. The storage settings are parsed
+in settings/ (``settings.storage.StorageSettings``).
 """
 
 from __future__ import annotations

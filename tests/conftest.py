@@ -20,12 +20,12 @@ from alembic.config import Config
 
 from data_migrations.report import log_to_stderr
 from devtools.postgres_server import PostgresServer, running_server
+from devtools.tos_server import TosServer
 from models.adopt import alembic_config
 from settings import DECLARED
 from storage.base import StorageClient
 from storage.local import LocalStorage
 from storage.tos import MiB, TosStorage
-from storage.tos_server import TosServer
 from tests.dev_data import DevDatabase
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,10 +20,10 @@ from alembic.util import CommandError
 from data_migrations import file_upload
 from data_migrations.file_scan import Exclusions
 from devtools.postgres_server import PASSWORD
+from devtools.tos_server import Faults, TosServer
 from models.adopt import alembic_config
 from storage import StorageClient, file_crc64
 from storage.tos import MiB
-from storage.tos_server import Faults, TosServer
 from tests.conftest import (
     BUCKET,
     ENDPOINT,

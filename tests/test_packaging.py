@@ -78,9 +78,7 @@ def test_the_wheel_holds_the_cutover(wheel_files: list[str]) -> None:
     "sample",
     "dev_schema",
     "postgres_server",
-    pytest.param("tos_server", marks=pytest.mark.xfail(
-        (ROOT / "storage" / "tos_server.py").exists(), strict=True,
-        reason="the local TOS server still lives in storage/ until it moves to devtools/")),
+    "tos_server",
 ])
 def test_the_wheel_holds_no_scaffolding(scaffolding: str, wheel_files: list[str]) -> None:
     assert not [name for name in wheel_files if scaffolding in name]

@@ -17,9 +17,9 @@ from alembic.util import CommandError
 
 from devtools.postgres_server import PASSWORD
 from devtools.sample import UPLOADS_ALIAS, generate_dev_database
+from devtools.tos_server import TosServer
 from models.adopt import alembic_config
 from storage import TosStorage
-from storage.tos_server import TosServer
 from tests.conftest import PUBLIC_BASE_URL, ROOT, tos_env
 from tests.dev_data import TASK_1, TASK_2, DevDatabase
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from devtools.tos_server import TosServer
 from settings import ConfigError, read
 from settings.storage import TOS_REQUIRED, StorageSettings
 from storage.base import PrefixedStorage
 from storage.factory import build_storage
 from storage.local import LocalStorage
 from storage.tos import TosStorage
-from storage.tos_server import TosServer
 from tests.conftest import ACCESS_KEY, BUCKET, SECRET_KEY
 
 SECRET = "very-secret-value-0123456789"

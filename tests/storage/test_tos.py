@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import tos
 
+from devtools.tos_server import Faults, TosServer
 from storage.base import ObjectInfo, StorageError, file_crc64
 from storage.tos import TosStorage
-from storage.tos_server import Faults, TosServer
 from tests.conftest import SECRET_KEY, TosFactory
 
 MakeFile = Callable[..., Path]

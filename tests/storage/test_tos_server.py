@@ -20,19 +20,15 @@ from tos.auth import Auth
 from tos.http import Request as SdkRequest
 from tos.models2 import UploadedPart
 
+from devtools.tos_server import Faults, TosServer
+from devtools.tos_server.errors import TosError
+from devtools.tos_server.operations import parse_range
+from devtools.tos_server.request import RequestBody, TosRequest
+from devtools.tos_server.signature import verify_signature
+from devtools.tos_server.store import list_page
 from storage.base import ObjectInfo, file_crc64
 from storage.crc64 import crc64_update
 from storage.tos import TosStorage
-from storage.tos_server import (
-    Faults,
-    RequestBody,
-    TosError,
-    TosRequest,
-    TosServer,
-    list_page,
-    parse_range,
-    verify_signature,
-)
 from tests.conftest import ACCESS_KEY, BUCKET, SECRET_KEY, TosFactory
 
 MakeFile = Callable[..., Path]
@@ -383,7 +379,7 @@ def test_pure_python_crc64_matches_the_sdk() -> None:
 
 def test_command_line_server(tmp_path: Path, make_file: MakeFile) -> None:
     repo_root = Path(__file__).resolve().parents[2]
-    command = [sys.executable, "-m", "storage.tos_server", "--root", str(tmp_path / "cli"),
+    command = [sys.executable, "-m", "devtools.tos_server", "--root", str(tmp_path / "cli"),
                "--port", "0", "--bucket", BUCKET]
     env = {**os.environ, "PYTHONPATH": str(repo_root), "STORAGE_ACCESS_KEY": ACCESS_KEY,
            "STORAGE_SECRET_KEY": SECRET_KEY}
