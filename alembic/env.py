@@ -19,6 +19,7 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
+from alembic.script import Script
 from alembic.util import CommandError
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import URL, Connection, Engine
@@ -103,7 +104,7 @@ def run_on(connection: Connection) -> None:
         migrate_on(connection, dry_run, cutover)
 
 
-def pending_revisions(connection: Connection) -> list:
+def pending_revisions(connection: Connection) -> list[Script]:
     """The revisions this command will upgrade through: none for a downgrade or stamp."""
     if run_lock.command_name(config.cmd_opts) not in (None, "upgrade"):
         return []
