@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from data_migrations.preflight import LISTED
 from storage.tos_server import TosServer
 from tests.conftest import ROOT, tos_env
 from tests.runs import cutover_environment, upgrade_head
@@ -187,3 +188,31 @@ def test_an_unreadable_file_in_the_uploads_is_listed_not_a_traceback(
     assert skipped.returncode == 0, skipped.stdout + skipped.stderr
     assert f"  - {relative}: file cannot be read (Permission denied)" in skipped.stderr
     assert os.path.isfile(tmp_path / "dev.db")
+
+
+def test_many_refused_entries_are_capped(env: dict[str, str], tmp_path: Path,
+                                         pg_engine: sa.Engine) -> None:
+    uploads = tmp_path / "uploads" / "pipes"
+    uploads.mkdir()
+    for number in range(25):
+        os.mkfifo(uploads / f"{number:02d}.pipe")
+    lines = failed_lines(upgrade_head(env, tmp_path))
+    root = tmp_path / "uploads"
+    assert lines[:LISTED] == [
+        f"FAILED: UPLOADS_DIR {root}: pipes/{number:02d}.pipe: not a regular file (FIFO, "
+        "socket or device)" for number in range(LISTED)]
+    assert lines[LISTED:] == [f"FAILED: UPLOADS_DIR {root}: ... and {25 - LISTED} more "
+                              "entries that cannot be uploaded"]
+    assert untouched(pg_engine)
+
+
+def test_the_plan_checks_the_storage_settings_but_touches_no_storage(
+        env: dict[str, str], tmp_path: Path, tos_server: TosServer, pg_engine: sa.Engine) -> None:
+    env.update(tos_env(tos_server), STORAGE_BUCKET="no-such-bucket")
+    plan = alembic(env, tmp_path, "-x", "dry_run=true", "upgrade", "head")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "Preflight passed." in plan.stderr
+    del env["STORAGE_REGION"]
+    assert failed_lines(alembic(env, tmp_path, "-x", "dry_run=true", "upgrade", "head")) == [
+        "FAILED: STORAGE_REGION is not set (needed when STORAGE_PROVIDER=tos)"]
+    assert untouched(pg_engine)
