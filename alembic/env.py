@@ -6,8 +6,10 @@ comes from DATABASE_URL. A tool that drives Alembic from Python may instead pass
 ``config.attributes["connection"]`` (Alembic's cookbook recipe for sharing a connection) or
 ``config.attributes["database_url"]``. Offline (``--sql``) runs need no database: without
 DATABASE_URL they render PostgreSQL SQL.
+Before the first pending revision of an online upgrade (the plan too) writes anything,
+the preflight runs the checks every pending revision declares (data_migrations/preflight.py).
 Expected failures (settings, storage, a data step's findings) become one ``FAILED: ...``
-line instead of a traceback.
+line each instead of a traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
+from alembic.script import Script
 from alembic.util import CommandError
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import URL, Connection, Engine
@@ -24,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 
 import models
 import settings
-from data_migrations import run_guard
+from data_migrations import preflight, run_guard, run_lock
 from data_migrations.errors import DataMigrationError
 from data_migrations.report import write_cutover_report
 from settings import declared
@@ -101,9 +104,25 @@ def run_on(connection: Connection) -> None:
         migrate_on(connection, dry_run, cutover)
 
 
+def pending_revisions(connection: Connection) -> list[Script]:
+    """The revisions this command will upgrade through: none for a downgrade or stamp."""
+    if run_lock.command_name(config.cmd_opts) not in (None, "upgrade"):
+        return []
+    try:
+        destination = context.get_revision_argument()
+    except KeyError:  # a command with no destination (check, a test runner's own steps)
+        return []
+    started_here = not connection.in_transaction()
+    current = context.get_context().get_current_heads()
+    if started_here:  # end the read, so no lock on alembic_version is held meanwhile
+        connection.rollback()
+    return preflight.pending_revisions(context.script, current, destination)
+
+
 def migrate_on(connection: Connection, dry_run: bool, cutover: settings.Settings) -> None:
     context.configure(connection=connection,
                       **configure_options(connection.dialect.name, dry_run))
+    preflight.run(cutover, pending_revisions(connection))
     if not dry_run:
         with context.begin_transaction():
             context.run_migrations()

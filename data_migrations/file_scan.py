@@ -2,15 +2,17 @@
 
 Nothing outside the folder is ever read. A symbolic link is followed only when what it
 points to, fully resolved, lies inside the folder; one that leads outside (``../..``
-tricks included), a broken one, a loop, a name that is not UTF-8 and anything that is not
-a regular file (a FIFO would block the upload) is refused and reported, never followed.
-The folder is only listed and read, never written.
+tricks included), a broken one, a loop, a name that is not UTF-8, anything that is not
+a regular file (a FIFO would block the upload) and a file or folder this process may not
+read is refused and reported, never followed. The folder is only listed and read, never
+written.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -78,19 +80,41 @@ class _Folder:
     ancestors: frozenset[Path]  # real paths of the folders above, to refuse link loops
 
 
-def scan_folder(root: Path, exclude: Sequence[str]) -> FolderScan:
-    """Every entry under ``root`` sorted into files, excluded files and refusals."""
+def scan_folder(root: Path, exclude: Sequence[str],
+                on_folder: Callable[[int], None] | None = None) -> FolderScan:
+    """Every entry under ``root`` sorted into files, excluded files and refusals;
+    ``on_folder`` is told the number of entries of each folder listed (for progress)."""
     real_root = root.resolve(strict=True)
     scan = FolderScan(root=real_root)
     exclusions = Exclusions(exclude)
     stack = [_Folder(real_root, "", False, frozenset({real_root}))]
     while stack:
         folder = stack.pop()
-        with os.scandir(folder.path) as entries:
-            for entry in sorted(entries, key=lambda e: e.name):
-                _sort_entry(scan, exclusions, real_root, folder, entry, stack)
+        try:
+            with os.scandir(folder.path) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as error:  # no read or search permission, or an I/O error
+            reason = unreadable("folder", error.strerror or str(error))
+            scan.refused.append(Refusal(folder.prefix or ".", reason))
+            continue
+        for entry in entries:
+            _sort_entry(scan, exclusions, real_root, folder, entry, stack)
+        if on_folder is not None:
+            on_folder(len(entries))
     scan.files.sort(key=lambda f: f.relative_path)  # a stable order for logs and reruns
     return scan
+
+
+def unreadable(what: str, reason: str) -> str:
+    return f"{what} cannot be read ({reason})"
+
+
+def _readable_file(scan: FolderScan, relative: str, source: Path) -> None:
+    """A file to upload, or a refusal when this process may not read it."""
+    if not os.access(source, os.R_OK):
+        scan.refused.append(Refusal(relative, unreadable("file", os.strerror(errno.EACCES))))
+        return
+    scan.files.append(LocalFile(relative, source, source.stat().st_size))
 
 
 def _sort_entry(scan: FolderScan, exclusions: Exclusions, real_root: Path, folder: _Folder,
@@ -107,7 +131,7 @@ def _sort_entry(scan: FolderScan, exclusions: Exclusions, real_root: Path, folde
     elif entry.is_symlink():
         _sort_link(scan, exclusions, real_root, folder, relative, path, stack)
     elif entry.is_file(follow_symlinks=False):
-        scan.files.append(LocalFile(relative, path, entry.stat(follow_symlinks=False).st_size))
+        _readable_file(scan, relative, path)
     else:
         scan.refused.append(Refusal(relative, "not a regular file (FIFO, socket or device)"))
 
@@ -128,7 +152,7 @@ def _sort_link(scan: FolderScan, exclusions: Exclusions, real_root: Path, folder
                              folder.ancestors | {target}))
         return
     elif target.is_file():
-        scan.files.append(LocalFile(relative, target, target.stat().st_size))
+        _readable_file(scan, relative, target)
         return
     else:
         reason = f"symbolic link to {points_to}, not a regular file"

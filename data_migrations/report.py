@@ -66,10 +66,11 @@ def shorten(value: object, limit: int = 60) -> str:
 
 
 class Progress:
-    """Prints ``done / total unit (rate)`` for a long step at most every two seconds; given
-    ``total_bytes`` it also prints the bytes done and the byte rate."""
+    """Prints ``done / total unit (rate)`` for a long step at most every two seconds (just
+    ``done unit`` while the total is unknown, ``total=None``); given ``total_bytes`` it also
+    prints the bytes done and the byte rate."""
 
-    def __init__(self, log: logging.Logger, label: str, total: int, unit: str = "rows",
+    def __init__(self, log: logging.Logger, label: str, total: int | None, unit: str = "rows",
                  total_bytes: int | None = None) -> None:
         self.log = log
         self.label, self.total, self.unit = label, total, unit
@@ -89,8 +90,8 @@ class Progress:
             self.log.info(self._line(now - self.started))
 
     def _line(self, elapsed: float) -> str:
-        line = (f"  {self.label}: {self.done:,}/{self.total:,} {self.unit} "
-                f"({self.done / elapsed:,.0f}/s)")
+        done = f"{self.done:,}" if self.total is None else f"{self.done:,}/{self.total:,}"
+        line = f"  {self.label}: {done} {self.unit} ({self.done / elapsed:,.0f}/s)"
         if self.total_bytes is not None:
             line += (f", {size_text(self.bytes_done)}/{size_text(self.total_bytes)} "
                      f"({size_text(self.bytes_done / elapsed)}/s)")

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
+import pytest
 from wcwidth import wcswidth
 
-from data_migrations.report import table
+from data_migrations import report
+from data_migrations.errors import DataMigrationError
+from data_migrations.report import Progress, record_step, table, write_cutover_report
 
 
 def character_columns(line: str) -> dict[int, str]:
@@ -38,3 +44,26 @@ def test_a_table_of_cjk_emoji_and_ascii_cells_stays_aligned() -> None:
             assert starts.get(column - 1) == starts.get(column) == " ", (line, rendered)
         # The paths are left-aligned: each starts right after the first separator.
         assert starts.get(separators[0] + 1, " ") != " ", (line, rendered)
+
+
+def test_a_report_that_cannot_be_written_says_the_migrations_are_committed(
+        tmp_path: Path) -> None:
+    """The preflight finds an unwritable REPORTS_DIR first; this is the folder that turns
+    unwritable while the migrations run."""
+    (tmp_path / "a-file").write_text("not a folder")
+    record_step("rows", summary="1 row", seconds=0.1)
+    with pytest.raises(DataMigrationError) as failure:
+        write_cutover_report(tmp_path / "a-file" / "reports")
+    assert str(failure.value).startswith(
+        f"cannot write the cutover report to REPORTS_DIR ({tmp_path / 'a-file' / 'reports'}): "
+        "Not a directory; the migrations are committed")
+
+
+def test_progress_without_a_total_counts_what_is_done(caplog: pytest.LogCaptureFixture,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report, "PROGRESS_EVERY_SECONDS", 0.0)
+    progress = Progress(logging.getLogger("cutover.test"), "scanning", None, "entries")
+    with caplog.at_level(logging.INFO, logger="cutover.test"):
+        progress.advance(1234)
+    [line] = caplog.messages
+    assert line.startswith("  scanning: 1,234 entries (")

@@ -31,7 +31,7 @@ from alembic import context, op
 from sqlalchemy.dialects.postgresql import JSONB
 
 import settings
-from data_migrations import copy_record, row_copy
+from data_migrations import copy_record, preflight, row_copy
 
 log = logging.getLogger("cutover.rows")
 
@@ -44,6 +44,10 @@ depends_on: str | Sequence[str] | None = None
 # the copy used (snapshot, policies, rejects file, checksums) for `make verify`.
 COPIED_KEYS = "cutover_copied_keys"
 ROW_COPY_RUNS = "cutover_row_copy_runs"
+
+# What the copy needs, checked before the first pending revision writes anything.
+PREFLIGHT = (preflight.source_intact, preflight.work_dir_writable,
+             preflight.reports_dir_writable)
 
 
 def upgrade() -> None:

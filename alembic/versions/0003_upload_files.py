@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 import settings
-from data_migrations import file_upload
+from data_migrations import file_upload, preflight
 
 log = logging.getLogger("cutover.files")
 
@@ -47,6 +47,10 @@ depends_on: str | Sequence[str] | None = None
 
 # The bookkeeping table this revision creates: every uploaded file and its object.
 MANIFEST = "cutover_file_manifest"
+
+# What the upload needs, checked before the first pending revision writes anything.
+PREFLIGHT = (preflight.source_intact, preflight.uploads_readable, preflight.storage_ready,
+             preflight.work_dir_writable, preflight.reports_dir_writable)
 
 
 def upgrade() -> None:

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 import settings
-from data_migrations import path_rewrite
+from data_migrations import path_rewrite, preflight
 
 log = logging.getLogger("cutover.paths")
 
@@ -48,6 +48,10 @@ FILE_PATH_COLUMNS = (
 # original of every rewritten path.
 MANIFEST = "cutover_file_manifest"
 REWRITES = "cutover_path_rewrites"
+
+# What the rewrite needs, checked before the first pending revision writes anything.
+PREFLIGHT = (preflight.source_intact, preflight.reports_dir_writable)
+
 
 def upgrade() -> None:
     cutover = settings.of_run()

@@ -1,0 +1,191 @@
+"""The preflight of the whole chain: before the first pending revision writes anything,
+check what every pending step will need, and stop with one line per problem.
+
+Each data revision declares its checks as ``PREFLIGHT``, a tuple of the functions below;
+alembic/env.py works out the pending revisions (the database's current revision up to the
+command's destination) and runs each check they declare once, in chain order. A check
+takes the run's settings and returns its problems (an empty list when all is well); it
+only reads, except for the probe files it writes and removes again and the folders it
+creates when they are missing (WORK_DIR, REPORTS_DIR).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import closing
+from pathlib import Path
+
+from alembic.script import Script, ScriptDirectory
+from alembic.script.revision import RevisionError
+
+from data_migrations import file_upload
+from data_migrations.errors import DataMigrationError
+from data_migrations.file_scan import scan_folder
+from data_migrations.report import Progress
+from data_migrations.source import open_source, quote
+from settings import ConfigError, Settings, declared
+from storage import StorageError
+from storage.factory import build_storage
+
+log = logging.getLogger("cutover.preflight")
+
+Check = Callable[[Settings], list[str]]
+LISTED = 20  # refused uploads entries named before "... and N more"
+# SQLite virtual machine steps between two looks at the clock during the integrity check.
+SQLITE_STEPS_PER_TICK = 100_000
+
+
+class PreflightError(DataMigrationError):
+    """Problems found before anything was written; alembic/env.py prints each as a
+    ``FAILED:`` line."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\nFAILED: ".join(problems))
+        self.problems = list(problems)
+
+
+def pending_revisions(script: ScriptDirectory, current: Sequence[str],
+                      destination: str | None) -> list[Script]:
+    """The revisions an upgrade from ``current`` to ``destination`` runs, in chain order;
+    none for a destination at or below the current revision (a downgrade)."""
+    if destination is None:  # "base": only a downgrade goes there
+        return []
+    try:
+        upgrades = script.iterate_revisions(destination, tuple(current), implicit_base=True)
+        return list(reversed(list(upgrades)))
+    except RevisionError:  # not an upgrade target from here: Alembic's own error says so
+        return []
+
+
+def declared_checks(revisions: Iterable[Script]) -> list[Check]:
+    """Every check the revisions declare, each once, in chain order."""
+    checks = [check for revision in revisions
+              for check in getattr(revision.module, "PREFLIGHT", ())]
+    return list(dict.fromkeys(checks))
+
+
+def run(cutover: Settings, revisions: Sequence[Script]) -> None:
+    """Run the checks of ``revisions``; raise PreflightError naming every problem."""
+    checks = declared_checks(revisions)
+    # Only the data steps declare checks, and without a source they do nothing.
+    if not checks or cutover[declared.SOURCE_DATABASE_URL] is None:
+        return
+    names = ", ".join(r.revision for r in revisions)
+    log.info(f"Preflight of {names}: checking the source, the folders and the storage "
+             "before anything is written.")
+    problems = [problem for check in checks for problem in check(cutover)]
+    if problems:
+        log.info(f"Preflight: {len(problems)} problem{'s' if len(problems) > 1 else ''}; "
+                 "nothing was written, the database is as it was.")
+        raise PreflightError(problems)
+    log.info("Preflight passed.")
+
+
+# ------------------------------------------------------------------ the checks
+
+def source_intact(cutover: Settings) -> list[str]:
+    """SOURCE_DATABASE_URL names a readable SQLite file that passes ``PRAGMA quick_check``."""
+    try:
+        path = cutover.source_database_path()
+    except ConfigError as error:
+        return [str(error)]
+    assert path is not None  # run() checks the source is set
+    named = f"SOURCE_DATABASE_URL names {path}, which"
+    try:
+        with path.open("rb") as file:
+            file.read(1)
+    except OSError as error:
+        return [f"{named} cannot be read ({error.strerror or error})"]
+    try:
+        findings = quick_check(path)
+    except sqlite3.DatabaseError as error:
+        return [f"{named} is not an intact SQLite file ({error})"]
+    if findings != ["ok"]:
+        shown = "; ".join(findings[:3]) + (f"; ... {len(findings) - 3} more" if
+                                           len(findings) > 3 else "")
+        return [f"{named} is not an intact SQLite file (PRAGMA quick_check: {shown})"]
+    return []
+
+
+def quick_check(path: Path) -> list[str]:
+    """What ``PRAGMA quick_check`` says of each table and its indexes (``["ok"]`` when
+    the file is intact), table by table so that a large file shows progress."""
+    with open_source(path) as source:
+        tables = [name for (name,) in source.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        progress = Progress(log, f"checking {path.name}", len(tables), "tables")
+        # A long table still prints a line every few seconds.
+        source.set_progress_handler(lambda: progress.advance(0), SQLITE_STEPS_PER_TICK)
+        findings = []
+        for table in tables:
+            findings += [row[0] for row in source.execute(f"PRAGMA quick_check({quote(table)})")
+                         if row[0] != "ok"]
+            progress.advance()
+    return findings or ["ok"]
+
+
+def uploads_readable(cutover: Settings) -> list[str]:
+    """UPLOADS_DIR exists and every folder and file in it can be read; with
+    ``unsafe_files=fail`` nothing in it is refused (links outside it, special files)."""
+    options = cutover.upload_options()
+    root = options.uploads_dir
+    if not root.is_dir():
+        return [f"UPLOADS_DIR {root} is not an existing folder (set UPLOADS_DIR to the app's "
+                "uploads folder)"]
+    progress = Progress(log, f"scanning {root}", None, "entries")
+    scan = scan_folder(root, options.exclude, on_folder=progress.advance)
+    if options.unsafe_files != "fail" or not scan.refused:
+        return []
+    refused = [f"UPLOADS_DIR {scan.root}: {refusal}" for refusal in scan.refused]
+    if len(refused) > LISTED:
+        refused[LISTED:] = [f"UPLOADS_DIR {scan.root}: ... and {len(refused) - LISTED:,} "
+                            "more entries that cannot be uploaded"]
+    return refused
+
+
+def storage_ready(cutover: Settings) -> list[str]:
+    """The storage settings are complete, nothing the upload writes lies in UPLOADS_DIR,
+    and (unless this is a dry run) the storage preflight passes: credentials, bucket, a
+    probe object written, read back and deleted."""
+    options = cutover.upload_options()
+    try:
+        storage_settings = cutover.storage()
+        if options.uploads_dir.is_dir():  # a missing one is uploads_readable's to name
+            file_upload.check_folders(options, storage_settings)
+    except ConfigError as error:
+        return [str(error)]
+    if options.dry_run:  # the plan touches no storage
+        return []
+    try:
+        with closing(build_storage(storage_settings, options.work_dir)) as storage:
+            storage.preflight()
+    except (StorageError, OSError) as error:
+        return [str(error)]
+    return []
+
+
+def writable(setting: declared.Setting, cutover: Settings) -> list[str]:
+    """The folder the setting names exists (made when missing) and takes a file."""
+    folder: Path = cutover[setting]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".preflight-"):
+            pass
+    except OSError as error:
+        return [f"{setting.name} {folder.resolve()} is not writable "
+                f"({error.strerror or error})"]
+    return []
+
+
+def work_dir_writable(cutover: Settings) -> list[str]:
+    """WORK_DIR takes the backup, the rejects and the storage probe."""
+    return writable(declared.WORK_DIR, cutover)
+
+
+def reports_dir_writable(cutover: Settings) -> list[str]:
+    """REPORTS_DIR takes the cutover report at the end of a real run (a dry run writes
+    none)."""
+    return [] if cutover[declared.DRY_RUN] else writable(declared.REPORTS_DIR, cutover)
