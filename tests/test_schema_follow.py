@@ -2,9 +2,9 @@
 before production has run the cutover.
 
 Each test works on a copy of the repository, as a team would: it adopts a generated dev
-file, writes revisions with ``devtools.revision`` (``make revision``), changes the copy's
-models to match, upgrades the dev file to the schema head (``make upgrade-dev``) and runs
-the cutover into an empty PostgreSQL database. Every command is a subprocess whose working
+file, writes revisions with ``make revision``, changes the copy's models to match, upgrades
+the dev file to the schema head with ``make upgrade-dev`` and runs the cutover into an
+empty PostgreSQL database. Every command is a subprocess whose working
 directory and PYTHONPATH are the copy, so the copy's models and revisions are the ones
 loaded.
 """
@@ -68,7 +68,8 @@ class Repository:
         for name in COPIED:
             shutil.copytree(ROOT / name, self.root / name,
                             ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copy(ROOT / "alembic.ini", self.root / "alembic.ini")
+        for name in ("alembic.ini", "Makefile"):
+            shutil.copy(ROOT / name, self.root / name)
         # alembic.ini's post-write hook formats new revisions with .venv/bin/ruff.
         (self.root / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
         self.dev_db = tmp_path / "meeting_agent.db"
@@ -94,6 +95,17 @@ class Repository:
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
+    def make(self, target: str, **variables: str) -> str:
+        """A Makefile target in the copy, with this interpreter's virtualenv (not set up
+        again: ``-o install``)."""
+        assigned = [f"{name}={value}" for name, value in variables.items()]
+        result = subprocess.run(["make", "-s", "-o", "install", target,
+                                 f"BIN={Path(sys.executable).parent}", *assigned],
+                                cwd=self.root, capture_output=True, text=True, timeout=600,
+                                env=self.environment)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
     def alembic(self, *args: str, **environment: str) -> subprocess.CompletedProcess:
         return self.run("-m", "alembic", "-c", str(self.root / "alembic.ini"), *args,
                         **environment)
@@ -103,8 +115,8 @@ class Repository:
 
     def new_revision(self, message: str, body: str) -> None:
         """``make revision MSG=...``, then the upgrade and downgrade written into it."""
-        created = Path(re.findall(r"^Created (.+)$", self.succeed(
-            "-m", "devtools.revision", "new", message), re.MULTILINE)[0])
+        created = Path(re.findall(r"^Created (.+)$", self.make("revision", MSG=message),
+                                  re.MULTILINE)[0])
         text = created.read_text(encoding="utf-8")
         start = text.index("\ndef upgrade() -> None:")
         created.write_text(text[:start] + body, encoding="utf-8")
@@ -117,10 +129,7 @@ class Repository:
 
     def upgrade_dev(self) -> None:
         """``make upgrade-dev DEV_DB=...``: the dev file to the schema head, no data step."""
-        head = self.succeed("-m", "devtools.revision", "dev-head").strip()
-        result = self.alembic("upgrade", head, DATABASE_URL=f"sqlite:///{self.dev_db}",
-                              SOURCE_DATABASE_URL="")
-        assert result.returncode == 0, result.stderr
+        self.make("upgrade-dev", DEV_DB=str(self.dev_db))
 
     def dev_rows(self, sql: str) -> list[tuple]:
         with sqlite3.connect(self.dev_db) as connection:
@@ -184,8 +193,8 @@ def test_a_dev_file_behind_the_target_is_refused_with_the_fix(
     result = repository.alembic("upgrade", "head")
 
     assert result.returncode != 0
-    failed = [line for line in result.stderr.splitlines() if line.startswith("FAILED:")]
-    assert len(failed) == 1, result.stderr
+    failed = [line for line in result.stdout.splitlines() if line.startswith("FAILED:")]
+    assert len(failed) == 1, result.stdout + result.stderr
     assert f"the dev file {repository.dev_db} is at 0001, the target at 0005" in failed[0]
     assert f"make upgrade-dev DEV_DB={repository.dev_db}" in failed[0]
     assert "Traceback" not in result.stderr
@@ -202,8 +211,8 @@ def test_a_renamed_file_path_column_missing_from_0004_stops_0004(
     result = repository.alembic("upgrade", "head")
 
     assert result.returncode != 0
-    failed = [line for line in result.stderr.splitlines() if line.startswith("FAILED:")]
-    assert len(failed) == 1, result.stderr
+    failed = [line for line in result.stdout.splitlines() if line.startswith("FAILED:")]
+    assert len(failed) == 1, result.stdout + result.stderr
     assert "transcripts.raw_result_path" in failed[0]
     assert "Adding a schema revision before the cutover" in failed[0]
     assert "Traceback" not in result.stderr
