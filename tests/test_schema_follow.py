@@ -185,6 +185,26 @@ def test_a_cutover_after_two_schema_revisions_copies_every_value_and_checks_clea
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def updates_in_upgrade_sql(repository: Repository) -> list[str]:
+    """The UPDATE statements of ``make sql`` (``alembic upgrade head --sql``)."""
+    result = repository.alembic("upgrade", "head", "--sql")
+    assert result.returncode == 0, result.stderr
+    statements = (s.strip() for s in result.stdout.split(";"))
+    return [s for s in statements if s.upper().startswith("UPDATE")]
+
+
+def test_the_review_sql_rewrites_the_renamed_column_under_its_new_name(
+    repository: Repository,
+) -> None:
+    rename_raw_result(repository)
+    repository.upgrade_dev()
+
+    updates = updates_in_upgrade_sql(repository)
+
+    assert [u for u in updates if "raw_result_file" in u]
+    assert not [u for u in updates if "raw_result_path" in u]
+
+
 def test_a_dev_file_behind_the_target_is_refused_with_the_fix(
     repository: Repository, pg_engine: sa.Engine,
 ) -> None:
