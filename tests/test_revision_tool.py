@@ -3,8 +3,6 @@ goes, before or after the data revisions, on a copy of alembic/ and alembic.ini.
 
 from __future__ import annotations
 
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,19 +10,14 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from devtools import revision
-from tests.conftest import ROOT
+from tests.runs import repository_copy
 
 DATA_REVISIONS = ["0002", "0003", "0004"]
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
-    copy = tmp_path / "repo"
-    shutil.copytree(ROOT / "alembic", copy / "alembic",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "alembic.ini", copy / "alembic.ini")
-    # alembic.ini's post-write hook formats new revisions with .venv/bin/ruff.
-    (copy / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    copy = repository_copy(tmp_path / "repo", ["alembic", "alembic.ini"])
     return Config(str(copy / "alembic.ini"))
 
 

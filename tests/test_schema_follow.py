@@ -11,9 +11,7 @@ loaded.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -22,11 +20,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from devtools.sample import UPLOADS_ALIAS, generate_dev_database
-from settings import DECLARED
-from tests.conftest import PUBLIC_BASE_URL, ROOT, fetch, version
+from tests.conftest import PUBLIC_BASE_URL, fetch, version
+from tests.runs import cutover_environment, repository_copy
 
-COPIED = ("models", "alembic", "settings", "data_migrations", "storage", "devtools")
+COPIED = ("models", "alembic", "settings", "data_migrations", "storage", "devtools",
+          "alembic.ini", "Makefile")
 
 ADD_PRIORITY = '''
 def upgrade() -> None:
@@ -64,26 +62,11 @@ class Repository:
     from them into ``database_url`` with the local storage provider."""
 
     def __init__(self, tmp_path: Path, database_url: str) -> None:
-        self.root = tmp_path / "repo"
-        for name in COPIED:
-            shutil.copytree(ROOT / name, self.root / name,
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        for name in ("alembic.ini", "Makefile"):
-            shutil.copy(ROOT / name, self.root / name)
-        # alembic.ini's post-write hook formats new revisions with .venv/bin/ruff.
-        (self.root / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
-        self.dev_db = tmp_path / "meeting_agent.db"
-        generate_dev_database(self.dev_db, rows=60, uploads_dir=tmp_path / "uploads")
-        (tmp_path / "bucket").mkdir()
-        declared = {s.name for s in DECLARED}
-        self.environment = {
-            **{k: v for k, v in os.environ.items() if k not in declared},
-            "PYTHONPATH": str(self.root), "DATABASE_URL": database_url,
-            "SOURCE_DATABASE_URL": f"sqlite:///{self.dev_db}",
-            "UPLOADS_DIR": str(tmp_path / "uploads"), "UPLOADS_PATH_ALIASES": UPLOADS_ALIAS,
-            "STORAGE_PROVIDER": "local", "STORAGE_LOCAL_ROOT": str(tmp_path / "bucket"),
-            "STORAGE_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
-            "WORK_DIR": str(tmp_path / "work"), "REPORTS_DIR": str(tmp_path / "reports")}
+        self.root = repository_copy(tmp_path / "repo", COPIED)
+        self.dev_db = tmp_path / "dev.db"
+        self.environment = {**cutover_environment(tmp_path, database_url),
+                            "PYTHONPATH": str(self.root),
+                            "STORAGE_PUBLIC_BASE_URL": PUBLIC_BASE_URL}
 
     def run(self, *args: str, **environment: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, *args], cwd=self.root, capture_output=True,
