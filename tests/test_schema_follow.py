@@ -224,3 +224,20 @@ def test_a_renamed_file_path_column_missing_from_0004_stops_0004(
     assert not inspector.has_table("cutover_path_rewrites")
     stored = [value for (value,) in fetch(pg_engine, "SELECT raw_result_file FROM transcripts")]
     assert any(stored) and not any(v.startswith(PUBLIC_BASE_URL) for v in stored if v)
+
+
+def test_once_released_the_dev_file_follows_head_without_running_a_data_step(
+    repository: Repository,
+) -> None:
+    repository.edit("alembic.ini", ("released = false", "released = true"))
+    add_priority(repository)  # after 0004 now
+
+    # SOURCE_DATABASE_URL names the dev file itself in this environment: upgrade-dev
+    # clears it, so the data steps pass without copying, uploading or rewriting.
+    repository.upgrade_dev()
+
+    assert repository.dev_rows("SELECT version_num FROM alembic_version") == [("0005",)]
+    tables = {name for (name,) in repository.dev_rows(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert not {name for name in tables if name.startswith("cutover_")}
+    assert "priority" in {row[1] for row in repository.dev_rows("PRAGMA table_info(tasks)")}
