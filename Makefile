@@ -13,7 +13,7 @@ ROWS ?= 1000000
 export ENV PG_BIN
 
 .PHONY: help install test lint demo migrate plan verify sql sql-downgrade downgrade current \
-	history check adopt-dev adopt-target revision postgres-binaries bench bench-rows bench-upload
+	history check adopt-dev upgrade-dev adopt-target revision postgres-binaries bench bench-rows bench-upload
 
 help:
 	@echo "make demo                      the whole cutover and rollback on sample data"
@@ -27,7 +27,8 @@ help:
 	@echo "make current | history | check ENV=prod"
 	@echo "make adopt-dev DEV_DB=./meeting_agent.db   stamp an existing dev file at the baseline"
 	@echo "make adopt-target ENV=prod     stamp a target the app's create_all() made at the baseline"
-	@echo "make revision MSG='add x'      new revision file with the next number"
+	@echo "make upgrade-dev DEV_DB=./meeting_agent.db  upgrade the dev file to the schema head"
+	@echo "make revision MSG='add x'      new schema revision (before the data steps until released)"
 	@echo "make bench                     both benchmarks below"
 	@echo "make bench-rows ROWS=1000000   time the row copy (and pgloader) on generated dev data"
 	@echo "make bench-upload              time the file upload against a slow local TOS server"
@@ -101,9 +102,18 @@ adopt-dev: install
 adopt-target: install
 	$(BIN)/python -m models.adopt_target
 
+# The dev file follows the schema head only (the revision the first data revision
+# revises; head once alembic.ini's [cutover] says released): never the data steps.
+upgrade-dev: install
+	@if [ -z "$(DEV_DB)" ]; then echo "DEV_DB is not set: make upgrade-dev DEV_DB=./meeting_agent.db" >&2; exit 2; fi
+	rev=$$($(BIN)/python -m devtools.revision dev-head) && \
+		DATABASE_URL=sqlite:///$(DEV_DB) SOURCE_DATABASE_URL= $(ALEMBIC) upgrade $$rev
+
+# A new schema revision, numbered after the last one and placed before the data
+# revisions until production has run them (alembic.ini's [cutover]; devtools/revision.py).
 revision: install
 	@if [ -z "$(MSG)" ]; then echo "MSG is not set: make revision MSG='what it does'" >&2; exit 2; fi
-	$(ALEMBIC) revision -m "$(MSG)" --rev-id $$(printf '%04d' $$(( $$(ls alembic/versions/[0-9]*.py | wc -l) + 1 )))
+	$(BIN)/python -m devtools.revision new "$(MSG)"
 
 bench: bench-rows bench-upload
 

@@ -1,12 +1,13 @@
 """Rewrite the stored file paths to the public URLs of the uploaded objects.
 
 The columns to rewrite are the ones the calling revision names (table, column, key): a
-revision spells out the schema it runs against, never the live models. A column that does
-not exist in the target is left alone, and said so. A stored value is understood as
-the app wrote it — ``uploads/...``, ``./uploads/...``, Windows backslashes, or an absolute
-path under one of ``UPLOADS_PATH_ALIASES`` (and under ``UPLOADS_DIR`` itself) — and turned
-into a path relative to the uploads folder. Rows whose file is in the upload manifest,
-verified, get that object's URL; NULL, empty values and values that are already URLs stay.
+revision spells out the schema it runs against, never the live models. A named column
+that does not exist in the target stops the step: its paths would stay unrewritten.
+A stored value is understood as the app wrote it — ``uploads/...``, ``./uploads/...``,
+Windows backslashes, or an absolute path under one of ``UPLOADS_PATH_ALIASES`` (and under
+``UPLOADS_DIR`` itself) — and turned into a path relative to the uploads folder. Rows
+whose file is in the upload manifest, verified, get that object's URL; NULL, empty values
+and values that are already URLs stay.
 
 Everything is set-based SQL joined against the manifest, so ``--sql`` shows the very
 statements that run. The original strings are kept in a bookkeeping table first, so the
@@ -51,20 +52,23 @@ class PathFinding:
                f"(value {shorten(self.value)})"
 
 
-def present_columns(connection: sa.Connection | None,
+def checked_columns(connection: sa.Connection | None,
                     columns: Sequence[PathColumn]) -> list[PathColumn]:
-    """The given file-path columns; with a connection, only those that exist in it."""
+    """The given file-path columns, each of which must exist in the target (checked with a
+    connection). A missing one means the schema moved on without the list: its paths
+    would stay unrewritten, so it stops the step."""
     if connection is None:
         return list(columns)
     present = _existing_columns(connection)
-    found = []
-    for column in columns:
-        if (column.table, column.column) not in present:
-            log.info(f"  {column.table}.{column.column} is a file-path column but does not exist "
-                     "in this database: left alone")
-            continue
-        found.append(column)
-    return found
+    missing = [f"{c.table}.{c.column}" for c in columns if (c.table, c.column) not in present]
+    if missing:
+        raise DataMigrationError(
+            f"0004 names file-path columns the target does not have: {', '.join(missing)}. "
+            "A revision that renames or adds a file-path column before the cutover updates "
+            "FILE_PATH_COLUMNS in alembic/versions/0004_rewrite_file_paths.py in the same "
+            "change (README: \"Adding a schema revision before the cutover\"); nothing of "
+            "0004 was committed")
+    return list(columns)
 
 
 def _existing_columns(connection: sa.Connection) -> set[tuple[str, str]]:

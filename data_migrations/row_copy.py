@@ -419,6 +419,22 @@ def reset_sequences(connection: sa.Connection, tables: list[str]) -> None:
             f"FROM {src.quote(name)}"), {"table": name, "column": column})
 
 
+def refuse_other_revision(source_path: Path, target_revision: str) -> None:
+    """The dev file must be at the revision the target is at when the copy runs: then
+    their schemas are the same one. A file without ``alembic_version`` is taken as the
+    baseline, and the column comparison of the copy decides."""
+    with src.open_source(source_path) as source:
+        found = src.alembic_revisions(source)
+    if found is None or found == [target_revision]:
+        return
+    at = ", ".join(found) if found else "no revision (its alembic_version is empty)"
+    raise DataMigrationError(
+        f"the dev file {source_path} is at {at}, the target at {target_revision} when 0002 "
+        f"copies the rows: their schemas differ. Run `make upgrade-dev DEV_DB={source_path}` "
+        "(it upgrades the dev file to the schema head) and run the cutover again; nothing "
+        "was written")
+
+
 def copy_rows(connection: sa.Connection, source_path: Path, options: CopyOptions,
               copied_keys: str, range_bytes: int = RANGE_BYTES) -> CopyReport:
     """Copy the dev database at ``source_path`` into the target behind ``connection``,

@@ -31,6 +31,15 @@ def table_names(source: sqlite3.Connection) -> list[str]:
     return [name for (name,) in rows]
 
 
+def alembic_revisions(source: sqlite3.Connection) -> list[str] | None:
+    """The revisions the file's ``alembic_version`` records; None when it has none (a file
+    the app's ``create_all()`` made and nobody adopted)."""
+    if source.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                      "AND name = 'alembic_version'").fetchone() is None:
+        return None
+    return sorted(row[0] for row in source.execute("SELECT version_num FROM alembic_version"))
+
+
 def column_names(source: sqlite3.Connection, table: str) -> list[str]:
     return [row[1] for row in source.execute(f"PRAGMA table_info({quote(table)})")]
 

@@ -26,6 +26,7 @@ from alembic.script import ScriptDirectory
 
 import settings
 from data_migrations.report import log_to_stderr
+from settings.urls import parse_source_url
 
 log = logging.getLogger("cutover.adopt")
 
@@ -137,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     log_to_stderr()
     try:
-        url = settings.parse_database_url("dev database", args.url)
-        if url.get_backend_name() != "sqlite":
-            raise settings.ConfigError("adopt takes a sqlite:/// URL of the dev database")
+        url = parse_source_url("dev database", args.url)
         if not Path(url.database or "").is_file():
             raise settings.ConfigError(f"dev database file not found: {url.database}")
         found = adopt(args.url)

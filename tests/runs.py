@@ -4,8 +4,10 @@ small generated dev file, with only the settings given here."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -43,3 +45,17 @@ def copied_users(database_url: str) -> int:
         count = connection.execute(sa.text("SELECT count(*) FROM users")).scalar_one()
     engine.dispose()
     return count
+
+
+def repository_copy(destination: Path, names: Sequence[str]) -> Path:
+    """A copy of the repository's folders and files ``names`` at ``destination``, with this
+    interpreter's virtualenv as its .venv (alembic.ini's post-write hook formats new
+    revisions with .venv/bin/ruff)."""
+    for name in names:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, destination / name,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(ROOT / name, destination / name)
+    (destination / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    return destination

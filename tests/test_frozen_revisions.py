@@ -45,8 +45,10 @@ def test_a_revision_imported_alone_loads_no_model(revision: Path, tmp_path: Path
 
 
 def test_the_file_path_columns_of_0004_are_the_ones_the_models_mark_today() -> None:
-    """0004 names its columns as they are at 0004. Should a later revision rename or add a
-    file-path column, this fails: such a column needs its own data revision, 0004 stays."""
+    """0004 names its columns as they are at the schema head, where it runs until production
+    has run the cutover. A revision that renames or adds a file-path column before then
+    updates 0004's list in the same change; this fails when it was forgotten (README:
+    "Adding a schema revision before the cutover")."""
     spec = importlib.util.spec_from_file_location(
         "revision_0004", ROOT / "alembic" / "versions" / "0004_rewrite_file_paths.py")
     assert spec is not None and spec.loader is not None

@@ -9,6 +9,13 @@ optional reference). -x dry_run=true prints the plan and the findings and writes
 Without SOURCE_DATABASE_URL this revision does nothing, so a fresh production database
 still reaches head. The work is in data_migrations/row_copy.py.
 
+The data revisions stay last in the chain until production has run them: a new schema
+revision goes before this one (make revision), and this revision's down_revision is
+rewired to it — the one edit it takes while no database has applied it. A dev file that
+Alembic manages (alembic_version) must be at this revision's down_revision, where the
+target is while it runs (make upgrade-dev); one without alembic_version is taken as the
+baseline and the column comparison decides.
+
 Downgrade deletes exactly the copied rows (their keys are kept in cutover_copied_keys)
 and resets the sequences. It refuses when the tables hold rows that did not come from
 the source, unless -x force=true, which still removes only the copied rows.
@@ -56,6 +63,9 @@ def upgrade() -> None:
     if source is None:
         log.info("0002: SOURCE_DATABASE_URL is not set: no rows to copy.")
         return
+    # While this revision runs, the target is at its down_revision: the dev file must be
+    # there too (make upgrade-dev brings it to the schema head).
+    row_copy.refuse_other_revision(source, str(down_revision))
     options = cutover.copy_options()
     if context.is_offline_mode():
         context.get_context().impl.static_output(row_copy.offline_comment(source))

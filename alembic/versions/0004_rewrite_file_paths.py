@@ -1,8 +1,8 @@
 """Rewrite the stored file paths to the URLs of the uploaded objects.
 
 Every file-path column (tasks.audio_path, transcripts.raw_result_path,
-generated_artifacts.file_path, hotword_sets.file_path, named below as they are at this
-revision, never taken from the models) is rewritten from the local path the app stored
+generated_artifacts.file_path, hotword_sets.file_path, named below in FILE_PATH_COLUMNS,
+never taken from the models) is rewritten from the local path the app stored
 ('uploads/...', './uploads/...', Windows backslashes, absolute paths under
 UPLOADS_PATH_ALIASES) to the public URL of its object,
 taken from the upload manifest of 0003 — only for files that were uploaded and verified.
@@ -13,6 +13,15 @@ NULL, empty values and values that are already URLs stay. Paths that cannot be r
 Before the update the original strings are saved in cutover_path_rewrites; the
 downgrade writes them back byte for byte and drops that table. The work is set-based
 SQL in data_migrations/path_rewrite.py; --sql shows the statements.
+
+FILE_PATH_COLUMNS is the schema at head. The data revisions stay last in the chain until
+production has run them (new schema revisions go before 0002: make revision), so the
+columns this revision meets are the head's: a revision that renames or adds a file-path
+column before the cutover updates FILE_PATH_COLUMNS in the same change — allowed because
+no database has run this revision yet (README: "Adding a schema revision before the
+cutover"). So make sql never writes an UPDATE for a column that does not exist here, and
+a named column the target lacks stops this revision with one FAILED line
+(tests/test_frozen_revisions.py checks the list against the models' file-path columns).
 
 Revision ID: 0004
 Revises: 0003
@@ -37,7 +46,7 @@ down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The columns holding paths of files under uploads/, as the schema is at this revision.
+# The columns holding paths of files under uploads/, as the schema is at head (above).
 FILE_PATH_COLUMNS = (
     path_rewrite.PathColumn(table="hotword_sets", column="file_path", key="id"),
     path_rewrite.PathColumn(table="tasks", column="audio_path", key="id"),
@@ -61,7 +70,7 @@ def upgrade() -> None:
     started = time.monotonic()
     options = cutover.path_options()
     offline = context.is_offline_mode()
-    columns = path_rewrite.present_columns(None if offline else op.get_bind(),
+    columns = path_rewrite.checked_columns(None if offline else op.get_bind(),
                                            FILE_PATH_COLUMNS)
     paths = path_rewrite.PathSql(path_rewrite.normalized_aliases(options.aliases,
                                                                  options.uploads_dir))
