@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from data_migrations.preflight import LISTED
-from storage.tos_server import TosServer
+from devtools.tos_server import TosServer
 from tests.conftest import ROOT, tos_env
 from tests.runs import cutover_environment, upgrade_head
 
