@@ -9,7 +9,10 @@
 - snapshot: the snapshot still reads as what the copy wrote;
 - sequences: every identity sequence is past its table's largest id;
 - files: every object in the upload manifest is in the bucket with the manifest's size
-  and CRC-64, and every URL in a file-path column is one of those objects.
+  and CRC-64, and every URL in a file-path column is one of those objects;
+- fetch: every such URL (``-x urls=sample:N``: N of them, ``-x urls=none``: none) answers
+  a request made as the app makes it, with no credentials, with the object's size
+  (data_migrations/url_fetch.py).
 
 Rows the app wrote to the dev file after the snapshot are counted per table and shown as
 a note, not a failure: the cutover never meant to copy them. Prints a pass/fail table and
@@ -18,6 +21,7 @@ exits non-zero on any failure.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Iterator
@@ -42,6 +46,8 @@ from data_migrations.row_copy import (
     target_checksum,
     target_plan,
 )
+from data_migrations.url_fetch import Target, chosen, fetch_all
+from settings import declared
 from settings.steps import CopyOptions
 from storage import StorageClient, StorageError
 from storage.factory import build_storage
@@ -202,6 +208,39 @@ def _url_check(connection: sa.Connection, column: PathColumn, manifest: str) -> 
                  else f"{stray:,} URLs point to no uploaded object")
 
 
+def fetch_targets(connection: sa.Connection, columns: list[PathColumn]) -> list[Target]:
+    """Every distinct URL of the rewritten columns that is an uploaded object, with its size
+    (a URL that is none is the ``urls`` check's failure)."""
+    manifest = src.quote(FILE_MANIFEST)
+    selects = [f"SELECT m.public_url, m.size FROM {src.quote(c.table)} AS t JOIN {manifest} "
+               f"AS m ON m.public_url = t.{src.quote(c.column)}" for c in columns]
+    if not selects:
+        return []
+    rows = connection.execute(sa.text(" UNION ".join(selects) + " ORDER BY 1")).all()
+    return [Target(url, size) for url, size in rows]
+
+
+def fetch_checks(connection: sa.Connection, count: int | None,
+                 max_concurrent: int) -> list[Check]:
+    """The rewritten URLs fetched as the app fetches them: one row per failure class, or
+    one passing row."""
+    columns = (rewritten_columns(connection, PATH_REWRITES)
+               if sa.inspect(connection).has_table(PATH_REWRITES) else [])
+    every = fetch_targets(connection, columns)
+    targets = chosen(every, count)
+    if not targets:
+        return []
+    log.info(f"Fetching {len(targets):,} of {len(every):,} URLs as the app does (no "
+             f"credentials, no proxy), {max_concurrent} at a time")
+    failures = fetch_all(targets, max_concurrent)
+    if not failures:
+        sample = "" if len(targets) == len(every) else f" (a random {len(targets):,} of " \
+                                                        f"{len(every):,})"
+        return [Check("fetch", f"{len(targets):,} URLs", True,
+                      f"each answers 2xx with its object's size{sample}")]
+    return [Check("fetch", f.failure.subject, False, f.detail) for f in failures]
+
+
 def run_checks(connection: sa.Connection,
                cutover: settings.Settings) -> tuple[list[Check], list[str]]:
     """Every check, and the notes that go with them."""
@@ -220,15 +259,27 @@ def run_checks(connection: sa.Connection,
         unprefixed = replace(storage_settings, key_prefix="")
         with closing(build_storage(unprefixed, options.work_dir)) as storage:
             checks += file_checks(connection, storage, storage_settings.key_prefix)
+        checks += fetch_checks(connection, cutover[declared.VERIFY_URLS],
+                               storage_settings.max_concurrent)
     return checks, notes
 
 
-def main() -> int:
+def x_arguments(argv: list[str] | None) -> dict[str, str]:
+    """``-x name=value`` options, as alembic takes them (``-x urls=sample:100``)."""
+    parser = argparse.ArgumentParser(prog="python -m data_migrations.verify")
+    parser.add_argument("-x", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for this run, e.g. -x urls=none")
+    pairs = [text.partition("=") for text in parser.parse_args(argv).x]
+    return {name.strip(): value for name, _, value in pairs}
+
+
+def main(argv: list[str] | None = None) -> int:
     """Check the cutover: the table of checks is the answer, on stdout; what verify says
     on the way and its failures are log lines on stderr."""
     log_to_stderr()
+    x_args = x_arguments(argv)
     try:
-        cutover = settings.read()
+        cutover = settings.read(x_args)
         engine = sa.create_engine(cutover.database_url())
         with engine.connect() as connection:
             run_lock.take(connection, "verify")  # one cutover run at a time

@@ -167,6 +167,18 @@ def part_size(label: str, value: str) -> int:
     return size
 
 
+def urls_to_fetch(label: str, value: str) -> int | None:
+    """``all`` (None: every URL), ``none`` (0) or ``sample:N`` (N chosen at random)."""
+    lowered = value.lower()
+    if lowered in ("all", "none"):
+        return None if lowered == "all" else 0
+    name, _, number = lowered.partition(":")
+    if name != "sample" or not number.isdigit() or int(number) < 1:
+        raise ConfigError(f"{label} must be all, none or sample:N (N at least 1), "
+                          f"got {value!r}")
+    return int(number)
+
+
 def optional(parse: Parser) -> Parser:
     """Unset ("") stays None; anything written is parsed."""
     return lambda label, value: parse(label, value) if value else None
@@ -267,6 +279,10 @@ WORK_DIR = Setting(
     "WORK_DIR", path, "./work",
     "the source backup (`backups/`, which `make verify` compares with: keep it), rejects and "
     "refusal files (`rejects/`), the storage probe; never inside `UPLOADS_DIR`", x="work_dir")
+VERIFY_URLS = Setting(
+    "VERIFY_URLS", urls_to_fetch, "all",
+    "which URLs `make verify` fetches as the app does (no credentials, no proxy): `all`, "
+    "`none`, or `sample:N` (N chosen at random)", x="urls")
 REPORTS_DIR = Setting("REPORTS_DIR", path, "./reports", "each run's JSON cutover report")
 
 DECLARED: tuple[Setting, ...] = (
@@ -275,5 +291,5 @@ DECLARED: tuple[Setting, ...] = (
     STORAGE_BUCKET, STORAGE_REGION, STORAGE_ENDPOINT, STORAGE_ACCESS_KEY, STORAGE_SECRET_KEY,
     STORAGE_KEY_PREFIX, STORAGE_PUBLIC_BASE_URL, STORAGE_PROXY, STORAGE_LOCAL_ROOT,
     MAX_CONCURRENT, STORAGE_MULTIPART_THRESHOLD, STORAGE_PART_SIZE, DRY_RUN, FORCE,
-    PURGE_OBJECTS, WORK_DIR, REPORTS_DIR,
+    PURGE_OBJECTS, WORK_DIR, VERIFY_URLS, REPORTS_DIR,
 )

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -94,10 +94,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         try:
             if outcome == "error":
                 raise status_error(owner.faults.error_status)
-            request = parse_request(self.command, self.path, self.headers)
+            request = parse_request(self.command, self.path, self.headers, owner.domains)
             if is_signed(request):
                 verify_signature(request, owner.credentials)
-            elif not allows_anonymous(owner.store, request):
+            elif not allows_anonymous(owner.store, request, owner.bucket_acls):
                 raise access_denied("Anonymous access is refused: sign the request, or make "
                                     "the object public-read.")
             return route(request)(owner.store, request, body)
@@ -178,14 +178,22 @@ class TosServer:
     ``with TosServer(root, access_key="AK", secret_key="SK", buckets=["b"]) as server:``
     listens on ``server.port`` (port 0 picks a free one). ``server.faults`` can be changed
     at any time; the next request sees the change.
+
+    ``bucket_acls`` gives a bucket its canned ACL (``{"b": "public-read"}``: every object
+    in it can be read without a signature; unnamed buckets are private). ``domains`` binds
+    a custom domain to one bucket (``{"cdn.local": "b"}``, or ``{"127.0.0.1": "b"}`` for
+    ``http://127.0.0.1:<port>/<key>``), as a CDN or custom domain bound to a bucket.
     """
 
     def __init__(self, root: Path, *, access_key: str, secret_key: str,
                  buckets: Iterable[str] = (), host: str = "127.0.0.1", port: int = 0,
-                 faults: Faults | None = None) -> None:
+                 faults: Faults | None = None, bucket_acls: Mapping[str, str] | None = None,
+                 domains: Mapping[str, str] | None = None) -> None:
         self.store = ObjectStore(root)
         for name in buckets:
             self.store.ensure_bucket(name)
+        self.bucket_acls = dict(bucket_acls or {})
+        self.domains = {host.lower(): bucket for host, bucket in (domains or {}).items()}
         self.credentials = {access_key: secret_key}
         self.faults = faults or Faults()
         self._address = (host, port)

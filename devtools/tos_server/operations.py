@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
@@ -491,10 +491,15 @@ def route(request: TosRequest) -> Handler:
     return handler
 
 
-def allows_anonymous(store: ObjectStore, request: TosRequest) -> bool:
-    """Whether an unsigned request may go ahead: a read of a public-read object."""
+def allows_anonymous(store: ObjectStore, request: TosRequest,
+                     bucket_acls: Mapping[str, str]) -> bool:
+    """Whether an unsigned request may go ahead: a read of an object in a public-read
+    bucket (a missing key is then answered 404, as TOS does), or of a public-read object
+    (a missing key is then refused, so an anonymous caller learns nothing)."""
     if request.method not in ("GET", "HEAD") or not request.key or _parameters(request):
         return False
+    if bucket_acls.get(request.bucket) in PUBLIC_READ_ACLS:
+        return True
     try:
         meta = store.bucket(request.bucket).lookup(request.key)
     except TosError:

@@ -4,7 +4,7 @@ path, the query as sent, and the body as a stream whatever its framing."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from typing import BinaryIO
@@ -27,15 +27,27 @@ class TosRequest:
     headers: Message
 
 
-def parse_request(method: str, target: str, headers: Message) -> TosRequest:
-    """Split a request line target (absolute form via the proxy, or origin form)."""
+def parse_request(method: str, target: str, headers: Message,
+                  domains: Mapping[str, str] | None = None) -> TosRequest:
+    """Split a request line target (absolute form via the proxy, or origin form).
+
+    The bucket is the first label of the Host (virtual-host style), or the bucket a custom
+    domain is bound to: ``domains`` maps a host (``cdn.local``, ``127.0.0.1:9000``, or a
+    host without its port, which then binds every port) to one bucket, as a CDN or custom
+    domain bound to a bucket does."""
     parts = urlsplit(target)
     host = headers.get("Host") or parts.netloc
-    bucket = host.split(":", 1)[0].split(".", 1)[0]
+    bucket = bound_bucket(host, domains or {}) or host.split(":", 1)[0].split(".", 1)[0]
     if not BUCKET_NAME.fullmatch(bucket):
         raise TosError(400, "InvalidBucketName", f"Invalid bucket name in Host {host!r}.")
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     return TosRequest(method, bucket, unquote(parts.path[1:]), dict(pairs), pairs, headers)
+
+
+def bound_bucket(host: str, domains: Mapping[str, str]) -> str | None:
+    """The bucket a custom domain is bound to: by the host as sent, else without its port."""
+    host = host.lower()
+    return domains.get(host) or domains.get(host.rsplit(":", 1)[0])
 
 
 class RequestBody:
