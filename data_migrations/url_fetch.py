@@ -71,7 +71,8 @@ class FailureClass:
         shown = ", ".join(self.examples)
         more = f" and {self.count - len(self.examples):,} more" if self.count > len(
             self.examples) else ""
-        return f"{self.count:,} URLs ({shown}{more}): {self.failure.cause}"
+        urls = "URL" if self.count == 1 else "URLs"
+        return f"{self.count:,} {urls} ({shown}{more}): {self.failure.cause}"
 
 
 def chosen(targets: list[Target], count: int | None) -> list[Target]:

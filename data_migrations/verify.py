@@ -236,8 +236,8 @@ def fetch_checks(connection: sa.Connection, count: int | None,
     if not failures:
         sample = "" if len(targets) == len(every) else f" (a random {len(targets):,} of " \
                                                         f"{len(every):,})"
-        return [Check("fetch", f"{len(targets):,} URLs", True,
-                      f"each answers 2xx with its object's size{sample}")]
+        return [Check("fetch", "URLs", True, f"{len(targets):,} fetched{sample}, each "
+                                             "answers 2xx with its object's size")]
     return [Check("fetch", f.failure.subject, False, f.detail) for f in failures]
 
 
