@@ -1,7 +1,9 @@
 """``make demo``: the whole cutover on sample data, with nothing to configure.
 
 Generates a sample dev database and uploads folder, starts a throwaway PostgreSQL and
-the local TOS server, runs the cutover with ``alembic upgrade head``, verifies it, shows
+the local TOS server, runs the cutover with ``alembic upgrade head``, verifies it (every
+rewritten URL fetched as the app fetches it: the bucket is public-read and the server
+serves it at ``http://127.0.0.1:<port>/<key>``, as a CDN bound to the bucket), shows
 a few rewritten paths, rolls everything back with ``alembic downgrade`` (showing the
 paths restored), and stops what it started. Everything it writes is under work/demo/.
 """
@@ -73,6 +75,9 @@ def cutover_environment(workspace: Path, database_url: str, tos_port: int) -> di
         "STORAGE_ACCESS_KEY": ACCESS_KEY,
         "STORAGE_SECRET_KEY": SECRET_KEY,
         "STORAGE_PROXY": f"http://127.0.0.1:{tos_port}",
+        # 127.0.0.1 is bound to the bucket (a custom domain, as a CDN would be): the URLs
+        # the cutover writes are fetched there by make verify, with no proxy.
+        "STORAGE_PUBLIC_BASE_URL": f"http://127.0.0.1:{tos_port}",
         "ENV": "",
     }
 
@@ -90,14 +95,16 @@ def main() -> int:
     step("Starting a throwaway PostgreSQL and the local TOS server")
     with running_server() as postgres, postgres.database("meeting_agent") as url, \
             TosServer(workspace / "bucket", access_key=ACCESS_KEY, secret_key=SECRET_KEY,
-                      buckets=[BUCKET]) as tos:
+                      buckets=[BUCKET], bucket_acls={BUCKET: "public-read"},
+                      domains={"127.0.0.1": BUCKET}) as tos:
         print(f"  PostgreSQL on 127.0.0.1:{postgres.port}, TOS server on {tos.url}")
         env = cutover_environment(workspace, url, tos.port)
 
         step("The cutover: alembic upgrade head (schema, rows, files, paths)")
         run(alembic("upgrade", "head"), env)
 
-        step("Verify: rows and checksums, sequences, every object and URL")
+        step("Verify: rows and checksums, sequences, every object, every URL fetched "
+             "as the app does")
         run([sys.executable, "-m", "data_migrations.verify"], env)
         rewritten = show_paths(url, "Rewritten paths:")
 

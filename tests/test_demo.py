@@ -21,8 +21,10 @@ def test_the_demo_runs_the_cutover_and_rolls_it_back(tmp_path: Path) -> None:
     assert verified and int(verified[1]) > 0 and verified[2] == "0"
     rewritten = output[output.index("Rewritten paths:"):output.index("=== Roll back the path")]
     restored = output[output.index("Restored paths:"):output.index("=== Roll back everything")]
-    assert rewritten.count("https://meeting-agent-demo.") == 3
-    assert restored.count("audio_path = ") == 3 and "https://" not in restored
+    assert rewritten.count("audio_path = http://127.0.0.1:") == 3
+    assert restored.count("audio_path = ") == 3 and "http://" not in restored
+    fetched = re.search(r"^fetch +URLs +pass +(\d+) fetched", output, re.M)
+    assert fetched and int(fetched[1]) > 0
     uploaded = re.search(r"uploading (\d+) files", output)
     assert uploaded and f"deleted the {uploaded[1]} uploaded objects" in output
     assert "Running downgrade 0001 -> " in output

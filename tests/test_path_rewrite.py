@@ -204,7 +204,9 @@ def test_a_cutover_killed_in_any_step_ends_like_an_uninterrupted_one(
 
 
 def run_verify(env: dict[str, str], url: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "data_migrations.verify"],
+    # The public base URL here is a CDN name that is never resolved: the URLs are not
+    # fetched (tests/test_verify_urls.py fetches them from the local TOS server).
+    return subprocess.run([sys.executable, "-m", "data_migrations.verify", "-x", "urls=none"],
                           env={**os.environ, **env, "DATABASE_URL": url},
                           capture_output=True, text=True, timeout=300)
 
@@ -281,7 +283,8 @@ def test_no_secret_in_any_output_report_or_work_file(
                for args in ([*alembic_cli, "-x", "dry_run=true", "upgrade", "head"],
                             [*alembic_cli, "upgrade", "head", "--sql"],
                             [*alembic_cli, "upgrade", "head"],
-                            [sys.executable, "-m", "data_migrations.verify"],
+                            [sys.executable, "-m", "data_migrations.verify", "-x",
+                             "urls=none"],  # a CDN name never resolved: not fetched
                             [*alembic_cli, "downgrade", "base"])]
     assert [o.returncode for o in outputs] == [0, 0, 0, 0, 0], [o.stderr for o in outputs]
     secrets = (cutover_env["STORAGE_SECRET_KEY"], PASSWORD)
