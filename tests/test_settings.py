@@ -46,6 +46,7 @@ WRITTEN = {
     "FORCE": "true",
     "PURGE_OBJECTS": "true",
     "WORK_DIR": "./elsewhere/work",
+    "VERIFY_URLS": "sample:50",
     "REPORTS_DIR": "./elsewhere/reports",
 }
 
