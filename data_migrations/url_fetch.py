@@ -181,8 +181,10 @@ def _unreachable(url: str, error: requests.RequestException) -> Failure:
     root = _root_cause(error)
     if isinstance(root, socket.gaierror):
         why = f"the name does not resolve ({root.strerror or root})"
+    elif isinstance(root, ssl.SSLCertVerificationError):
+        why = f"TLS failed: certificate verify failed: {root.verify_message}"
     elif isinstance(root, ssl.SSLError):
-        why = f"TLS failed: {getattr(root, 'verify_message', None) or root.reason or root}"
+        why = f"TLS failed: {root.reason or root}"
     elif isinstance(root, OSError) and root.strerror:
         why = root.strerror
     else:

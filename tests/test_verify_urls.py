@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ import tos
 from alembic import command
 from tos.enum import ACLType
 
+from data_migrations.url_fetch import Target, fetch_all
 from devtools.sample import UPLOADS_ALIAS, generate_dev_database
 from devtools.tos_server import TosServer
 from devtools.tos_server.__main__ import parse_args
@@ -103,6 +107,17 @@ def test_private_objects_fail_with_the_403_cause_and_public_read_ones_pass(
         assert row.split()[2] == "pass"
         assert "each answers 2xx with its object's size" in row
 
+        client = sdk_client(server)  # another object at one of the URLs
+        replaced = object_keys(server)[0]
+        client.put_object(BUCKET, replaced, content=b"another object",
+                          acl=ACLType.ACL_Public_Read)
+        client.close()
+        replaced_object = verify(env)
+        assert replaced_object.returncode == 1
+        [row] = fetch_rows(replaced_object.stdout)
+        assert row.split()[1:4] == ["wrong", "size", "FAIL"]
+        assert "1 URL (http://127.0.0.1:" in row
+
 
 def test_urls_none_skips_the_fetch_and_sample_fetches_that_many(
     tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
@@ -151,6 +166,75 @@ def test_a_host_that_refuses_connections_is_named_with_the_error(
     assert f"cannot reach 127.0.0.1:{port}" in row
     assert "Connection refused" in row
     assert "Traceback" not in result.stderr
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no CA store trusts, and its key."""
+    certificate, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(certificate)],
+                   check=True, capture_output=True)
+    return certificate, key
+
+
+def test_https_urls_fail_on_an_unknown_ca_and_pass_with_requests_ca_bundle(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    certificate, key = self_signed_certificate(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(certificate, key)
+    https_port = closed_port()
+    with local_tos(tmp_path / "tos") as server:  # the upload, over the SDK's proxy mode
+        env = cut_over(tmp_path, pg_url, server, f"https://127.0.0.1:{https_port}",
+                       monkeypatch)
+        with local_tos(tmp_path / "tos", port=https_port, tls=tls,
+                       bucket_acls={BUCKET: "public-read"}):  # the same objects, over https
+            env = {name: value for name, value in {**os.environ, **env}.items()
+                   if name not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+            untrusted = verify(env)
+            trusted = verify({**env, "REQUESTS_CA_BUNDLE": str(certificate)})
+    assert untrusted.returncode == 1
+    [row] = fetch_rows(untrusted.stdout)
+    assert f"cannot reach 127.0.0.1:{https_port}" in row
+    assert "TLS failed: certificate verify failed" in row
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    assert fetch_rows(trusted.stdout)[0].split()[2] == "pass"
+
+
+class _NoHeadHandler(BaseHTTPRequestHandler):
+    """A server that refuses HEAD, as some CDNs do, and answers a ranged GET."""
+
+    BODY = b"0123456789"
+
+    def do_HEAD(self) -> None:
+        self.send_response(405)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        assert self.headers["Range"] == "bytes=0-0"
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes 0-0/{len(self.BODY)}")
+        self.send_header("Content-Length", "1")
+        self.end_headers()
+        self.wfile.write(self.BODY[:1])
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_where_head_is_refused_a_one_byte_ranged_get_gives_the_size() -> None:
+    with ThreadingHTTPServer(("127.0.0.1", 0), _NoHeadHandler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/a.mp3"
+        right = fetch_all([Target(url, 10)], max_concurrent=2)
+        wrong = fetch_all([Target(url, 11), Target(url + "?again", 11)], max_concurrent=2)
+        httpd.shutdown()
+    assert right == []
+    [failure] = wrong
+    assert (failure.failure.subject, failure.count) == ("wrong size", 2)
 
 
 def test_a_malformed_urls_setting_is_one_failed_line(pg_url: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -183,17 +184,21 @@ class TosServer:
     in it can be read without a signature; unnamed buckets are private). ``domains`` binds
     a custom domain to one bucket (``{"cdn.local": "b"}``, or ``{"127.0.0.1": "b"}`` for
     ``http://127.0.0.1:<port>/<key>``), as a CDN or custom domain bound to a bucket.
+    ``tls`` serves https with that context's certificate (the SDK's proxy mode needs
+    plain http: a second server on the same root serves the https side).
     """
 
     def __init__(self, root: Path, *, access_key: str, secret_key: str,
                  buckets: Iterable[str] = (), host: str = "127.0.0.1", port: int = 0,
                  faults: Faults | None = None, bucket_acls: Mapping[str, str] | None = None,
-                 domains: Mapping[str, str] | None = None) -> None:
+                 domains: Mapping[str, str] | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.store = ObjectStore(root)
         for name in buckets:
             self.store.ensure_bucket(name)
         self.bucket_acls = dict(bucket_acls or {})
         self.domains = {host.lower(): bucket for host, bucket in (domains or {}).items()}
+        self.tls = tls
         self.credentials = {access_key: secret_key}
         self.faults = faults or Faults()
         self._address = (host, port)
@@ -208,11 +213,13 @@ class TosServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self._address[0]}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self._address[0]}:{self.port}"
 
     def start(self) -> TosServer:
         """Start serving in a background thread; returns once the socket listens."""
         self._httpd = _HTTPServer(self._address, self)
+        if self.tls:
+            self._httpd.socket = self.tls.wrap_socket(self._httpd.socket, server_side=True)
         # A short poll interval keeps stop() quick (the default waits up to 0.5 s).
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
                                         name=f"tos-server-{self.port}", daemon=True)
