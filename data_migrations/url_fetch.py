@@ -88,7 +88,7 @@ def fetch_all(targets: list[Target], max_concurrent: int) -> list[FailureClass]:
     classes: dict[Failure, FailureClass] = {}
     with _sessions() as session, ThreadPoolExecutor(max_concurrent) as pool:
         for target, failure in zip(targets, pool.map(lambda t: _check(session(), t), targets),
-                                   strict=False):
+                                   strict=True):
             if failure is None:
                 continue
             found = classes.setdefault(failure, FailureClass(failure, 0, []))
