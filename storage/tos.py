@@ -17,7 +17,14 @@ import tos
 from tos.exceptions import TosError, TosServerError
 from tos.models2 import GetObjectOutput, UploadedPart
 
-from storage.base import ObjectInfo, StorageClient, StorageError, join_url, preflight_error
+from storage.base import (
+    ObjectInfo,
+    PendingUpload,
+    StorageClient,
+    StorageError,
+    join_url,
+    preflight_error,
+)
 from storage.crc64 import crc64_combine, crc64_update, file_crc64
 
 MiB = 1024 * 1024
@@ -242,6 +249,29 @@ class TosStorage(StorageClient):
         # rules for incomplete uploads clean up.
         with suppress(TosError):
             self._client.abort_multipart_upload(self.bucket, key, upload_id)
+
+    def pending_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
+        key_marker = upload_id_marker = None
+        while True:
+            with self._translate("listing of the multipart uploads under", prefix):
+                page = self._client.list_multipart_uploads(
+                    self.bucket, prefix=prefix or None, key_marker=key_marker,
+                    upload_id_marker=upload_id_marker, max_uploads=self.list_page_size,
+                )
+            for listed in page.uploads:
+                yield PendingUpload(listed.key, listed.upload_id)
+            if not page.is_truncated:
+                return
+            key_marker, upload_id_marker = page.next_key_marker, page.next_upload_id_marker
+
+    def abort_upload(self, upload: PendingUpload) -> None:
+        try:
+            self._client.abort_multipart_upload(self.bucket, upload.key, upload.upload_id)
+        except TosServerError as error:
+            if error.status_code != 404 or error.code != "NoSuchUpload":
+                self._fail("abort of the multipart upload of", upload.key, error)
+        except TosError as error:
+            self._fail("abort of the multipart upload of", upload.key, error)
 
     def delete(self, key: str) -> None:
         with self._translate("delete of", key):

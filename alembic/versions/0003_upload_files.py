@@ -7,7 +7,9 @@ Upgrade, step by step:
      (default tmp/ and *.part) are counted and left out. Links leading outside the folder,
      broken links, loops and special files are refused: the upgrade stops naming them,
      or with -x unsafe_files=skip leaves them out and lists them.
-  3. Runs the storage preflight (bucket, credentials, a probe object).
+  3. Runs the storage preflight (bucket, credentials, a probe object; probes a killed run
+     left are deleted first) and aborts the incomplete multipart uploads of these files'
+     keys that a killed or failed run left in the bucket.
   4. Uploads every file under [STORAGE_KEY_PREFIX/]<path relative to UPLOADS_DIR> on
      MAX_CONCURRENT threads; an object already there with the same size and CRC-64 is
      skipped (so a rerun after a kill resumes), one with other content is uploaded again.
@@ -75,7 +77,9 @@ def upgrade() -> None:
                   server_default=sa.func.now()),
         sa.PrimaryKeyConstraint("relative_path", name=f"pk_{MANIFEST}"),
     )
-    file_upload.upload_files(op.get_bind(), options, cutover.storage, MANIFEST)
+    backoff = context.config.attributes.get(file_upload.RETRY_BACKOFF_ATTRIBUTE,
+                                            file_upload.RETRY_BACKOFF_SECONDS)
+    file_upload.upload_files(op.get_bind(), options, cutover.storage, MANIFEST, backoff)
 
 
 def downgrade() -> None:
