@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +30,7 @@ from models.adopt import alembic_config
 from storage import StorageClient, file_crc64
 from storage.tos import MiB
 from tests.conftest import (
+    ACCESS_KEY,
     BUCKET,
     ENDPOINT,
     PUBLIC_BASE_URL,
@@ -554,3 +557,122 @@ def test_manifest_is_as_the_path_rewrite_expects_and_check_stays_clean(
                             "a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE "
                             "i.indrelid = 'cutover_file_manifest'::regclass "
                             "AND i.indisprimary") == [("relative_path",)]
+
+
+LARGE = "recordings/all-hands.wav"
+
+
+def multipart_env(server: TosServer, pg_url: str) -> dict[str, str]:
+    """A subprocess's settings with 5 MiB parts: a 12 MiB file goes up in three."""
+    return {**tos_subprocess_env(server, pg_url), "STORAGE_MULTIPART_THRESHOLD": str(5 * MiB),
+            "STORAGE_PART_SIZE": str(5 * MiB), "MAX_CONCURRENT": "2"}
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen) -> None:
+    """Poll until ``condition()`` holds; fail if the process ends first."""
+    while not condition():
+        assert process.poll() is None, "the run ended before the awaited moment"
+        time.sleep(0.02)
+
+
+def part_stored(server: TosServer, key: str) -> bool:
+    """A multipart upload of ``key`` is in progress and holds at least one part."""
+    return any(upload.key == key and upload.parts
+               for upload in server.store.bucket(BUCKET).uploads())
+
+
+def pending_keys(client: tos.TosClientV2) -> list[str]:
+    return sorted(upload.key for upload in client.list_multipart_uploads(BUCKET).uploads)
+
+
+@only_tos
+def test_a_multipart_upload_killed_midway_is_aborted_by_the_next_run(
+    bucket: StorageClient, tos_server: TosServer, raw_client: tos.TosClientV2, uploads: Path,
+    pg_url: str, pg_engine: sa.Engine, capfd: pytest.CaptureFixture
+) -> None:
+    large = write(uploads, LARGE, os.urandom(12 * MiB))
+    write(uploads, "notes/a.txt")
+    # Someone else's uploads, under a key of no file here: never aborted.
+    for key in ("recordings/other.wav", "elsewhere/b.bin"):
+        raw_client.create_multipart_upload(BUCKET, key)
+    tos_server.faults = Faults(latency=0.3)
+
+    def kill_midway(process: subprocess.Popen) -> None:
+        wait_for(lambda: part_stored(tos_server, LARGE), process)
+        process.send_signal(signal.SIGKILL)
+
+    code, output = run_watching(cli("upgrade", "0003"), multipart_env(tos_server, pg_url),
+                                UPLOADING, kill_midway)
+    tos_server.faults = Faults()
+    assert code == -signal.SIGKILL, output
+    assert pending_keys(raw_client) == ["elsewhere/b.bin", LARGE, "recordings/other.wav"]
+    assert version(pg_engine) == "0002"
+
+    command.upgrade(upgrade_config(pg_url), "0003")
+    err = capfd.readouterr().err
+    assert "Incomplete multipart uploads left by a killed or failed attempt: 1 aborted" in err
+    assert pending_keys(raw_client) == ["elsewhere/b.bin", "recordings/other.wav"]
+    assert stored(bucket)[LARGE] == large.read_bytes()
+    assert {row[4] for row in manifest(pg_engine).values()} == {"verified"}
+
+
+@only_tos
+def test_a_probe_left_by_a_killed_preflight_is_deleted_by_the_next_one(
+    bucket: StorageClient, tos_server: TosServer, uploads: Path, pg_url: str,
+    pg_engine: sa.Engine, tmp_path: Path, make_file: Callable[..., Path]
+) -> None:
+    write(uploads, "a.txt")
+    bucket.put_file(".preflight/notes.txt", make_file(b"not a probe"))  # not named as one
+    work = tmp_path / "work"
+
+    def probes() -> list[str]:
+        return [key for key in tos_server.store.bucket(BUCKET).sorted_keys()
+                if key.startswith(".preflight/preflight-")]
+
+    def kill_during_the_probe(process: subprocess.Popen) -> None:
+        wait_for(lambda: bool(probes()), process)  # written; read back and delete to come
+        process.send_signal(signal.SIGKILL)
+
+    tos_server.faults = Faults(latency=0.3)
+    code, output = run_watching(cli("upgrade", "0003"), tos_subprocess_env(tos_server, pg_url),
+                                "Preflight of", kill_during_the_probe)
+    tos_server.faults = Faults()
+    assert code == -signal.SIGKILL, output
+    assert len(probes()) == 1
+    assert [p.name for p in work.glob("preflight-*.txt")] == [probes()[0].rpartition("/")[2]]
+
+    command.upgrade(upgrade_config(pg_url), "0003")
+    assert probes() == [] and list(work.glob("preflight-*")) == []
+    assert ".preflight/notes.txt" in stored(bucket)
+    assert version(pg_engine) == "0003"
+
+
+@only_tos
+def test_a_store_down_for_a_few_seconds_is_ridden_out(
+    bucket: StorageClient, tos_server: TosServer, raw_client: tos.TosClientV2, uploads: Path,
+    pg_url: str, pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    files = {LARGE: write(uploads, LARGE, os.urandom(12 * MiB))}
+    files.update({f"notes/{i}.txt": write(uploads, f"notes/{i}.txt") for i in range(10)})
+    port = tos_server.port
+    restarted: list[TosServer] = []
+
+    def outage(process: subprocess.Popen) -> None:
+        # Mid-upload: a part of the large file is in, the others are on their way.
+        wait_for(lambda: part_stored(tos_server, LARGE), process)
+        tos_server.stop()
+        time.sleep(12)  # the outage; the server keeps its multipart state on disk
+        restarted.append(TosServer(tmp_path / "tos-root", access_key=ACCESS_KEY,
+                                   secret_key=SECRET_KEY, port=port).start())
+
+    tos_server.faults = Faults(latency=0.2)
+    try:
+        code, output = run_watching(cli("upgrade", "0003"), multipart_env(tos_server, pg_url),
+                                    UPLOADING, outage)
+        assert restarted and code == 0, output
+        assert stored(bucket) == {name: path.read_bytes() for name, path in files.items()}
+        assert {row[4] for row in manifest(pg_engine).values()} == {"verified"}
+        assert pending_keys(raw_client) == []
+    finally:
+        for server in restarted:
+            server.stop()
