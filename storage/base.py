@@ -12,6 +12,7 @@ from typing import BinaryIO
 from urllib.parse import quote
 
 from storage.crc64 import file_crc64
+from storage.options import Correction
 
 __all__ = [
     "ObjectInfo", "PrefixedStorage", "StorageClient", "StorageError", "file_crc64", "join_url",
@@ -72,6 +73,11 @@ class StorageClient(ABC):
     def close(self) -> None:
         """Release connections; a client without any has nothing to do."""
         return None
+
+    def conform(self, key: str) -> Correction:
+        """Bring an object already stored with the right bytes to the client's upload
+        options (ACL, storage class, SSE); a store without such options has nothing to do."""
+        return "none"
 
     def preflight(self) -> None:
         """Check the target is usable; raise StorageError naming the step that failed.
@@ -164,6 +170,9 @@ class PrefixedStorage(StorageClient):
 
     def check_access(self) -> None:
         self.inner.check_access()
+
+    def conform(self, key: str) -> Correction:
+        return self.inner.conform(self.prefix + key)
 
     def close(self) -> None:
         self.inner.close()
