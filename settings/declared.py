@@ -258,7 +258,8 @@ STORAGE_BUCKET = Setting("STORAGE_BUCKET", bucket, "", "e.g. `meeting-agent`",
 STORAGE_REGION = Setting("STORAGE_REGION", text, "", "e.g. `cn-beijing`",
                          shown_default="required for `tos`", storage=True)
 STORAGE_ENDPOINT = Setting("STORAGE_ENDPOINT", endpoint, "",
-                           "e.g. `https://tos-cn-beijing.volces.com`",
+                           "e.g. `https://tos-cn-beijing.volces.com`, or the internal "
+                           "`tos-cn-beijing.ivolces.com` (a bare host means `https://`)",
                            shown_default="required for `tos`", storage=True)
 STORAGE_ACCESS_KEY = Setting("STORAGE_ACCESS_KEY", text, "", "TOS credentials; never printed",
                              secret=True, shown_default="required for `tos`", storage=True)
