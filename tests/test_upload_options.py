@@ -126,7 +126,8 @@ class _Forward(BaseHTTPRequestHandler):
     server: RecordingProxy
 
     def forward(self) -> None:
-        self.server.seen.append({name.lower(): value for name, value in self.headers.items()})
+        self.server.seen.append({"request": f"{self.command} {self.path}",
+                                 **{name.lower(): value for name, value in self.headers.items()}})
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream_port, timeout=30)
@@ -163,7 +164,10 @@ def recording_proxy(tos_server: TosServer) -> Iterator[RecordingProxy]:
 def test_an_sts_token_is_sent_with_every_request_and_never_printed(
     cutover: Path, tmp_path: Path, pg_url: str, recording_proxy: RecordingProxy
 ) -> None:
+    """The preflight probe carries the upload options too: a bucket policy refusing them
+    fails the preflight, before anything is written."""
     env = {**os.environ, "DATABASE_URL": pg_url, "STORAGE_SECURITY_TOKEN": STS_TOKEN,
+           "STORAGE_ACL": "public-read", "STORAGE_CLASS": "IA", "STORAGE_SSE": "AES256",
            "STORAGE_PROXY": f"http://127.0.0.1:{recording_proxy.server_port}",
            "REPORTS_DIR": str(tmp_path / "reports")}
     run = subprocess.run(cli("upgrade", "0003"), env=env, capture_output=True, text=True,
@@ -171,6 +175,12 @@ def test_an_sts_token_is_sent_with_every_request_and_never_printed(
     assert run.returncode == 0, run.stderr
     assert len(recording_proxy.seen) > len(keys())
     assert {seen.get("x-tos-security-token") for seen in recording_proxy.seen} == {STS_TOKEN}
+    probe_writes = [seen for seen in recording_proxy.seen
+                    if seen["request"].startswith("PUT ") and "/.preflight/" in seen["request"]]
+    assert probe_writes, recording_proxy.seen
+    assert {(seen.get("x-tos-acl"), seen.get("x-tos-storage-class"),
+             seen.get("x-tos-server-side-encryption")) for seen in probe_writes} \
+        == {("public-read", "IA", "AES256")}
     sql = subprocess.run(cli("upgrade", "0002:0003", "--sql"), env=env, capture_output=True,
                          text=True, timeout=120)
     refused = subprocess.run(cli("downgrade", "0002", "-x", "purge_objects=true"),
