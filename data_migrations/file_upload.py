@@ -224,8 +224,8 @@ class FileUpload:
             return Outcome(file, "uploaded", self.put_with_retries(file))
         if (present.size, present.crc64) != (file.size, file_crc64(file.source)):
             return Outcome(file, "replaced", self.put_with_retries(file))
-        correction = retrying(lambda: self.storage.conform(file.relative_path),
-                              file.relative_path, self.stopping)
+        correction = self.retrying(lambda: self.storage.conform(file.relative_path),
+                                   file.relative_path)
         if correction == "resend":
             return Outcome(file, "resent", self.put_with_retries(file))
         return Outcome(file, "acl_set" if correction == "acl" else "skipped", present)
