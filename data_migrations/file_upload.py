@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -44,18 +44,24 @@ from storage.tos import guess_content_type
 log = logging.getLogger("cutover.files")
 
 R = TypeVar("R")
-ATTEMPTS = 3
-RETRY_BACKOFF_SECONDS = 1.0  # doubled after each failed attempt
+# The waits between the attempts of a storage action: 31 s in all, so that an outage of
+# the store shorter than 30 s is ridden out. Revision 0003 takes another schedule from the
+# Alembic config attribute RETRY_BACKOFF_ATTRIBUTE when one is given (tests do).
+RETRY_BACKOFF_SECONDS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+RETRY_BACKOFF_ATTRIBUTE = "storage_retry_backoff_seconds"
 MANIFEST_BATCH = 1000
 LARGEST_SHOWN = 10
 STATUS_ROWS = (("uploaded", "uploaded"), ("replaced", "re-uploaded (content differed)"),
+               ("resent", "re-uploaded (storage class or encryption differed)"),
+               ("acl_set", "already in the bucket, ACL corrected"),
                ("skipped", "skipped (already in the bucket)"))
 
 
 def manifest_table(name: str) -> sa.TableClause:
     """The columns of the manifest that revision 0003 creates, for reading and writing."""
     return sa.table(name, *(sa.column(c) for c in (
-        "relative_path", "object_key", "public_url", "size", "crc64", "status")))
+        "relative_path", "object_key", "public_url", "size", "crc64", "status", "acl",
+        "storage_class", "sse")))
 
 
 class ActionFailure(Exception):
@@ -65,7 +71,7 @@ class ActionFailure(Exception):
 @dataclass(frozen=True)
 class Outcome:
     file: LocalFile
-    status: str  # uploaded | replaced | skipped
+    status: str  # uploaded | replaced | resent | acl_set | skipped
     stored: ObjectInfo
 
 
@@ -76,6 +82,7 @@ class UploadReport:
     bytes: Counter[str] = field(default_factory=Counter)
     replaced: list[str] = field(default_factory=list)
     verified: int = 0
+    aborted: int = 0  # incomplete multipart uploads of these files, left by failed attempts
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -88,7 +95,11 @@ def describe_target(settings: StorageSettings) -> str:
     """Where the objects go, for people: never a credential."""
     where = (f"folder {settings.local_root.resolve()}" if settings.provider == "local"
              else f"bucket {settings.bucket!r} at {settings.endpoint}")
-    return where + (f", keys under {settings.key_prefix}" if settings.key_prefix else "")
+    where += f", keys under {settings.key_prefix}" if settings.key_prefix else ""
+    written = [f"{name} {value}" for name, value in (
+        ("ACL", settings.acl), ("storage class", settings.storage_class),
+        ("SSE", settings.sse)) if value]
+    return where + (f" ({', '.join(written)})" if written else "")
 
 
 def check_folders(options: UploadOptions, settings: StorageSettings) -> None:
@@ -107,8 +118,10 @@ def check_folders(options: UploadOptions, settings: StorageSettings) -> None:
 
 
 def upload_files(connection: sa.Connection, options: UploadOptions,
-                 storage_settings: StorageSettingsSource, manifest: str) -> None:
-    """Upload UPLOADS_DIR to the configured storage and fill the table ``manifest``."""
+                 storage_settings: StorageSettingsSource, manifest: str,
+                 retry_backoff: Sequence[float] = RETRY_BACKOFF_SECONDS) -> None:
+    """Upload UPLOADS_DIR to the configured storage and fill the table ``manifest``;
+    ``retry_backoff`` is the waits between the attempts of each storage action."""
     settings = storage_settings()
     check_folders(options, settings)
     started = time.monotonic()
@@ -125,7 +138,7 @@ def upload_files(connection: sa.Connection, options: UploadOptions,
         storage.preflight()
         log.info("Storage preflight passed: bucket, credentials, probe object written, read and "
                  "deleted.")
-        run = FileUpload(connection, storage, settings, manifest_table(manifest))
+        run = FileUpload(connection, storage, settings, manifest_table(manifest), retry_backoff)
         report = run.run(scan, time.monotonic() - started)
     print_summary(report)
     record_step("files", seconds=sum(report.seconds.values()),
@@ -133,17 +146,21 @@ def upload_files(connection: sa.Connection, options: UploadOptions,
                         f"{len(scan.excluded):,} excluded, {len(scan.refused):,} refused",
                 files=dict(report.files), bytes=dict(report.bytes),
                 excluded=len(scan.excluded), refused=[str(r) for r in scan.refused],
-                replaced=report.replaced, verified=report.verified)
+                replaced=report.replaced, verified=report.verified,
+                aborted_multipart_uploads=report.aborted)
 
 
 class FileUpload:
     """One run of the upload: the files, the outcomes, the manifest, the verification."""
 
     def __init__(self, connection: sa.Connection, storage: StorageClient,
-                 settings: StorageSettings, manifest: sa.TableClause) -> None:
+                 settings: StorageSettings, manifest: sa.TableClause,
+                 retry_backoff: Sequence[float] = RETRY_BACKOFF_SECONDS) -> None:
         self.connection = connection
+        self.retry_backoff = retry_backoff
         self.storage = storage
         self.key_prefix = settings.key_prefix
+        self.object_options = settings.object_options
         self.workers = settings.max_concurrent
         self.manifest = manifest
         self.stopping = Event()  # set on the first failure: retries stop early
@@ -151,10 +168,15 @@ class FileUpload:
     def run(self, scan: FolderScan, scan_seconds: float) -> UploadReport:
         report = UploadReport(scan, seconds={"scan": scan_seconds})
         started = time.monotonic()
+        keys = {file.relative_path for file in scan.files}
+        report.aborted = self.abort_leftover_uploads(keys)
         present = self.stored_objects()
         log.info(f"{len(present):,} objects already stored; uploading {len(scan.files):,} files "
                  f"({size_text(scan.bytes)}) on {self.workers} threads.")
         self.upload(scan.files, present, report)
+        # A whole-file retry leaves the failed attempt's upload behind when its abort failed
+        # too (the store was down): the step ends with none of its keys incomplete.
+        report.aborted += self.abort_leftover_uploads(keys)
         report.seconds["upload"] = time.monotonic() - started
         started = time.monotonic()
         report.verified = self.verify()
@@ -196,24 +218,46 @@ class FileUpload:
             "upgrade runs again.")
 
     def upload_one(self, file: LocalFile, present: ObjectInfo | None) -> Outcome:
-        if present is not None and present.size == file.size \
-                and present.crc64 == file_crc64(file.source):
-            return Outcome(file, "skipped", present)
-        stored = self.put_with_retries(file)
-        return Outcome(file, "uploaded" if present is None else "replaced", stored)
+        """Upload the file unless the bucket holds its bytes already, written with the
+        upload options (ACL, storage class, SSE) or brought to them in place."""
+        if present is None:
+            return Outcome(file, "uploaded", self.put_with_retries(file))
+        if (present.size, present.crc64) != (file.size, file_crc64(file.source)):
+            return Outcome(file, "replaced", self.put_with_retries(file))
+        correction = self.retrying(lambda: self.storage.conform(file.relative_path),
+                                   file.relative_path)
+        if correction == "resend":
+            return Outcome(file, "resent", self.put_with_retries(file))
+        return Outcome(file, "acl_set" if correction == "acl" else "skipped", present)
 
     def put_with_retries(self, file: LocalFile) -> ObjectInfo:
         content_type = guess_content_type(PurePosixPath(file.relative_path))
-        return retrying(lambda: self.storage.put_file(file.relative_path, file.source,
-                                                      content_type),
-                        file.relative_path, self.stopping)
+        return self.retrying(lambda: self.storage.put_file(file.relative_path, file.source,
+                                                           content_type),
+                             file.relative_path)
+
+    def retrying(self, action: Callable[[], R], name: str) -> R:
+        return retrying(action, name, self.retry_backoff, self.stopping)
+
+    def abort_leftover_uploads(self, keys: set[str]) -> int:
+        """Abort the incomplete multipart uploads of ``keys`` (the files this step uploads)
+        that a killed or failed earlier attempt left in the bucket; return how many. An
+        upload of any other key, under the key prefix or not, is someone else's and stays."""
+        leftovers = self.retrying(
+            lambda: [upload for upload in self.storage.pending_uploads() if upload.key in keys],
+            "listing of the incomplete multipart uploads")
+        for upload in leftovers:
+            self.retrying(partial(self.storage.abort_upload, upload),
+                          f"abort of the incomplete multipart upload of {upload.key}")
+        return len(leftovers)
 
     def manifest_row(self, outcome: Outcome) -> dict[str, object]:
         key = outcome.file.relative_path
         return {"relative_path": key, "object_key": self.key_prefix + key,
                 "public_url": self.storage.public_url(key), "size": outcome.stored.size,
                 "crc64": outcome.stored.crc64,
-                "status": "skipped" if outcome.status == "skipped" else "uploaded"}
+                "status": "skipped" if outcome.status in ("skipped", "acl_set") else "uploaded",
+                **self.object_options.manifest_values()}
 
     def record(self, batch: list[dict[str, object]]) -> None:
         if batch:
@@ -223,8 +267,8 @@ class FileUpload:
     def stored_objects(self) -> dict[str, ObjectInfo]:
         """Every object in the bucket (under the key prefix) by key, with its size and
         CRC-64: one listing, 1,000 objects a page, instead of a request per file."""
-        return retrying(lambda: {info.key: info for info in self.storage.list()},
-                        "listing of the bucket", self.stopping)
+        return self.retrying(lambda: {info.key: info for info in self.storage.list()},
+                             "listing of the bucket")
 
     def verify(self) -> int:
         """Check every manifest row against a fresh listing of the bucket; any difference
@@ -257,21 +301,34 @@ def difference(row: sa.Row, stored: ObjectInfo | None) -> str | None:
     return None
 
 
-def retrying(action: Callable[[], R], name: str, stopping: Event | None = None) -> R:
-    """``action()``, tried again with backoff while it fails in a way that may pass.
+def retrying(action: Callable[[], R], name: str,
+             backoff: Sequence[float] = RETRY_BACKOFF_SECONDS, stopping: Event | None = None) -> R:
+    """``action()``, tried again after each wait of ``backoff`` while it fails in a way
+    that may pass.
 
     The SDK already retries single requests; this retries the whole action (a file's upload
-    with all its parts, a stat) for what still gets through: a connection dropped on every
-    SDK attempt, a long spell of 5xx. Once ``stopping`` is set, no new attempt starts."""
-    for attempt in range(1, ATTEMPTS + 1):
+    with all its parts, a stat) for what still gets through: a store that is down for a
+    while, a connection dropped on every SDK attempt, a long spell of 5xx. Once
+    ``stopping`` is set, no new attempt starts."""
+    waits = iter(backoff)
+    attempt = 1
+    while True:
         try:
             return action()
         except StorageError as error:
-            if attempt == ATTEMPTS or is_permanent(error) or (stopping and stopping.is_set()):
+            wait = next(waits, None)
+            if wait is None or is_permanent(error) or _stopped(stopping, wait):
                 raise ActionFailure(f"{name} (after {attempt} attempt"
                                     f"{'s' if attempt > 1 else ''}): {error}") from error
-            time.sleep(RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
-    raise AssertionError("unreachable: the last attempt returns or raises")
+        attempt += 1
+
+
+def _stopped(stopping: Event | None, wait: float) -> bool:
+    """Wait ``wait`` seconds, or less once ``stopping`` is set; whether it is."""
+    if stopping is None:
+        time.sleep(wait)
+        return False
+    return stopping.wait(wait)
 
 
 def is_permanent(error: StorageError) -> bool:
@@ -304,7 +361,8 @@ def plan_manifest(connection: sa.Connection, manifest: sa.TableClause, scan: Fol
     Nothing is read from the files and nothing is sent to the storage."""
     rows = [{"relative_path": f.relative_path, "object_key": settings.key_prefix + f.relative_path,
              "public_url": storage.public_url(f.relative_path), "size": f.size, "crc64": 0,
-             "status": "verified"} for f in scan.files]
+             "status": "verified", **settings.object_options.manifest_values()}
+            for f in scan.files]
     for start in range(0, len(rows), MANIFEST_BATCH):
         connection.execute(sa.insert(manifest), rows[start:start + MANIFEST_BATCH])
 
@@ -333,6 +391,8 @@ def print_summary(report: UploadReport) -> None:
              ("verified in the bucket", report.verified, "-")]
     times = ", ".join(f"{step} {seconds:.1f}s" for step, seconds in report.seconds.items())
     log.info(f"File upload ({times}):\n" + table(("files", "count", "bytes"), rows))
+    log.info(f"Incomplete multipart uploads left by a killed or failed attempt: "
+             f"{report.aborted:,} aborted (only uploads of these files' keys).")
     if report.replaced:
         log.info(f"Re-uploaded because the bucket held other content:\n"
                  f"{bulleted(sorted(report.replaced))}")

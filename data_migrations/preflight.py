@@ -33,6 +33,7 @@ from storage.factory import build_storage
 log = logging.getLogger("cutover.preflight")
 
 Check = Callable[[Settings], list[str]]
+WRITE_PROBE_PREFIX = ".preflight-"  # the file that shows a folder takes writes
 LISTED = 20  # refused uploads entries named before "... and N more"
 # SQLite virtual machine steps between two looks at the clock during the integrity check.
 SQLITE_STEPS_PER_TICK = 100_000
@@ -172,7 +173,9 @@ def writable(setting: declared.Setting, cutover: Settings) -> list[str]:
     folder: Path = cutover[setting]
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".preflight-"):
+        for leftover in folder.glob(f"{WRITE_PROBE_PREFIX}*"):  # a killed preflight's
+            leftover.unlink(missing_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=WRITE_PROBE_PREFIX):
             pass
     except OSError as error:
         return [f"{setting.name} {folder.resolve()} is not writable "

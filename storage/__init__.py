@@ -10,7 +10,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from storage.base import ObjectInfo, PrefixedStorage, StorageClient, StorageError, file_crc64
+from storage.base import (
+    ObjectInfo,
+    PendingUpload,
+    PrefixedStorage,
+    StorageClient,
+    StorageError,
+    file_crc64,
+)
 from storage.local import LocalStorage
 
 if TYPE_CHECKING:
@@ -25,6 +32,7 @@ _LAZY = {
 __all__ = [
     "LocalStorage",
     "ObjectInfo",
+    "PendingUpload",
     "PrefixedStorage",
     "StorageClient",
     "StorageError",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -12,11 +13,20 @@ from typing import BinaryIO
 from urllib.parse import quote
 
 from storage.crc64 import file_crc64
+from storage.options import Correction
 
 __all__ = [
-    "ObjectInfo", "PrefixedStorage", "StorageClient", "StorageError", "file_crc64", "join_url",
-    "preflight_error", "preflight_step",
+    "ObjectInfo", "PendingUpload", "PrefixedStorage", "StorageClient", "StorageError",
+    "file_crc64", "join_url", "preflight_error", "preflight_step",
 ]
+
+# Preflight probes: objects under PROBE_FOLDER and scratch files in the client's
+# scratch_dir, both named PROBE_PREFIX + 32 hex digits + PROBE_SUFFIX; a killed run's are
+# recognised by that name and deleted by the next preflight.
+PROBE_FOLDER = ".preflight/"
+PROBE_PREFIX = "preflight-"
+PROBE_SUFFIX = ".txt"
+PROBE_NAME = re.compile(re.escape(PROBE_PREFIX) + "[0-9a-f]{32}" + re.escape(PROBE_SUFFIX))
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,14 @@ class ObjectInfo:
     key: str
     size: int
     crc64: int | None  # CRC-64/ECMA as TOS reports it (decimal int); compare with file_crc64()
+
+
+@dataclass(frozen=True)
+class PendingUpload:
+    """A multipart upload started and neither completed nor aborted."""
+
+    key: str
+    upload_id: str
 
 
 class StorageError(Exception):
@@ -73,6 +91,21 @@ class StorageClient(ABC):
         """Release connections; a client without any has nothing to do."""
         return None
 
+    def pending_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
+        """The incomplete multipart uploads of keys starting with prefix, across all pages.
+        A back end without multipart uploads (the local folder writes whole files and
+        renames them into place) has none."""
+        return iter(())
+
+    def abort_upload(self, upload: PendingUpload) -> None:
+        """Abort an incomplete multipart upload; one already gone is not an error."""
+        raise NotImplementedError(f"{type(self).__name__} has no multipart uploads")
+
+    def conform(self, key: str) -> Correction:
+        """Bring an object already stored with the right bytes to the client's upload
+        options (ACL, storage class, SSE); a store without such options has nothing to do."""
+        return "none"
+
     def preflight(self) -> None:
         """Check the target is usable; raise StorageError naming the step that failed.
 
@@ -80,6 +113,8 @@ class StorageClient(ABC):
         so that permissions missing for one of those calls show up before a migration.
         """
         self.check_access()
+        with preflight_step("probe cleanup"):
+            remove_leftover_probes(self, self.scratch_dir)
         probe_round_trip(self, self.scratch_dir)
 
 
@@ -96,9 +131,23 @@ def preflight_step(step: str) -> Iterator[None]:
         raise preflight_error(step, str(error)) from error
 
 
+def remove_leftover_probes(client: StorageClient, scratch_dir: Path) -> int:
+    """Delete the probe objects and probe scratch files a killed preflight left behind
+    (only names probe_round_trip makes); returns how many objects were deleted. One run
+    at a time (the run lock) means no other preflight's probe is in flight."""
+    leftovers = [info.key for info in client.list(PROBE_FOLDER)
+                 if PROBE_NAME.fullmatch(info.key[len(PROBE_FOLDER):])]
+    for key in leftovers:
+        client.delete(key)
+    for scratch in scratch_dir.glob(f"{PROBE_PREFIX}*{PROBE_SUFFIX}"):
+        if PROBE_NAME.fullmatch(scratch.name):
+            scratch.unlink(missing_ok=True)
+    return len(leftovers)
+
+
 def probe_round_trip(client: StorageClient, scratch_dir: Path) -> None:
-    name = f"preflight-{uuid.uuid4().hex}.txt"
-    key = f".preflight/{name}"
+    name = f"{PROBE_PREFIX}{uuid.uuid4().hex}{PROBE_SUFFIX}"
+    key = f"{PROBE_FOLDER}{name}"
     payload = f"storage preflight probe {key}\n".encode()
     scratch_dir.mkdir(parents=True, exist_ok=True)
     source = scratch_dir / name
@@ -165,5 +214,15 @@ class PrefixedStorage(StorageClient):
     def check_access(self) -> None:
         self.inner.check_access()
 
+    def conform(self, key: str) -> Correction:
+        return self.inner.conform(self.prefix + key)
+
     def close(self) -> None:
         self.inner.close()
+
+    def pending_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
+        return (PendingUpload(upload.key[len(self.prefix):], upload.upload_id)
+                for upload in self.inner.pending_uploads(self.prefix + prefix))
+
+    def abort_upload(self, upload: PendingUpload) -> None:
+        self.inner.abort_upload(PendingUpload(self.prefix + upload.key, upload.upload_id))

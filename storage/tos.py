@@ -14,11 +14,20 @@ from pathlib import Path
 from typing import BinaryIO, NoReturn
 
 import tos
+from tos.enum import ACLType, CannedType, PermissionType, StorageClassType
 from tos.exceptions import TosError, TosServerError
-from tos.models2 import GetObjectOutput, UploadedPart
+from tos.models2 import GetObjectACLOutput, GetObjectOutput, UploadedPart
 
-from storage.base import ObjectInfo, StorageClient, StorageError, join_url, preflight_error
+from storage.base import (
+    ObjectInfo,
+    PendingUpload,
+    StorageClient,
+    StorageError,
+    join_url,
+    preflight_error,
+)
 from storage.crc64 import crc64_combine, crc64_update, file_crc64
+from storage.options import BUCKET_DEFAULTS, Correction, ObjectOptions
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB  # TOS refuses smaller parts, except the last one
@@ -27,6 +36,7 @@ DEFAULT_PART_SIZE = 16 * MiB
 DEFAULT_PART_CONCURRENCY = 8
 NO_SUCH_BUCKET_EC = "0006-00000001"
 CRC_HEADER = "x-tos-hash-crc64ecma"
+SSE_HEADER = "x-tos-server-side-encryption"
 
 
 def _quiet_sdk_logger() -> None:
@@ -60,7 +70,8 @@ class TosStorage(StorageClient):
     upload of ``part_size`` parts, ``part_concurrency`` parts at a time across all files,
     aborted if any part fails, so no half upload lingers. Every body's CRC-64 (each PUT,
     each part, the completed object, each full download) is checked here against the
-    ``x-tos-hash-crc64ecma`` TOS answers. The SDK retries transient failures (5xx, dropped
+    ``x-tos-hash-crc64ecma`` TOS answers. Every object, in one PUT or in parts, is written
+    with ``options`` (ACL, storage class, SSE). The SDK retries transient failures (5xx, dropped
     connections) up to ``max_retry_count`` times; what still fails becomes a StorageError
     naming the key.
     """
@@ -75,6 +86,8 @@ class TosStorage(StorageClient):
         secret_key: str,
         public_base_url: str,
         work_dir: Path,
+        security_token: str = "",
+        options: ObjectOptions = BUCKET_DEFAULTS,
         proxy: tuple[str, int] | None = None,
         multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
         part_size: int = DEFAULT_PART_SIZE,
@@ -94,12 +107,16 @@ class TosStorage(StorageClient):
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
         self.list_page_size = list_page_size
-        self._secret_key = secret_key  # only kept to scrub it from error messages
+        self.options = options
+        # Only kept to scrub them from error messages.
+        self._secrets = [secret for secret in (secret_key, security_token) if secret]
         self._client = tos.TosClientV2(
             access_key,
             secret_key,
             endpoint,
             region,
+            # Temporary (STS) credentials: sent as x-tos-security-token with each request.
+            security_token=security_token or None,
             max_retry_count=max_retry_count,
             socket_timeout=socket_timeout,
             connection_time=connection_timeout,
@@ -138,7 +155,9 @@ class TosStorage(StorageClient):
 
     def _error(self, action: str, key: str, reason: str) -> StorageError:
         message = f"{action} {key!r} in bucket {self.bucket!r} failed: {reason}"
-        return StorageError(message.replace(self._secret_key, "***"))
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
+        return StorageError(message)
 
     def _fail(self, action: str, key: str, error: TosError) -> NoReturn:
         raise self._error(action, key, describe(error)) from error
@@ -173,13 +192,14 @@ class TosStorage(StorageClient):
     def _put_single(self, key: str, path: Path, content_type: str) -> int:
         crc = file_crc64(path)
         output = self._client.put_object_from_file(self.bucket, key, str(path),
-                                                   content_type=content_type)
+                                                   content_type=content_type,
+                                                   **self._write_options())
         self._check_crc("upload of", key, "the object", crc, output.hash_crc64_ecma)
         return crc
 
     def _put_multipart(self, key: str, path: Path, size: int, content_type: str) -> int:
         upload_id = self._client.create_multipart_upload(
-            self.bucket, key, content_type=content_type
+            self.bucket, key, content_type=content_type, **self._write_options()
         ).upload_id
         try:
             parts, crc = self._upload_parts(key, path, size, upload_id)
@@ -192,6 +212,35 @@ class TosStorage(StorageClient):
         self._check_crc("upload of", key, "the completed multipart object", crc,
                         output.hash_crc64_ecma)
         return crc
+
+    def _write_options(self) -> dict[str, object]:
+        """The SDK arguments for ``options``; an option not set is not sent, so that the
+        bucket's default applies."""
+        options = self.options
+        return {
+            "acl": ACLType(options.acl) if options.acl else None,
+            "storage_class": StorageClassType(options.storage_class)
+            if options.storage_class else None,
+            "server_side_encryption": options.sse,
+        }
+
+    def conform(self, key: str) -> Correction:
+        """An object already in the bucket with the file's bytes, brought to ``options``:
+        its ACL is set in place; a storage class or encryption other than asked can only
+        be changed by sending the object again ("resend")."""
+        options = self.options
+        with self._translate("check of the ACL and storage class of", key):
+            if options.storage_class or options.sse:
+                head = self._client.head_object(self.bucket, key)
+                stored_class = head.storage_class.value if head.storage_class else None
+                if (options.storage_class and stored_class != options.storage_class) or \
+                        (options.sse and head.header.get(SSE_HEADER) != options.sse):
+                    return "resend"
+            if options.acl and canned_acl(self._client.get_object_acl(self.bucket, key)) \
+                    != options.acl:
+                self._client.put_object_acl(self.bucket, key, acl=ACLType(options.acl))
+                return "acl"
+        return "none"
 
     def _upload_parts(
         self, key: str, path: Path, size: int, upload_id: str
@@ -242,6 +291,29 @@ class TosStorage(StorageClient):
         # rules for incomplete uploads clean up.
         with suppress(TosError):
             self._client.abort_multipart_upload(self.bucket, key, upload_id)
+
+    def pending_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
+        key_marker = upload_id_marker = None
+        while True:
+            with self._translate("listing of the multipart uploads under", prefix):
+                page = self._client.list_multipart_uploads(
+                    self.bucket, prefix=prefix or None, key_marker=key_marker,
+                    upload_id_marker=upload_id_marker, max_uploads=self.list_page_size,
+                )
+            for listed in page.uploads:
+                yield PendingUpload(listed.key, listed.upload_id)
+            if not page.is_truncated:
+                return
+            key_marker, upload_id_marker = page.next_key_marker, page.next_upload_id_marker
+
+    def abort_upload(self, upload: PendingUpload) -> None:
+        try:
+            self._client.abort_multipart_upload(self.bucket, upload.key, upload.upload_id)
+        except TosServerError as error:
+            if error.status_code != 404 or error.code != "NoSuchUpload":
+                self._fail("abort of the multipart upload of", upload.key, error)
+        except TosError as error:
+            self._fail("abort of the multipart upload of", upload.key, error)
 
     def delete(self, key: str) -> None:
         with self._translate("delete of", key):
@@ -339,6 +411,18 @@ def describe(error: TosError) -> str:
         return text + (f": {error.message}" if error.message else "")
     cause = getattr(error, "cause", None)
     return f"{error.message} ({cause})" if cause else str(error.message)
+
+
+def canned_acl(output: GetObjectACLOutput) -> str:
+    """The canned ACL an object's grants amount to, as far as an upload sets them:
+    ``public-read`` when everyone may read it, ``default`` when it follows the bucket's,
+    else ``private``."""
+    if output.is_default:
+        return "default"
+    public = any(grant.grantee.canned is CannedType.Canned_All_Users
+                 and grant.permission is PermissionType.Permission_Read
+                 for grant in output.grants)
+    return "public-read" if public else "private"
 
 
 def guess_content_type(path: Path) -> str:

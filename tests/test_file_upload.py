@@ -3,11 +3,15 @@ local TOS server through the real ``tos`` SDK."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 import tos
 from alembic import command
+from alembic.config import Config
 from alembic.util import CommandError
 
 from data_migrations import file_upload
@@ -25,6 +30,7 @@ from models.adopt import alembic_config
 from storage import StorageClient, file_crc64
 from storage.tos import MiB
 from tests.conftest import (
+    ACCESS_KEY,
     BUCKET,
     ENDPOINT,
     PUBLIC_BASE_URL,
@@ -44,7 +50,16 @@ SPECIAL_NAMES = ("audio/周会 #1.mp3", "audio/50% off+more.wav", "notes/a b/c&d
 def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cutover is on: a dev database (empty: the rows are 0002's business)."""
     monkeypatch.setenv("SOURCE_DATABASE_URL", DevDatabase(tmp_path / "meeting_agent.db").url)
-    monkeypatch.setattr(file_upload, "RETRY_BACKOFF_SECONDS", 0.05)
+
+
+QUICK_RETRIES = (0.05, 0.1)  # three attempts, close together
+
+
+def upgrade_config(pg_url: str, retry_backoff: tuple[float, ...] = QUICK_RETRIES) -> Config:
+    """The in-process Alembic config, with revision 0003's retry schedule given."""
+    config = alembic_config(pg_url)
+    config.attributes[file_upload.RETRY_BACKOFF_ATTRIBUTE] = retry_backoff
+    return config
 
 
 @pytest.fixture
@@ -143,7 +158,7 @@ def test_every_file_is_uploaded_under_its_key_and_recorded(
     files["empty.txt"].write_bytes(b"")
     before = snapshot(uploads)
 
-    command.upgrade(alembic_config(pg_url), "0003")
+    command.upgrade(upgrade_config(pg_url), "0003")
 
     assert version(pg_engine) == "0003"
     assert stored(bucket) == {f"meetings/{n}": p.read_bytes() for n, p in files.items()}
@@ -163,7 +178,7 @@ def test_content_type_follows_the_extension(
 ) -> None:
     write(uploads, "audio/周会 #1.mp3")
     write(uploads, "minutes.docx")
-    command.upgrade(alembic_config(pg_url), "0003")
+    command.upgrade(upgrade_config(pg_url), "0003")
     assert raw_client.head_object(BUCKET, "audio/周会 #1.mp3").content_type == "audio/mpeg"
     assert raw_client.head_object(BUCKET, "minutes.docx").content_type.endswith(
         "wordprocessingml.document")
@@ -177,7 +192,7 @@ def test_a_large_file_goes_up_in_parts(
     monkeypatch.setenv("STORAGE_MULTIPART_THRESHOLD", str(6 * MiB))
     monkeypatch.setenv("STORAGE_PART_SIZE", str(5 * MiB))
     large = write(uploads, "recordings/all-hands.wav", os.urandom(11 * MiB))
-    command.upgrade(alembic_config(pg_url), "0003")
+    command.upgrade(upgrade_config(pg_url), "0003")
     assert raw_client.head_object(BUCKET, "recordings/all-hands.wav").etag.endswith("-3")
     assert stored(bucket)["recordings/all-hands.wav"] == large.read_bytes()
     assert manifest(pg_engine)["recordings/all-hands.wav"][3] == file_crc64(large)
@@ -190,13 +205,13 @@ def test_exclusions_are_left_out_and_counted(
 ) -> None:
     for name in ("keep.mp3", "tmp/a.wav", "audio/tmp/b.wav", "audio/c.mp3.part", "x.log"):
         write(uploads, name)
-    command.upgrade(alembic_config(pg_url), "0003")
+    command.upgrade(upgrade_config(pg_url), "0003")
     assert set(stored(bucket)) == {"keep.mp3", "x.log"}
     assert summary(capfd.readouterr().err)["excluded"] == 3
 
     command.downgrade(alembic_config(pg_url), "0002")
     monkeypatch.setenv("UPLOAD_EXCLUDE", "*.log")
-    command.upgrade(alembic_config(pg_url), "0003")
+    command.upgrade(upgrade_config(pg_url), "0003")
     assert set(stored(bucket)) == {"keep.mp3", "x.log", "tmp/a.wav", "audio/tmp/b.wav",
                                    "audio/c.mp3.part"}  # x.log stayed from the first run
     assert summary(capfd.readouterr().err)["excluded"] == 1
@@ -225,7 +240,7 @@ def test_links_leading_outside_are_refused_and_never_read(
     os.mkfifo(uploads / "pipe")
 
     with pytest.raises(CommandError) as failure:
-        command.upgrade(alembic_config(pg_url), "0003")
+        command.upgrade(upgrade_config(pg_url), "0003")
     lines = str(failure.value).split("\nFAILED: ")  # the preflight's: one line each
     names = ("audio/escape.mp3", "dotdot.txt", "folder", "loop", "pipe")
     assert [line.partition(": ")[0] for line in lines] == [
@@ -236,7 +251,7 @@ def test_links_leading_outside_are_refused_and_never_read(
     assert sa.inspect(pg_engine).get_table_names() == [] and stored(bucket) == {}
 
     monkeypatch.setenv("UNSAFE_FILES", "skip")
-    command.upgrade(alembic_config(pg_url), "0003")
+    command.upgrade(upgrade_config(pg_url), "0003")
     assert stored(bucket) == {"audio/ok.mp3": b"audio/ok.mp3" * 3,
                               "alias.mp3": b"audio/ok.mp3" * 3}
     assert "  - audio/escape.mp3: symbolic link to ../../outside/secret.txt, outside" in (
@@ -264,7 +279,7 @@ def test_a_killed_upload_resumes_and_skips_what_is_there(
     assert version(pg_engine) == "0002"
     assert fetch(pg_engine, "SELECT to_regclass('cutover_file_manifest')") == [(None,)]
 
-    command.upgrade(alembic_config(pg_url), "0003")
+    command.upgrade(upgrade_config(pg_url), "0003")
     assert stored(bucket) == {name: path.read_bytes() for name, path in files.items()}
     assert {row[4] for row in manifest(pg_engine).values()} == {"verified"}
     assert len(manifest(pg_engine)) == len(files)
@@ -282,7 +297,7 @@ def test_an_object_with_other_content_is_uploaded_again(
     bucket.put_file("same.mp3", same)
     bucket.put_file("audio/changed.mp3", make_file(b"an older recording"))
 
-    command.upgrade(alembic_config(pg_url), "0003")
+    command.upgrade(upgrade_config(pg_url), "0003")
 
     assert stored(bucket) == {"same.mp3": same.read_bytes(),
                               "audio/changed.mp3": changed.read_bytes()}
@@ -323,6 +338,34 @@ def assert_one_clear_failure(code: int, output: str, message: str) -> None:
     assert SECRET_KEY not in output and PASSWORD not in output
 
 
+class OnLog(logging.Handler):
+    """Calls ``action`` once, in the logging thread, when a ``cutover.files`` line contains
+    ``trigger``: a fault injected at a known point of an in-process run."""
+
+    def __init__(self, trigger: str, action: Callable[[], None]) -> None:
+        super().__init__()
+        self.trigger, self.action, self.fired = trigger, action, False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.fired and self.trigger in record.getMessage():
+            self.fired = True
+            self.action()
+
+
+@contextmanager
+def on_log(trigger: str, action: Callable[[], None]) -> Iterator[OnLog]:
+    handler = OnLog(trigger, action)
+    logger = logging.getLogger("cutover.files")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+UPLOADING = "objects already stored; uploading"
+
+
 @only_tos
 def test_storage_failing_every_request_is_one_clear_line(
     bucket: StorageClient, tos_server: TosServer, uploads: Path, pg_url: str,
@@ -331,14 +374,36 @@ def test_storage_failing_every_request_is_one_clear_line(
     for i in range(5):
         write(uploads, f"f{i}.txt")
 
-    def fail_everything(_: subprocess.Popen) -> None:
+    def fail_everything() -> None:
         tos_server.faults = Faults(error_rate=1.0)
 
-    code, output = run_watching(cli("upgrade", "0003"), tos_subprocess_env(tos_server, pg_url),
-                                "objects already stored; uploading", fail_everything)
-    assert_one_clear_failure(code, output, "file upload stopped: f")
-    assert "(after 3 attempts)" in output and "HTTP 503" in output
+    with on_log(UPLOADING, fail_everything) as hook, pytest.raises(CommandError) as failure:
+        command.upgrade(upgrade_config(pg_url), "0003")
+    tos_server.faults = Faults()
+    assert hook.fired
+    assert str(failure.value).startswith("file upload stopped: f")
+    assert f"(after {len(QUICK_RETRIES) + 1} attempts)" in str(failure.value)
+    assert "HTTP 503" in str(failure.value)
     assert version(pg_engine) == "0002"
+
+
+@only_tos
+def test_a_store_that_stays_down_stops_the_step_with_one_line(
+    bucket: StorageClient, tos_server: TosServer, uploads: Path, pg_url: str,
+    pg_engine: sa.Engine
+) -> None:
+    for i in range(3):
+        write(uploads, f"f{i}.txt")
+    with on_log(UPLOADING, tos_server.stop) as hook, pytest.raises(CommandError) as failure:
+        command.upgrade(upgrade_config(pg_url), "0003")
+    assert hook.fired
+    first_line = str(failure.value).splitlines()[0]
+    assert re.fullmatch(r"file upload stopped: f\d\.txt \(after 3 attempts\): upload of "
+                        r"'f\d\.txt' in bucket 'meeting-agent' failed: .+", first_line)
+    assert "Connection refused" in first_line or "Max retries exceeded" in first_line
+    assert "nothing was recorded" in str(failure.value).lower()
+    assert version(pg_engine) == "0002"
+    assert fetch(pg_engine, "SELECT to_regclass('cutover_file_manifest')") == [(None,)]
 
 
 @only_tos
@@ -389,7 +454,7 @@ def test_downgrade_keeps_the_objects_unless_purged(
     monkeypatch.setenv("STORAGE_KEY_PREFIX", "meetings")
     for name in SPECIAL_NAMES:
         write(uploads, name)
-    config = alembic_config(pg_url)
+    config = upgrade_config(pg_url)
     command.upgrade(config, "0003")
     command.downgrade(config, "0002")
     assert f"the {len(SPECIAL_NAMES)} uploaded objects stay in the bucket" in (
@@ -416,7 +481,7 @@ def test_dry_run_uploads_nothing_and_needs_no_storage(
     monkeypatch.setenv("STORAGE_PROXY", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("STORAGE_LOCAL_ROOT", str(uploads.parent / "no-such-folder"))
     monkeypatch.setenv("DRY_RUN", "true")
-    command.upgrade(alembic_config(pg_url), "0003")
+    command.upgrade(upgrade_config(pg_url), "0003")
     monkeypatch.delenv("STORAGE_PROXY")
     monkeypatch.delenv("STORAGE_LOCAL_ROOT")
     err = capfd.readouterr().err
@@ -454,7 +519,7 @@ def test_without_a_source_nothing_is_read(
 ) -> None:
     monkeypatch.delenv("SOURCE_DATABASE_URL")
     monkeypatch.setenv("STORAGE_PROVIDER", "not-a-provider")  # never read
-    command.upgrade(alembic_config(pg_url), "0003")
+    command.upgrade(upgrade_config(pg_url), "0003")
     assert "0003: SOURCE_DATABASE_URL is not set: no files to upload." in capfd.readouterr().err
     assert version(pg_engine) == "0003"
     assert fetch(pg_engine, "SELECT to_regclass('cutover_file_manifest')") == [(None,)]
@@ -466,7 +531,7 @@ def test_a_missing_uploads_folder_is_named(
     monkeypatch.setenv("UPLOADS_DIR", "/srv/nowhere/uploads")
     with pytest.raises(CommandError, match="UPLOADS_DIR /srv/nowhere/uploads is not an "
                                            "existing folder"):
-        command.upgrade(alembic_config(pg_url), "0003")
+        command.upgrade(upgrade_config(pg_url), "0003")
 
 
 @only_local
@@ -474,7 +539,7 @@ def test_manifest_is_as_the_path_rewrite_expects_and_check_stays_clean(
     bucket: StorageClient, uploads: Path, pg_url: str, pg_engine: sa.Engine
 ) -> None:
     write(uploads, "a.mp3")
-    config = alembic_config(pg_url)
+    config = upgrade_config(pg_url)
     command.upgrade(config, "head")
     command.check(config)  # raises when the models and the database disagree
     assert fetch(pg_engine, """
@@ -487,8 +552,130 @@ def test_manifest_is_as_the_path_rewrite_expects_and_check_stays_clean(
         ("size", "bigint", 64, "NO", None),
         ("crc64", "numeric", 20, "NO", None),
         ("status", "text", None, "NO", None),
+        ("acl", "text", None, "YES", None),
+        ("storage_class", "text", None, "YES", None),
+        ("sse", "text", None, "YES", None),
         ("uploaded_at", "timestamp with time zone", None, "NO", "now()")]
     assert fetch(pg_engine, "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON "
                             "a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE "
                             "i.indrelid = 'cutover_file_manifest'::regclass "
                             "AND i.indisprimary") == [("relative_path",)]
+
+
+LARGE = "recordings/all-hands.wav"
+
+
+def multipart_env(server: TosServer, pg_url: str) -> dict[str, str]:
+    """A subprocess's settings with 5 MiB parts: a 12 MiB file goes up in three."""
+    return {**tos_subprocess_env(server, pg_url), "STORAGE_MULTIPART_THRESHOLD": str(5 * MiB),
+            "STORAGE_PART_SIZE": str(5 * MiB), "MAX_CONCURRENT": "2"}
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen) -> None:
+    """Poll until ``condition()`` holds; fail if the process ends first."""
+    while not condition():
+        assert process.poll() is None, "the run ended before the awaited moment"
+        time.sleep(0.02)
+
+
+def part_stored(server: TosServer, key: str) -> bool:
+    """A multipart upload of ``key`` is in progress and holds at least one part."""
+    return any(upload.key == key and upload.parts
+               for upload in server.store.bucket(BUCKET).uploads())
+
+
+def pending_keys(client: tos.TosClientV2) -> list[str]:
+    return sorted(upload.key for upload in client.list_multipart_uploads(BUCKET).uploads)
+
+
+@only_tos
+def test_a_multipart_upload_killed_midway_is_aborted_by_the_next_run(
+    bucket: StorageClient, tos_server: TosServer, raw_client: tos.TosClientV2, uploads: Path,
+    pg_url: str, pg_engine: sa.Engine, capfd: pytest.CaptureFixture
+) -> None:
+    large = write(uploads, LARGE, os.urandom(12 * MiB))
+    write(uploads, "notes/a.txt")
+    # Someone else's uploads, under a key of no file here: never aborted.
+    for key in ("recordings/other.wav", "elsewhere/b.bin"):
+        raw_client.create_multipart_upload(BUCKET, key)
+    tos_server.faults = Faults(latency=0.3)
+
+    def kill_midway(process: subprocess.Popen) -> None:
+        wait_for(lambda: part_stored(tos_server, LARGE), process)
+        process.send_signal(signal.SIGKILL)
+
+    code, output = run_watching(cli("upgrade", "0003"), multipart_env(tos_server, pg_url),
+                                UPLOADING, kill_midway)
+    tos_server.faults = Faults()
+    assert code == -signal.SIGKILL, output
+    assert pending_keys(raw_client) == ["elsewhere/b.bin", LARGE, "recordings/other.wav"]
+    assert version(pg_engine) == "0002"
+
+    command.upgrade(upgrade_config(pg_url), "0003")
+    err = capfd.readouterr().err
+    assert "Incomplete multipart uploads left by a killed or failed attempt: 1 aborted" in err
+    assert pending_keys(raw_client) == ["elsewhere/b.bin", "recordings/other.wav"]
+    assert stored(bucket)[LARGE] == large.read_bytes()
+    assert {row[4] for row in manifest(pg_engine).values()} == {"verified"}
+
+
+@only_tos
+def test_a_probe_left_by_a_killed_preflight_is_deleted_by_the_next_one(
+    bucket: StorageClient, tos_server: TosServer, uploads: Path, pg_url: str,
+    pg_engine: sa.Engine, tmp_path: Path, make_file: Callable[..., Path]
+) -> None:
+    write(uploads, "a.txt")
+    bucket.put_file(".preflight/notes.txt", make_file(b"not a probe"))  # not named as one
+    work = tmp_path / "work"
+
+    def probes() -> list[str]:
+        return [key for key in tos_server.store.bucket(BUCKET).sorted_keys()
+                if key.startswith(".preflight/preflight-")]
+
+    def kill_during_the_probe(process: subprocess.Popen) -> None:
+        wait_for(lambda: bool(probes()), process)  # written; read back and delete to come
+        process.send_signal(signal.SIGKILL)
+
+    tos_server.faults = Faults(latency=0.3)
+    code, output = run_watching(cli("upgrade", "0003"), tos_subprocess_env(tos_server, pg_url),
+                                "Preflight of", kill_during_the_probe)
+    tos_server.faults = Faults()
+    assert code == -signal.SIGKILL, output
+    assert len(probes()) == 1
+    assert [p.name for p in work.glob("preflight-*.txt")] == [probes()[0].rpartition("/")[2]]
+
+    command.upgrade(upgrade_config(pg_url), "0003")
+    assert probes() == [] and list(work.glob("preflight-*")) == []
+    assert ".preflight/notes.txt" in stored(bucket)
+    assert version(pg_engine) == "0003"
+
+
+@only_tos
+def test_a_store_down_for_a_few_seconds_is_ridden_out(
+    bucket: StorageClient, tos_server: TosServer, raw_client: tos.TosClientV2, uploads: Path,
+    pg_url: str, pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    files = {LARGE: write(uploads, LARGE, os.urandom(12 * MiB))}
+    files.update({f"notes/{i}.txt": write(uploads, f"notes/{i}.txt") for i in range(10)})
+    port = tos_server.port
+    restarted: list[TosServer] = []
+
+    def outage(process: subprocess.Popen) -> None:
+        # Mid-upload: a part of the large file is in, the others are on their way.
+        wait_for(lambda: part_stored(tos_server, LARGE), process)
+        tos_server.stop()
+        time.sleep(12)  # the outage; the server keeps its multipart state on disk
+        restarted.append(TosServer(tmp_path / "tos-root", access_key=ACCESS_KEY,
+                                   secret_key=SECRET_KEY, port=port).start())
+
+    tos_server.faults = Faults(latency=0.2)
+    try:
+        code, output = run_watching(cli("upgrade", "0003"), multipart_env(tos_server, pg_url),
+                                    UPLOADING, outage)
+        assert restarted and code == 0, output
+        assert stored(bucket) == {name: path.read_bytes() for name, path in files.items()}
+        assert {row[4] for row in manifest(pg_engine).values()} == {"verified"}
+        assert pending_keys(raw_client) == []
+    finally:
+        for server in restarted:
+            server.stop()

@@ -216,3 +216,14 @@ def test_the_plan_checks_the_storage_settings_but_touches_no_storage(
     assert failed_lines(alembic(env, tmp_path, "-x", "dry_run=true", "upgrade", "head")) == [
         "FAILED: STORAGE_REGION is not set (needed when STORAGE_PROVIDER=tos)"]
     assert untouched(pg_engine)
+
+
+def test_write_probes_a_killed_run_left_are_removed(
+        env: dict[str, str], tmp_path: Path) -> None:
+    leftovers = [tmp_path / folder / ".preflight-k1ll3d" for folder in ("work", "reports")]
+    for leftover in leftovers:
+        leftover.parent.mkdir()
+        leftover.write_bytes(b"")
+    result = upgrade_head(env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not any(leftover.exists() for leftover in leftovers)

@@ -97,10 +97,11 @@ def test_private_objects_fail_with_the_403_cause_and_public_read_ones_pass(
         assert f"http://127.0.0.1:{server.port}/" in row  # the first URLs are named
         assert SECRET_KEY not in private.stdout + private.stderr
 
-        client = sdk_client(server)
-        for key in object_keys(server):
-            client.put_object_acl(BUCKET, key, acl=ACLType.ACL_Public_Read)
-        client.close()
+        # The files and paths steps again with STORAGE_ACL=public-read: the objects already
+        # in the bucket are corrected, not sent again.
+        command.downgrade(alembic_config(pg_url), "0002")
+        monkeypatch.setenv("STORAGE_ACL", "public-read")
+        command.upgrade(alembic_config(pg_url), "head")
         public = verify(env)
         assert public.returncode == 0, public.stdout + public.stderr
         [row] = fetch_rows(public.stdout)

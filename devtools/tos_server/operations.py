@@ -386,9 +386,9 @@ def list_multipart_uploads(store: ObjectStore, request: TosRequest, body: Reques
     upload_id_marker = query.get("upload-id-marker", "")
     max_uploads = _count(query, "max-uploads", MAX_KEYS, MAX_KEYS)
     delimiter = query.get("delimiter", "")
-    uploads = [upload for upload in store.bucket(request.bucket).uploads()
-               if upload.key.startswith(prefix)
-               and _after(upload, key_marker, upload_id_marker)]
+    uploads = [upload for upload in _after_markers(store.bucket(request.bucket).uploads(),
+                                                   key_marker, upload_id_marker)
+               if upload.key.startswith(prefix)]
     page: list[Upload] = []
     common_prefixes: list[str] = []
     truncated = False
@@ -416,13 +416,22 @@ def list_multipart_uploads(store: ObjectStore, request: TosRequest, body: Reques
     return json_reply(200, result)
 
 
-def _after(upload: Upload, key_marker: str, upload_id_marker: str) -> bool:
-    """Whether an upload comes after the markers of the previous page."""
+def _after_markers(uploads: list[Upload], key_marker: str,
+                   upload_id_marker: str) -> list[Upload]:
+    """The uploads (in listing order: by key, then by start time) that follow the previous
+    page's markers: the marker key's uploads listed after the marker upload, then those of
+    later keys. Upload ids are random, so the marker is found by position, not compared."""
     if not key_marker:
-        return True
-    if upload.key != key_marker:
-        return upload.key > key_marker
-    return bool(upload_id_marker) and upload.upload_id > upload_id_marker
+        return uploads
+    later = [upload for upload in uploads if upload.key > key_marker]
+    if not upload_id_marker:
+        return later
+    same_key = [upload for upload in uploads if upload.key == key_marker]
+    ids = [upload.upload_id for upload in same_key]
+    if upload_id_marker in ids:
+        return same_key[ids.index(upload_id_marker) + 1:] + later
+    # The marker upload ended meanwhile: its place is unknown; id order is the best guess.
+    return [upload for upload in same_key if upload.upload_id > upload_id_marker] + later
 
 
 def _listed_upload(upload: Upload) -> dict[str, object]:

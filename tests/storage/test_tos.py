@@ -10,9 +10,9 @@ import pytest
 import tos
 
 from devtools.tos_server import Faults, TosServer
-from storage.base import ObjectInfo, StorageError, file_crc64
+from storage.base import ObjectInfo, PrefixedStorage, StorageError, file_crc64
 from storage.tos import TosStorage
-from tests.conftest import SECRET_KEY, TosFactory
+from tests.conftest import BUCKET, SECRET_KEY, TosFactory
 
 MakeFile = Callable[..., Path]
 
@@ -270,3 +270,36 @@ def test_a_part_failing_while_others_are_in_flight_aborts_the_upload(
     assert tos_server.faults.errors == 2
     assert list((tmp_path / "tos-root" / "meeting-agent" / "uploads").iterdir()) == []
     assert storage.stat("big") is None
+
+
+def test_pending_uploads_are_listed_across_pages_and_aborted(
+        make_tos_storage: TosFactory, raw_client: tos.TosClientV2) -> None:
+    storage = make_tos_storage(list_page_size=2)  # three pages for five uploads
+    keys = ["a/1.wav", "a/1.wav", "a/2.wav", "a/3.wav", "b/4.wav"]
+    ids = [raw_client.create_multipart_upload(BUCKET, key).upload_id for key in keys]
+
+    assert sorted((u.key, u.upload_id) for u in storage.pending_uploads("a/")) == sorted(
+        zip(keys[:4], ids[:4], strict=True))
+    prefixed = PrefixedStorage(storage, "a/")
+    assert sorted(u.key for u in prefixed.pending_uploads()) == ["1.wav", "1.wav", "2.wav",
+                                                                 "3.wav"]
+
+    first = next(u for u in prefixed.pending_uploads() if u.upload_id == ids[0])
+    prefixed.abort_upload(first)
+    prefixed.abort_upload(first)  # already gone: not an error
+    assert sorted(u.upload_id for u in storage.pending_uploads()) == sorted(ids[1:])
+
+
+def test_a_leftover_probe_is_deleted_by_the_next_preflight(
+        tos_storage: TosStorage, make_file: MakeFile) -> None:
+    leftover = ".preflight/preflight-" + "0" * 32 + ".txt"
+    tos_storage.put_file(leftover, make_file(b"probe of a killed run"))
+    tos_storage.put_file(".preflight/readme.txt", make_file(b"someone else's"))
+    scratch = tos_storage.scratch_dir / ("preflight-" + "1" * 32 + ".txt")
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    scratch.write_bytes(b"scratch of a killed run")
+
+    tos_storage.preflight()
+
+    assert [info.key for info in tos_storage.list(".preflight/")] == [".preflight/readme.txt"]
+    assert not scratch.exists()
