@@ -66,13 +66,15 @@ def shorten(value: object, limit: int = 60) -> str:
 
 
 class Progress:
-    """Prints ``done / total unit (rate)`` for a long step at most every two seconds (just
+    """Prints ``done / total unit (rate)`` for a long step at most every ``every_seconds`` (just
     ``done unit`` while the total is unknown, ``total=None``); given ``total_bytes`` it also
     prints the bytes done and the byte rate."""
 
     def __init__(self, log: logging.Logger, label: str, total: int | None, unit: str = "rows",
-                 total_bytes: int | None = None) -> None:
+                 total_bytes: int | None = None,
+                 every_seconds: float = PROGRESS_EVERY_SECONDS) -> None:
         self.log = log
+        self.every_seconds = every_seconds
         self.label, self.total, self.unit = label, total, unit
         self.total_bytes = total_bytes
         self.started = self.last = time.monotonic()
@@ -85,7 +87,7 @@ class Progress:
         self.done += count
         self.bytes_done += size
         now = time.monotonic()
-        if now - self.last >= PROGRESS_EVERY_SECONDS:
+        if now - self.last >= self.every_seconds:
             self.last = now
             self.log.info(self._line(now - self.started))
 

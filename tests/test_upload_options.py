@@ -17,7 +17,6 @@ import sqlalchemy as sa
 import tos
 from alembic import command
 
-from data_migrations import file_upload
 from devtools.tos_server import TosServer
 from models.adopt import alembic_config
 from settings import ConfigError
@@ -37,7 +36,6 @@ def cutover(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tos_server: TosServ
     """A dev database, an uploads folder with small files and one large one, and the
     storage settings of the local TOS server; returns the uploads folder."""
     monkeypatch.setenv("SOURCE_DATABASE_URL", DevDatabase(tmp_path / "meeting_agent.db").url)
-    monkeypatch.setattr(file_upload, "RETRY_BACKOFF_SECONDS", 0.05)
     for name, value in {**tos_env(tos_server), "STORAGE_MULTIPART_THRESHOLD": str(5 * MiB),
                         "STORAGE_PART_SIZE": str(5 * MiB)}.items():
         monkeypatch.setenv(name, value)
