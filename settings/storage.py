@@ -35,6 +35,7 @@ class StorageSettings:
     max_concurrent: int
     multipart_threshold: int  # bytes; larger files go in parts
     part_size: int
+    rate_limit: int | None  # bytes per second over all uploads of the run; None = unlimited
 
     @classmethod
     def from_values(cls, values: dict[str, object]) -> StorageSettings:
@@ -66,6 +67,7 @@ class StorageSettings:
             max_concurrent=int(values["MAX_CONCURRENT"]),
             multipart_threshold=int(values["STORAGE_MULTIPART_THRESHOLD"]),
             part_size=int(values["STORAGE_PART_SIZE"]),
+            rate_limit=values["STORAGE_RATE_LIMIT"],
         )
 
 
