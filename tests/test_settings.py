@@ -42,6 +42,7 @@ WRITTEN = {
     "MAX_CONCURRENT": "3",
     "STORAGE_MULTIPART_THRESHOLD": "10485760",
     "STORAGE_PART_SIZE": "6291456",
+    "STORAGE_RATE_LIMIT": "20MB",
     "DRY_RUN": "true",
     "FORCE": "true",
     "PURGE_OBJECTS": "true",
