@@ -52,13 +52,16 @@ RETRY_BACKOFF_ATTRIBUTE = "storage_retry_backoff_seconds"
 MANIFEST_BATCH = 1000
 LARGEST_SHOWN = 10
 STATUS_ROWS = (("uploaded", "uploaded"), ("replaced", "re-uploaded (content differed)"),
+               ("resent", "re-uploaded (storage class or encryption differed)"),
+               ("acl_set", "already in the bucket, ACL corrected"),
                ("skipped", "skipped (already in the bucket)"))
 
 
 def manifest_table(name: str) -> sa.TableClause:
     """The columns of the manifest that revision 0003 creates, for reading and writing."""
     return sa.table(name, *(sa.column(c) for c in (
-        "relative_path", "object_key", "public_url", "size", "crc64", "status")))
+        "relative_path", "object_key", "public_url", "size", "crc64", "status", "acl",
+        "storage_class", "sse")))
 
 
 class PartsStored:
@@ -91,7 +94,7 @@ class ActionFailure(Exception):
 @dataclass(frozen=True)
 class Outcome:
     file: LocalFile
-    status: str  # uploaded | replaced | skipped
+    status: str  # uploaded | replaced | resent | acl_set | skipped
     stored: ObjectInfo
 
 
@@ -115,7 +118,11 @@ def describe_target(settings: StorageSettings) -> str:
     """Where the objects go, for people: never a credential."""
     where = (f"folder {settings.local_root.resolve()}" if settings.provider == "local"
              else f"bucket {settings.bucket!r} at {settings.endpoint}")
-    return where + (f", keys under {settings.key_prefix}" if settings.key_prefix else "")
+    where += f", keys under {settings.key_prefix}" if settings.key_prefix else ""
+    written = [f"{name} {value}" for name, value in (
+        ("ACL", settings.acl), ("storage class", settings.storage_class),
+        ("SSE", settings.sse)) if value]
+    return where + (f" ({', '.join(written)})" if written else "")
 
 
 def check_folders(options: UploadOptions, settings: StorageSettings) -> None:
@@ -176,6 +183,7 @@ class FileUpload:
         self.retry_backoff = retry_backoff
         self.storage = storage
         self.key_prefix = settings.key_prefix
+        self.object_options = settings.object_options
         self.workers = settings.max_concurrent
         self.manifest = manifest
         self.stopping = Event()  # set on the first failure: retries stop early
@@ -236,11 +244,17 @@ class FileUpload:
             "upgrade runs again.")
 
     def upload_one(self, file: LocalFile, present: ObjectInfo | None) -> Outcome:
-        if present is not None and present.size == file.size \
-                and present.crc64 == file_crc64(file.source):
-            return Outcome(file, "skipped", present)
-        stored = self.put_with_retries(file)
-        return Outcome(file, "uploaded" if present is None else "replaced", stored)
+        """Upload the file unless the bucket holds its bytes already, written with the
+        upload options (ACL, storage class, SSE) or brought to them in place."""
+        if present is None:
+            return Outcome(file, "uploaded", self.put_with_retries(file))
+        if (present.size, present.crc64) != (file.size, file_crc64(file.source)):
+            return Outcome(file, "replaced", self.put_with_retries(file))
+        correction = self.retrying(lambda: self.storage.conform(file.relative_path),
+                                   file.relative_path)
+        if correction == "resend":
+            return Outcome(file, "resent", self.put_with_retries(file))
+        return Outcome(file, "acl_set" if correction == "acl" else "skipped", present)
 
     def put_with_retries(self, file: LocalFile) -> ObjectInfo:
         name = file.relative_path
@@ -273,7 +287,8 @@ class FileUpload:
         return {"relative_path": key, "object_key": self.key_prefix + key,
                 "public_url": self.storage.public_url(key), "size": outcome.stored.size,
                 "crc64": outcome.stored.crc64,
-                "status": "skipped" if outcome.status == "skipped" else "uploaded"}
+                "status": "skipped" if outcome.status in ("skipped", "acl_set") else "uploaded",
+                **self.object_options.manifest_values()}
 
     def record(self, batch: list[dict[str, object]]) -> None:
         if batch:
@@ -377,7 +392,8 @@ def plan_manifest(connection: sa.Connection, manifest: sa.TableClause, scan: Fol
     Nothing is read from the files and nothing is sent to the storage."""
     rows = [{"relative_path": f.relative_path, "object_key": settings.key_prefix + f.relative_path,
              "public_url": storage.public_url(f.relative_path), "size": f.size, "crc64": 0,
-             "status": "verified"} for f in scan.files]
+             "status": "verified", **settings.object_options.manifest_values()}
+            for f in scan.files]
     for start in range(0, len(rows), MANIFEST_BATCH):
         connection.execute(sa.insert(manifest), rows[start:start + MANIFEST_BATCH])
 

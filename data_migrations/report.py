@@ -67,15 +67,17 @@ def shorten(value: object, limit: int = 60) -> str:
 
 
 class Progress:
-    """Prints ``done / total unit (rate)`` for a long step at most every two seconds (just
+    """Prints ``done / total unit (rate)`` for a long step at most every ``every_seconds`` (just
     ``done unit`` while the total is unknown, ``total=None``); given ``total_bytes`` it also
     prints the bytes done and the byte rate, counting the bytes ``bytes_in_flight()`` says
     the unfinished items have already done (the stored parts of a large file)."""
 
     def __init__(self, log: logging.Logger, label: str, total: int | None, unit: str = "rows",
                  total_bytes: int | None = None,
-                 bytes_in_flight: Callable[[], int] = lambda: 0) -> None:
+                 bytes_in_flight: Callable[[], int] = lambda: 0,
+                 every_seconds: float = PROGRESS_EVERY_SECONDS) -> None:
         self.log = log
+        self.every_seconds = every_seconds
         self.label, self.total, self.unit = label, total, unit
         self.total_bytes = total_bytes
         self.bytes_in_flight = bytes_in_flight
@@ -89,7 +91,7 @@ class Progress:
         self.done += count
         self.bytes_done += size
         now = time.monotonic()
-        if now - self.last >= PROGRESS_EVERY_SECONDS:
+        if now - self.last >= self.every_seconds:
             self.last = now
             self.log.info(self._line(now - self.started))
 

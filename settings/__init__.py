@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dotenv import load_dotenv
 from sqlalchemy.engine import URL
 
-from settings import declared
+from settings import app_config, declared
 from settings.declared import DECLARED, Setting
 from settings.errors import ConfigError
 from settings.steps import CopyOptions, PathOptions, UploadOptions
@@ -60,9 +60,11 @@ def load_environment(env_name: str | None = None, directory: Path | None = None)
 class Settings:
     """Every declared setting as the run has it: ``texts`` maps each name to the text that
     won (``-x``, the environment, the .env file, the default); ``settings[SETTING]`` is its
-    parsed value."""
+    parsed value. ``explicit`` names the settings given by ``-x``, the environment or the
+    .env file: those win over the app's configuration file (STORAGE_CONFIG)."""
 
     texts: Mapping[str, str]
+    explicit: frozenset[str] = field(default=frozenset())
 
     def __getitem__(self, setting: Setting) -> Any:
         return setting.parse(setting.label, self.texts[setting.name])
@@ -111,7 +113,26 @@ class Settings:
     def storage(self) -> StorageSettings:
         """The storage settings; the TOS ones are required only here, when a step needs
         storage, so a schema-only run needs none of them."""
-        return StorageSettings.from_values({s.name: self[s] for s in DECLARED if s.storage})
+        file_values = self.storage_config_values()
+        values = {}
+        for setting in DECLARED:
+            if not setting.storage:
+                continue
+            given = file_values.get(setting.name)
+            if given is None or setting.name in self.explicit:
+                values[setting.name] = self[setting]
+                continue
+            try:
+                values[setting.name] = setting.parse(setting.label, given.text)
+            except ConfigError as error:
+                raise ConfigError(f"{given.where}: {error}") from None
+        return StorageSettings.from_values(values)
+
+    def storage_config_values(self) -> dict[str, app_config.FileValue]:
+        """What the app's configuration file (STORAGE_CONFIG) gives, when one is named."""
+        config_path = self[declared.STORAGE_CONFIG]
+        return {} if config_path is None else app_config.read_storage_block(config_path,
+                                                                             os.environ)
 
 
 def _raw(setting: Setting, x_args: Mapping[str, str], environ: Mapping[str, str]) -> str:
@@ -122,6 +143,11 @@ def _raw(setting: Setting, x_args: Mapping[str, str], environ: Mapping[str, str]
     return environ.get(setting.name, "").strip() or setting.default
 
 
+def _is_given(setting: Setting, x_args: Mapping[str, str], environ: Mapping[str, str]) -> bool:
+    return (setting.x is not None and setting.x in x_args) or bool(
+        environ.get(setting.name, "").strip())
+
+
 def read(x_args: Mapping[str, str] | None = None, *, load_env_file: bool = True,
          environ: Mapping[str, str] | None = None) -> Settings:
     """Load ``.env.<ENV>`` (unless told not to), then take every declared setting once; a
@@ -130,7 +156,8 @@ def read(x_args: Mapping[str, str] | None = None, *, load_env_file: bool = True,
         load_environment(os.environ.get("ENV") or None)
     source = os.environ if environ is None else environ
     given = x_args or {}
-    read = Settings({s.name: _raw(s, given, source) for s in DECLARED})
+    read = Settings({s.name: _raw(s, given, source) for s in DECLARED},
+                    frozenset(s.name for s in DECLARED if _is_given(s, given, source)))
     for setting in DECLARED:
         if not setting.storage:  # parsed now, so that a bad value stops the run at its start
             setting.parse(setting.label, read.texts[setting.name])

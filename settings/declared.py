@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tos.enum import StorageClassType
+
 from settings.errors import ConfigError
 from settings.urls import parse_source_url, parse_target_url
 from storage.tos import DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, MIN_PART_SIZE
@@ -51,6 +53,12 @@ class Setting:
 # ------------------------------------------------------------------ parsers
 
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+# The canned ACLs an upload may ask for: the app's files are read-only for the public or
+# private; write grants to anyone have no place in a cutover.
+UPLOAD_ACLS = ("private", "public-read")
+# The SDK's StorageClassType names, less its "Unknown" placeholder.
+STORAGE_CLASSES = tuple(t.value for t in StorageClassType
+                        if t is not StorageClassType.Storage_Unknown)
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")  # TOS bucket naming rules
 
 
@@ -185,6 +193,28 @@ def rate(label: str, value: str) -> int | None:
     return int(float(match[1]) * unit)
 
 
+def upper_choice(*choices: str) -> Parser:
+    """One of a fixed set of upper-case names (any case written); unset stays None."""
+    def parse(label: str, value: str) -> str | None:
+        if not value:
+            return None
+        if value.upper() not in choices:
+            raise ConfigError(f"{label} must be one of {', '.join(choices)} or unset, "
+                              f"got {value!r}")
+        return value.upper()
+    return parse
+
+
+def acl(label: str, value: str) -> str | None:
+    """A canned ACL the objects are written with; unset = the bucket's default."""
+    if not value:
+        return None
+    if value.lower() not in UPLOAD_ACLS:
+        raise ConfigError(f"{label} must be one of {', '.join(UPLOAD_ACLS)} or unset (the "
+                          f"bucket's default), got {value!r}")
+    return value.lower()
+
+
 def optional(parse: Parser) -> Parser:
     """Unset ("") stays None; anything written is parsed."""
     return lambda label, value: parse(label, value) if value else None
@@ -246,7 +276,8 @@ STORAGE_BUCKET = Setting("STORAGE_BUCKET", bucket, "", "e.g. `meeting-agent`",
 STORAGE_REGION = Setting("STORAGE_REGION", text, "", "e.g. `cn-beijing`",
                          shown_default="required for `tos`", storage=True)
 STORAGE_ENDPOINT = Setting("STORAGE_ENDPOINT", endpoint, "",
-                           "e.g. `https://tos-cn-beijing.volces.com`",
+                           "e.g. `https://tos-cn-beijing.volces.com`, or the internal "
+                           "`tos-cn-beijing.ivolces.com` (a bare host means `https://`)",
                            shown_default="required for `tos`", storage=True)
 STORAGE_ACCESS_KEY = Setting("STORAGE_ACCESS_KEY", text, "", "TOS credentials; never printed",
                              secret=True, shown_default="required for `tos`", storage=True)
@@ -278,6 +309,29 @@ STORAGE_RATE_LIMIT = Setting(
     "bytes per second all uploads of a run share, e.g. `20MB` or `512KB` (`KB`, `MB`, `GB` "
     "are powers of 1000, `KiB`, `MiB`, `GiB` of 1024), so that a daytime run leaves room "
     "on the link; unset = unlimited", shown_default="unlimited", storage=True)
+# How every object is written (single-part and multipart alike, the preflight probe
+# included), and the app's own configuration file for the bucket settings.
+STORAGE_ACL = Setting(
+    "STORAGE_ACL", acl, "",
+    "`private` or `public-read` (the app fetches its files by URL without credentials); "
+    "unset = the bucket's default", x="acl", storage=True)
+STORAGE_CLASS = Setting(
+    "STORAGE_CLASS", upper_choice(*STORAGE_CLASSES), "",
+    f"the objects' storage class: {', '.join(f'`{c}`' for c in STORAGE_CLASSES)}; "
+    "unset = the bucket's default", x="storage_class", storage=True)
+STORAGE_SSE = Setting(
+    "STORAGE_SSE", upper_choice("AES256"), "",
+    "`AES256`: server-side encryption with TOS-managed keys (SSE-TOS); unset = none asked",
+    x="sse", storage=True)
+STORAGE_SECURITY_TOKEN = Setting(
+    "STORAGE_SECURITY_TOKEN", text, "",
+    "an STS token for temporary credentials, used with the access key pair it came with; "
+    "never printed", secret=True, storage=True)
+STORAGE_CONFIG = Setting(
+    "STORAGE_CONFIG", optional(path), "",
+    "the app's YAML configuration, e.g. `config/production.yaml`: its `storage:` block gives "
+    "the bucket settings (see [The app's configuration file](#the-apps-configuration-file)); "
+    "a `STORAGE_*` setting given explicitly wins", storage=True)
 DRY_RUN = Setting("DRY_RUN", flag, "false",
                   "run the whole chain, print every plan and finding, roll everything back",
                   x="dry_run")
@@ -297,6 +351,7 @@ DECLARED: tuple[Setting, ...] = (
     UPLOAD_EXCLUDE, UNSAFE_FILES, UPLOADS_PATH_ALIASES, MISSING_FILES, STORAGE_PROVIDER,
     STORAGE_BUCKET, STORAGE_REGION, STORAGE_ENDPOINT, STORAGE_ACCESS_KEY, STORAGE_SECRET_KEY,
     STORAGE_KEY_PREFIX, STORAGE_PUBLIC_BASE_URL, STORAGE_PROXY, STORAGE_LOCAL_ROOT,
-    MAX_CONCURRENT, STORAGE_MULTIPART_THRESHOLD, STORAGE_PART_SIZE, STORAGE_RATE_LIMIT, DRY_RUN,
+    MAX_CONCURRENT, STORAGE_MULTIPART_THRESHOLD, STORAGE_PART_SIZE, STORAGE_RATE_LIMIT,
+    STORAGE_ACL, STORAGE_CLASS, STORAGE_SSE, STORAGE_SECURITY_TOKEN, STORAGE_CONFIG, DRY_RUN,
     FORCE, PURGE_OBJECTS, WORK_DIR, REPORTS_DIR,
 )

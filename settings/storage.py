@@ -14,6 +14,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from settings.errors import ConfigError
+from storage.options import ObjectOptions
 
 Provider = Literal["local", "tos"]
 TOS_REQUIRED = ("STORAGE_BUCKET", "STORAGE_REGION", "STORAGE_ENDPOINT", "STORAGE_ACCESS_KEY",
@@ -35,7 +36,15 @@ class StorageSettings:
     max_concurrent: int
     multipart_threshold: int  # bytes; larger files go in parts
     part_size: int
-    rate_limit: int | None  # bytes per second over all uploads of the run; None = unlimited
+    rate_limit: int | None = None  # bytes per second, all uploads of a run; None: unlimited
+    acl: str | None = None  # None: the bucket's default
+    storage_class: str | None = None  # None: the bucket's default
+    sse: str | None = None  # "AES256" (SSE-TOS) or None
+    security_token: str = field(default="", repr=False)  # STS; "" for a permanent key pair
+
+    @property
+    def object_options(self) -> ObjectOptions:
+        return ObjectOptions(self.acl, self.storage_class, self.sse)
 
     @classmethod
     def from_values(cls, values: dict[str, object]) -> StorageSettings:
@@ -68,6 +77,10 @@ class StorageSettings:
             multipart_threshold=int(values["STORAGE_MULTIPART_THRESHOLD"]),
             part_size=int(values["STORAGE_PART_SIZE"]),
             rate_limit=values["STORAGE_RATE_LIMIT"],
+            acl=values["STORAGE_ACL"],
+            storage_class=values["STORAGE_CLASS"],
+            sse=values["STORAGE_SSE"],
+            security_token=str(values["STORAGE_SECURITY_TOKEN"]),
         )
 
 

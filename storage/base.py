@@ -13,6 +13,7 @@ from typing import BinaryIO
 from urllib.parse import quote
 
 from storage.crc64 import file_crc64
+from storage.options import Correction
 
 __all__ = [
     "ObjectInfo", "PartDone", "PendingUpload", "PrefixedStorage", "StorageClient", "StorageError",
@@ -106,6 +107,11 @@ class StorageClient(ABC):
     def abort_upload(self, upload: PendingUpload) -> None:
         """Abort an incomplete multipart upload; one already gone is not an error."""
         raise NotImplementedError(f"{type(self).__name__} has no multipart uploads")
+
+    def conform(self, key: str) -> Correction:
+        """Bring an object already stored with the right bytes to the client's upload
+        options (ACL, storage class, SSE); a store without such options has nothing to do."""
+        return "none"
 
     def preflight(self) -> None:
         """Check the target is usable; raise StorageError naming the step that failed.
@@ -215,6 +221,9 @@ class PrefixedStorage(StorageClient):
 
     def check_access(self) -> None:
         self.inner.check_access()
+
+    def conform(self, key: str) -> Correction:
+        return self.inner.conform(self.prefix + key)
 
     def close(self) -> None:
         self.inner.close()

@@ -23,6 +23,8 @@ def build_storage(settings: StorageSettings, work_dir: Path) -> StorageClient:
             region=settings.region,
             access_key=settings.access_key,
             secret_key=settings.secret_key,
+            security_token=settings.security_token,
+            options=settings.object_options,
             public_base_url=settings.public_base_url,
             work_dir=work_dir,
             proxy=settings.proxy,

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import BinaryIO, NoReturn
 
 import tos
+from tos.enum import ACLType, CannedType, PermissionType, StorageClassType
 from tos.exceptions import TosError, TosServerError
-from tos.models2 import GetObjectOutput, UploadedPart
+from tos.models2 import GetObjectACLOutput, GetObjectOutput, UploadedPart
 from tos.utils import RateLimiter
 
 from storage.base import (
@@ -29,6 +30,7 @@ from storage.base import (
     preflight_error,
 )
 from storage.crc64 import crc64_combine, crc64_update, file_crc64
+from storage.options import BUCKET_DEFAULTS, Correction, ObjectOptions
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB  # TOS refuses smaller parts, except the last one
@@ -37,6 +39,7 @@ DEFAULT_PART_SIZE = 16 * MiB
 DEFAULT_PART_CONCURRENCY = 8
 NO_SUCH_BUCKET_EC = "0006-00000001"
 CRC_HEADER = "x-tos-hash-crc64ecma"
+SSE_HEADER = "x-tos-server-side-encryption"
 # The SDK's token bucket refuses a read larger than the bucket holds, forever: the bucket
 # holds at least the largest read of a request body (the SDK's 64 KiB chunks; requests
 # reads 16 KiB at a time) whatever the rate.
@@ -82,9 +85,10 @@ class TosStorage(StorageClient):
     upload of ``part_size`` parts, ``part_concurrency`` parts at a time across all files,
     aborted if any part fails, so no half upload lingers. Every body's CRC-64 (each PUT,
     each part, the completed object, each full download) is checked here against the
-    ``x-tos-hash-crc64ecma`` TOS answers. Given ``rate_limit`` (bytes per second), every
-    body sent — all PUTs and parts, on every thread — draws from one SDK token bucket, so
-    the client as a whole stays under it. The SDK retries transient failures (5xx, dropped
+    ``x-tos-hash-crc64ecma`` TOS answers. Every object, in one PUT or in parts, is written
+    with ``options`` (ACL, storage class, SSE). Given ``rate_limit`` (bytes per second),
+    every body sent — all PUTs and parts, on every thread — draws from one SDK token bucket,
+    so the client as a whole stays under it. The SDK retries transient failures (5xx, dropped
     connections) up to ``max_retry_count`` times; what still fails becomes a StorageError
     naming the key.
     """
@@ -99,6 +103,8 @@ class TosStorage(StorageClient):
         secret_key: str,
         public_base_url: str,
         work_dir: Path,
+        security_token: str = "",
+        options: ObjectOptions = BUCKET_DEFAULTS,
         proxy: tuple[str, int] | None = None,
         multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
         part_size: int = DEFAULT_PART_SIZE,
@@ -120,12 +126,16 @@ class TosStorage(StorageClient):
         self.part_size = part_size
         self.list_page_size = list_page_size
         self.rate_limiter = rate_limiter(rate_limit)
-        self._secret_key = secret_key  # only kept to scrub it from error messages
+        self.options = options
+        # Only kept to scrub them from error messages.
+        self._secrets = [secret for secret in (secret_key, security_token) if secret]
         self._client = tos.TosClientV2(
             access_key,
             secret_key,
             endpoint,
             region,
+            # Temporary (STS) credentials: sent as x-tos-security-token with each request.
+            security_token=security_token or None,
             max_retry_count=max_retry_count,
             socket_timeout=socket_timeout,
             connection_time=connection_timeout,
@@ -164,7 +174,9 @@ class TosStorage(StorageClient):
 
     def _error(self, action: str, key: str, reason: str) -> StorageError:
         message = f"{action} {key!r} in bucket {self.bucket!r} failed: {reason}"
-        return StorageError(message.replace(self._secret_key, "***"))
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
+        return StorageError(message)
 
     def _fail(self, action: str, key: str, error: TosError) -> NoReturn:
         raise self._error(action, key, describe(error)) from error
@@ -201,14 +213,15 @@ class TosStorage(StorageClient):
         crc = file_crc64(path)
         output = self._client.put_object_from_file(self.bucket, key, str(path),
                                                    content_type=content_type,
-                                                   rate_limiter=self.rate_limiter)
+                                                   rate_limiter=self.rate_limiter,
+                                                   **self._write_options())
         self._check_crc("upload of", key, "the object", crc, output.hash_crc64_ecma)
         return crc
 
     def _put_multipart(self, key: str, path: Path, size: int, content_type: str,
                        on_part: PartDone | None) -> int:
         upload_id = self._client.create_multipart_upload(
-            self.bucket, key, content_type=content_type
+            self.bucket, key, content_type=content_type, **self._write_options()
         ).upload_id
         try:
             parts, crc = self._upload_parts(key, path, size, upload_id, on_part)
@@ -221,6 +234,35 @@ class TosStorage(StorageClient):
         self._check_crc("upload of", key, "the completed multipart object", crc,
                         output.hash_crc64_ecma)
         return crc
+
+    def _write_options(self) -> dict[str, object]:
+        """The SDK arguments for ``options``; an option not set is not sent, so that the
+        bucket's default applies."""
+        options = self.options
+        return {
+            "acl": ACLType(options.acl) if options.acl else None,
+            "storage_class": StorageClassType(options.storage_class)
+            if options.storage_class else None,
+            "server_side_encryption": options.sse,
+        }
+
+    def conform(self, key: str) -> Correction:
+        """An object already in the bucket with the file's bytes, brought to ``options``:
+        its ACL is set in place; a storage class or encryption other than asked can only
+        be changed by sending the object again ("resend")."""
+        options = self.options
+        with self._translate("check of the ACL and storage class of", key):
+            if options.storage_class or options.sse:
+                head = self._client.head_object(self.bucket, key)
+                stored_class = head.storage_class.value if head.storage_class else None
+                if (options.storage_class and stored_class != options.storage_class) or \
+                        (options.sse and head.header.get(SSE_HEADER) != options.sse):
+                    return "resend"
+            if options.acl and canned_acl(self._client.get_object_acl(self.bucket, key)) \
+                    != options.acl:
+                self._client.put_object_acl(self.bucket, key, acl=ACLType(options.acl))
+                return "acl"
+        return "none"
 
     def _upload_parts(
         self, key: str, path: Path, size: int, upload_id: str, on_part: PartDone | None
@@ -396,6 +438,18 @@ def describe(error: TosError) -> str:
         return text + (f": {error.message}" if error.message else "")
     cause = getattr(error, "cause", None)
     return f"{error.message} ({cause})" if cause else str(error.message)
+
+
+def canned_acl(output: GetObjectACLOutput) -> str:
+    """The canned ACL an object's grants amount to, as far as an upload sets them:
+    ``public-read`` when everyone may read it, ``default`` when it follows the bucket's,
+    else ``private``."""
+    if output.is_default:
+        return "default"
+    public = any(grant.grantee.canned is CannedType.Canned_All_Users
+                 and grant.permission is PermissionType.Permission_Read
+                 for grant in output.grants)
+    return "public-read" if public else "private"
 
 
 def guess_content_type(path: Path) -> str:

@@ -579,6 +579,9 @@ def test_manifest_is_as_the_path_rewrite_expects_and_check_stays_clean(
         ("size", "bigint", 64, "NO", None),
         ("crc64", "numeric", 20, "NO", None),
         ("status", "text", None, "NO", None),
+        ("acl", "text", None, "YES", None),
+        ("storage_class", "text", None, "YES", None),
+        ("sse", "text", None, "YES", None),
         ("uploaded_at", "timestamp with time zone", None, "NO", "now()")]
     assert fetch(pg_engine, "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON "
                             "a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE "

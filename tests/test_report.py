@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from wcwidth import wcswidth
 
-from data_migrations import report
 from data_migrations.errors import DataMigrationError
 from data_migrations.report import Progress, record_step, table, write_cutover_report
 from tests.runs import cutover_environment, upgrade_head
@@ -62,22 +61,22 @@ def test_a_report_that_cannot_be_written_says_the_migrations_are_committed(
         "Not a directory; the migrations are committed")
 
 
-def test_progress_without_a_total_counts_what_is_done(caplog: pytest.LogCaptureFixture,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(report, "PROGRESS_EVERY_SECONDS", 0.0)
-    progress = Progress(logging.getLogger("cutover.test"), "scanning", None, "entries")
+def test_progress_without_a_total_counts_what_is_done(
+        caplog: pytest.LogCaptureFixture) -> None:
+    progress = Progress(logging.getLogger("cutover.test"), "scanning", None, "entries",
+                        every_seconds=0.0)
     with caplog.at_level(logging.INFO, logger="cutover.test"):
         progress.advance(1234)
     [line] = caplog.messages
     assert line.startswith("  scanning: 1,234 entries (")
 
 
-def test_the_byte_progress_counts_the_bytes_in_flight(caplog: pytest.LogCaptureFixture,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(report, "PROGRESS_EVERY_SECONDS", 0.0)
+def test_the_byte_progress_counts_the_bytes_in_flight(
+        caplog: pytest.LogCaptureFixture) -> None:
     in_flight = [0]
     progress = Progress(logging.getLogger("cutover.test"), "uploading", 2, "files",
-                        total_bytes=30 * 1024 * 1024, bytes_in_flight=lambda: in_flight[0])
+                        total_bytes=30 * 1024 * 1024, bytes_in_flight=lambda: in_flight[0],
+                        every_seconds=0.0)
     with caplog.at_level(logging.INFO, logger="cutover.test"):
         progress.advance(0)
         in_flight[0] = 16 * 1024 * 1024  # a part of the large file is stored

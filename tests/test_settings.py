@@ -43,6 +43,11 @@ WRITTEN = {
     "STORAGE_MULTIPART_THRESHOLD": "10485760",
     "STORAGE_PART_SIZE": "6291456",
     "STORAGE_RATE_LIMIT": "20MB",
+    "STORAGE_ACL": "public-read",
+    "STORAGE_CLASS": "ia",
+    "STORAGE_SSE": "AES256",
+    "STORAGE_SECURITY_TOKEN": "sts-token-from-file",
+    "STORAGE_CONFIG": "./app/production.yaml",
     "DRY_RUN": "true",
     "FORCE": "true",
     "PURGE_OBJECTS": "true",
@@ -76,14 +81,20 @@ def test_the_steps_get_their_settings_from_the_env_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_env_file(tmp_path, "staging", WRITTEN)
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "production.yaml").write_text(
+        "storage:\n  bucket: from-the-app-config\n  region: cn-guangzhou\n")
     monkeypatch.setenv("ENV", "staging")
     read = settings.read()
     assert read.copy_options().workers == 7 and read.copy_options().bad_rows == "reject"
     assert read.upload_options().work_dir == Path("elsewhere/work")
     assert read.path_options().aliases == ("/home/dev/uploads", "C:\\app\\uploads")
     storage = read.storage()
-    assert (storage.bucket, storage.proxy, storage.part_size) == (
-        "meeting-agent", ("10.0.0.5", 3128), 6291456)
+    assert (storage.bucket, storage.region, storage.proxy, storage.part_size) == (
+        "meeting-agent", "cn-shanghai", ("10.0.0.5", 3128), 6291456)
+    assert (storage.acl, storage.storage_class, storage.sse) == ("public-read", "IA", "AES256")
+    assert storage.security_token == "sts-token-from-file"
+    assert "sts-token-from-file" not in repr(read) + repr(storage)
     assert "secret-from-file" not in repr(read) + repr(storage)
     assert "AKLT-from-file" not in repr(read) + repr(storage)
 

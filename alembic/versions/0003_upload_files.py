@@ -13,10 +13,13 @@ Upgrade, step by step:
   4. Uploads every file under [STORAGE_KEY_PREFIX/]<path relative to UPLOADS_DIR> on
      MAX_CONCURRENT threads; an object already there with the same size and CRC-64 is
      skipped (so a rerun after a kill resumes), one with other content is uploaded again.
-  5. Records each file in cutover_file_manifest (key, public URL, size, CRC-64), which
-     revision 0004 joins to rewrite the stored paths, and checks every row against the
-     bucket: any missing or different object fails the upgrade; otherwise all rows are
-     'verified'.
+     Every object is written with STORAGE_ACL, STORAGE_CLASS and STORAGE_SSE; one already
+     there with the right bytes but another ACL gets the ACL set in place, one with
+     another storage class or encryption is sent again.
+  5. Records each file in cutover_file_manifest (key, public URL, size, CRC-64, ACL,
+     storage class, SSE), which revision 0004 joins to rewrite the stored paths, and
+     checks every row against the bucket: any missing or different object fails the
+     upgrade; otherwise all rows are 'verified'.
 -x dry_run=true prints what would be uploaded and touches no storage. --sql prints a
 comment (folder, target, counts): uploading needs a live run. The work is in
 data_migrations/file_upload.py.
@@ -73,6 +76,11 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("crc64", sa.Numeric(20, 0), nullable=False),
         sa.Column("status", sa.Text(), nullable=False),
+        # How the object was written (STORAGE_ACL, STORAGE_CLASS, STORAGE_SSE); NULL: the
+        # bucket's default.
+        sa.Column("acl", sa.Text()),
+        sa.Column("storage_class", sa.Text()),
+        sa.Column("sse", sa.Text()),
         sa.Column("uploaded_at", sa.DateTime(timezone=True), nullable=False,
                   server_default=sa.func.now()),
         sa.PrimaryKeyConstraint("relative_path", name=f"pk_{MANIFEST}"),
