@@ -25,7 +25,7 @@ from contextlib import closing
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import PurePosixPath
-from threading import Event
+from threading import Event, Lock
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -62,6 +62,29 @@ def manifest_table(name: str) -> sa.TableClause:
     return sa.table(name, *(sa.column(c) for c in (
         "relative_path", "object_key", "public_url", "size", "crc64", "status", "acl",
         "storage_class", "sse")))
+
+
+class PartsStored:
+    """The bytes of the files still uploading that the store already holds (their stored
+    parts), by file, fed from the part threads: the progress line counts them, so that a
+    large file moves it before it is done. An attempt that starts over forgets its file's
+    parts, which are sent again."""
+
+    def __init__(self) -> None:
+        self._lock = Lock()
+        self._by_file: Counter[str] = Counter()
+
+    def stored(self, name: str, size: int) -> None:
+        with self._lock:
+            self._by_file[name] += size
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._by_file.pop(name, None)
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._by_file.values())
 
 
 class ActionFailure(Exception):
@@ -164,6 +187,7 @@ class FileUpload:
         self.workers = settings.max_concurrent
         self.manifest = manifest
         self.stopping = Event()  # set on the first failure: retries stop early
+        self.parts_stored = PartsStored()
 
     def run(self, scan: FolderScan, scan_seconds: float) -> UploadReport:
         report = UploadReport(scan, seconds={"scan": scan_seconds})
@@ -186,7 +210,8 @@ class FileUpload:
     def upload(self, files: list[LocalFile], present: dict[str, ObjectInfo],
                report: UploadReport) -> None:
         progress = Progress(log, "uploading", len(files), "files",
-                            total_bytes=sum(f.size for f in files))
+                            total_bytes=sum(f.size for f in files),
+                            bytes_in_flight=self.parts_stored.total)
         batch: list[dict[str, object]] = []
 
         def upload_one(file: LocalFile) -> Outcome:
@@ -203,6 +228,7 @@ class FileUpload:
                 batch.append(self.manifest_row(outcome))
                 if len(batch) >= MANIFEST_BATCH:
                     self.record(batch)
+                self.parts_stored.forget(outcome.file.relative_path)
                 progress.advance(1, outcome.file.size)
         self.record(batch)
 
@@ -231,10 +257,15 @@ class FileUpload:
         return Outcome(file, "acl_set" if correction == "acl" else "skipped", present)
 
     def put_with_retries(self, file: LocalFile) -> ObjectInfo:
-        content_type = guess_content_type(PurePosixPath(file.relative_path))
-        return self.retrying(lambda: self.storage.put_file(file.relative_path, file.source,
-                                                           content_type),
-                             file.relative_path)
+        name = file.relative_path
+        content_type = guess_content_type(PurePosixPath(name))
+
+        def attempt() -> ObjectInfo:
+            self.parts_stored.forget(name)
+            return self.storage.put_file(name, file.source, content_type,
+                                         partial(self.parts_stored.stored, name))
+
+        return self.retrying(attempt, name)
 
     def retrying(self, action: Callable[[], R], name: str) -> R:
         return retrying(action, name, self.retry_backoff, self.stopping)

@@ -14,7 +14,8 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -68,15 +69,18 @@ def shorten(value: object, limit: int = 60) -> str:
 class Progress:
     """Prints ``done / total unit (rate)`` for a long step at most every ``every_seconds`` (just
     ``done unit`` while the total is unknown, ``total=None``); given ``total_bytes`` it also
-    prints the bytes done and the byte rate."""
+    prints the bytes done and the byte rate, counting the bytes ``bytes_in_flight()`` says
+    the unfinished items have already done (the stored parts of a large file)."""
 
     def __init__(self, log: logging.Logger, label: str, total: int | None, unit: str = "rows",
                  total_bytes: int | None = None,
+                 bytes_in_flight: Callable[[], int] = lambda: 0,
                  every_seconds: float = PROGRESS_EVERY_SECONDS) -> None:
         self.log = log
         self.every_seconds = every_seconds
         self.label, self.total, self.unit = label, total, unit
         self.total_bytes = total_bytes
+        self.bytes_in_flight = bytes_in_flight
         self.started = self.last = time.monotonic()
         self.done = 0
         self.bytes_done = 0
@@ -95,8 +99,9 @@ class Progress:
         done = f"{self.done:,}" if self.total is None else f"{self.done:,}/{self.total:,}"
         line = f"  {self.label}: {done} {self.unit} ({self.done / elapsed:,.0f}/s)"
         if self.total_bytes is not None:
-            line += (f", {size_text(self.bytes_done)}/{size_text(self.total_bytes)} "
-                     f"({size_text(self.bytes_done / elapsed)}/s)")
+            bytes_done = self.bytes_done + self.bytes_in_flight()
+            line += (f", {size_text(bytes_done)}/{size_text(self.total_bytes)} "
+                     f"({size_text(bytes_done / elapsed)}/s)")
         return line
 
     @property
@@ -172,24 +177,83 @@ class RejectsFile:
             self._file.close()
 
 
+@dataclass(frozen=True)
+class RecordedStep:
+    """What a data step did, and when (``time.time()``), for the cutover report."""
+
+    figures: dict[str, Any]
+    started: float
+    ended: float
+
+    @property
+    def name(self) -> str:
+        return self.figures["step"]
+
+    @property
+    def seconds(self) -> float:
+        return self.figures.get("seconds", 0.0)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.figures, "started_at": _stamp(self.started),
+                "ended_at": _stamp(self.ended)}
+
+
 # What each data step did in this process, for the cutover report written at the end.
-_steps: list[dict[str, Any]] = []
+_steps: list[RecordedStep] = []
+BETWEEN_STEPS = "between steps"
 
 
 def record_step(step: str, **figures: Any) -> None:
-    _steps.append({"step": step, **figures})
+    """Keep what ``step`` did; its ``seconds`` ended now, which places it in the freeze
+    window."""
+    ended = time.time()
+    _steps.append(RecordedStep({"step": step, **figures}, ended - figures.get("seconds", 0),
+                               ended))
+
+
+def _stamp(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
+
+
+def freeze_window(steps: list[RecordedStep]) -> dict[str, Any]:
+    """The app's freeze as the steps spent it: from the start of the first step to the end
+    of the last, and each step's share. What the steps' own times leave (commits, schema
+    revisions, the checks before a step) is the share "between steps", so that the shares
+    add up to the window."""
+    started = min(step.started for step in steps)
+    ended = max(step.ended for step in steps)
+    window = ended - started
+    shares = [(step.name, step.seconds) for step in steps]
+    shares.append((BETWEEN_STEPS, max(window - sum(seconds for _, seconds in shares), 0.0)))
+    return {"started_at": _stamp(started), "ended_at": _stamp(ended), "seconds": window,
+            "shares": [{"step": name, "seconds": seconds,
+                        "percent": 100 * seconds / window if window else 0.0}
+                       for name, seconds in shares]}
+
+
+def report_table(steps: list[RecordedStep], window: dict[str, Any]) -> str:
+    """One line per step with its time and share of the freeze window, then the window."""
+    summaries = {step.name: step.figures.get("summary", "") for step in steps}
+    summaries[BETWEEN_STEPS] = "commits, schema revisions, checks"
+    rows = [(share["step"], summaries[share["step"]], f"{share['seconds']:.1f}s",
+             f"{share['percent']:.1f}%") for share in window["shares"]]
+    rows.append(("freeze window", f"{window['started_at']} to {window['ended_at']}",
+                 f"{window['seconds']:.1f}s", "100.0%"))
+    return table(("step", "result", "time", "share"), rows)
 
 
 def write_cutover_report(directory: Path) -> Path | None:
-    """Write the steps recorded in this run as JSON and print a one-line-per-step summary."""
+    """Write the steps recorded in this run and the freeze window they made as JSON, and
+    print a one-line-per-step summary."""
     if not _steps:
         return None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = directory.resolve() / f"cutover-{stamp}.json"
-    rows = [(s["step"], s.get("summary", ""), f"{s.get('seconds', 0):.1f}s") for s in _steps]
-    log.info("Cutover report:\n" + table(("step", "result", "time"), rows))
-    document = json.dumps({"finished_at": stamp, "steps": _steps}, indent=2,
-                          ensure_ascii=False, default=_json_safe) + "\n"
+    window = freeze_window(_steps)
+    log.info("Cutover report:\n" + report_table(_steps, window))
+    steps = [step.as_json() for step in _steps]
+    document = json.dumps({"finished_at": stamp, "freeze_window": window, "steps": steps},
+                          indent=2, ensure_ascii=False, default=_json_safe) + "\n"
     _steps.clear()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -175,6 +175,24 @@ def part_size(label: str, value: str) -> int:
     return size
 
 
+RATE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
+              "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+RATE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*?)(?:/s)?", re.IGNORECASE)
+
+
+def rate(label: str, value: str) -> int | None:
+    """Bytes per second: ``20MB`` (powers of 1000), ``16MiB`` (of 1024), a bare number of
+    bytes; unset is unlimited."""
+    if not value:
+        return None
+    match = RATE.fullmatch(value.strip())
+    unit = match and RATE_UNITS.get(match[2].lower())
+    if not match or unit is None or float(match[1]) * unit < 1:
+        raise ConfigError(f"{label} must be a rate in bytes per second such as 20MB, 512KB "
+                          f"or 16MiB, got {value!r}")
+    return int(float(match[1]) * unit)
+
+
 def upper_choice(*choices: str) -> Parser:
     """One of a fixed set of upper-case names (any case written); unset stays None."""
     def parse(label: str, value: str) -> str | None:
@@ -298,6 +316,11 @@ STORAGE_MULTIPART_THRESHOLD = Setting(
 STORAGE_PART_SIZE = Setting(
     "STORAGE_PART_SIZE", part_size, str(DEFAULT_PART_SIZE),
     "the size of the parts (TOS minimum 5 MiB)", shown_default="16 MiB", storage=True)
+STORAGE_RATE_LIMIT = Setting(
+    "STORAGE_RATE_LIMIT", rate, "",
+    "bytes per second all uploads of a run share, e.g. `20MB` or `512KB` (`KB`, `MB`, `GB` "
+    "are powers of 1000, `KiB`, `MiB`, `GiB` of 1024), so that a daytime run leaves room "
+    "on the link; unset = unlimited", shown_default="unlimited", storage=True)
 # How every object is written (single-part and multipart alike, the preflight probe
 # included), and the app's own configuration file for the bucket settings.
 STORAGE_ACL = Setting(
@@ -344,7 +367,7 @@ DECLARED: tuple[Setting, ...] = (
     UPLOAD_EXCLUDE, UNSAFE_FILES, UPLOADS_PATH_ALIASES, MISSING_FILES, STORAGE_PROVIDER,
     STORAGE_BUCKET, STORAGE_REGION, STORAGE_ENDPOINT, STORAGE_ACCESS_KEY, STORAGE_SECRET_KEY,
     STORAGE_KEY_PREFIX, STORAGE_PUBLIC_BASE_URL, STORAGE_PROXY, STORAGE_LOCAL_ROOT,
-    MAX_CONCURRENT, STORAGE_MULTIPART_THRESHOLD, STORAGE_PART_SIZE, STORAGE_ACL, STORAGE_CLASS,
-    STORAGE_SSE, STORAGE_SECURITY_TOKEN, STORAGE_CONFIG, DRY_RUN, FORCE,
-    PURGE_OBJECTS, WORK_DIR, VERIFY_URLS, REPORTS_DIR,
+    MAX_CONCURRENT, STORAGE_MULTIPART_THRESHOLD, STORAGE_PART_SIZE, STORAGE_RATE_LIMIT,
+    STORAGE_ACL, STORAGE_CLASS, STORAGE_SSE, STORAGE_SECURITY_TOKEN, STORAGE_CONFIG, DRY_RUN,
+    FORCE, PURGE_OBJECTS, WORK_DIR, VERIFY_URLS, REPORTS_DIR,
 )

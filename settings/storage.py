@@ -36,6 +36,7 @@ class StorageSettings:
     max_concurrent: int
     multipart_threshold: int  # bytes; larger files go in parts
     part_size: int
+    rate_limit: int | None = None  # bytes per second, all uploads of a run; None: unlimited
     acl: str | None = None  # None: the bucket's default
     storage_class: str | None = None  # None: the bucket's default
     sse: str | None = None  # "AES256" (SSE-TOS) or None
@@ -75,6 +76,7 @@ class StorageSettings:
             max_concurrent=int(values["MAX_CONCURRENT"]),
             multipart_threshold=int(values["STORAGE_MULTIPART_THRESHOLD"]),
             part_size=int(values["STORAGE_PART_SIZE"]),
+            rate_limit=values["STORAGE_RATE_LIMIT"],
             acl=values["STORAGE_ACL"],
             storage_class=values["STORAGE_CLASS"],
             sse=values["STORAGE_SSE"],

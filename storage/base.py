@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,7 @@ from storage.crc64 import file_crc64
 from storage.options import Correction
 
 __all__ = [
-    "ObjectInfo", "PendingUpload", "PrefixedStorage", "StorageClient", "StorageError",
+    "ObjectInfo", "PartDone", "PendingUpload", "PrefixedStorage", "StorageClient", "StorageError",
     "file_crc64", "join_url", "preflight_error", "preflight_step",
 ]
 
@@ -44,6 +44,11 @@ class PendingUpload:
     upload_id: str
 
 
+# Told the length of each part of a multipart upload as the store confirms it, from the
+# thread that sent it: the progress of a large file before the whole file is done.
+PartDone = Callable[[int], None]
+
+
 class StorageError(Exception):
     """One readable line saying what failed; never carries a secret key."""
 
@@ -55,8 +60,10 @@ def join_url(base_url: str, key: str) -> str:
 
 class StorageClient(ABC):
     @abstractmethod
-    def put_file(self, key: str, path: Path, content_type: str | None = None) -> ObjectInfo:
-        """Upload a local file (streamed) and return what the store now holds."""
+    def put_file(self, key: str, path: Path, content_type: str | None = None,
+                 on_part: PartDone | None = None) -> ObjectInfo:
+        """Upload a local file (streamed) and return what the store now holds; a file
+        that goes up in parts calls ``on_part`` with each part's length as it is stored."""
 
     @abstractmethod
     def stat(self, key: str) -> ObjectInfo | None:
@@ -188,8 +195,9 @@ class PrefixedStorage(StorageClient):
     def _strip(self, info: ObjectInfo) -> ObjectInfo:
         return ObjectInfo(info.key[len(self.prefix):], info.size, info.crc64)
 
-    def put_file(self, key: str, path: Path, content_type: str | None = None) -> ObjectInfo:
-        return self._strip(self.inner.put_file(self.prefix + key, path, content_type))
+    def put_file(self, key: str, path: Path, content_type: str | None = None,
+                 on_part: PartDone | None = None) -> ObjectInfo:
+        return self._strip(self.inner.put_file(self.prefix + key, path, content_type, on_part))
 
     def stat(self, key: str) -> ObjectInfo | None:
         info = self.inner.stat(self.prefix + key)

@@ -30,6 +30,7 @@ def build_storage(settings: StorageSettings, work_dir: Path) -> StorageClient:
             proxy=settings.proxy,
             multipart_threshold=settings.multipart_threshold,
             part_size=settings.part_size,
+            rate_limit=settings.rate_limit,
             # MAX_CONCURRENT bounds the parts in flight too; past a few parts one upload
             # gains no speed, only memory for socket buffers and server load.
             part_concurrency=min(settings.max_concurrent, DEFAULT_PART_CONCURRENCY),

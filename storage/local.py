@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 from storage.base import (
     ObjectInfo,
+    PartDone,
     StorageClient,
     StorageError,
     file_crc64,
@@ -52,7 +53,9 @@ class LocalStorage(StorageClient):
             raise StorageError(f"key {key!r} leads outside {self.root}")
         return path
 
-    def put_file(self, key: str, path: Path, content_type: str | None = None) -> ObjectInfo:
+    def put_file(self, key: str, path: Path, content_type: str | None = None,
+                 on_part: PartDone | None = None) -> ObjectInfo:
+        # A folder takes whole files: there are no parts to report.
         target = self._path(key)
         try:
             self.scratch_dir.mkdir(parents=True, exist_ok=True)

@@ -6,10 +6,11 @@ import io
 import logging
 import mimetypes
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
@@ -17,9 +18,11 @@ import tos
 from tos.enum import ACLType, CannedType, PermissionType, StorageClassType
 from tos.exceptions import TosError, TosServerError
 from tos.models2 import GetObjectACLOutput, GetObjectOutput, UploadedPart
+from tos.utils import RateLimiter
 
 from storage.base import (
     ObjectInfo,
+    PartDone,
     PendingUpload,
     StorageClient,
     StorageError,
@@ -37,6 +40,18 @@ DEFAULT_PART_CONCURRENCY = 8
 NO_SUCH_BUCKET_EC = "0006-00000001"
 CRC_HEADER = "x-tos-hash-crc64ecma"
 SSE_HEADER = "x-tos-server-side-encryption"
+# The SDK's token bucket refuses a read larger than the bucket holds, forever: the bucket
+# holds at least the largest read of a request body (the SDK's 64 KiB chunks; requests
+# reads 16 KiB at a time) whatever the rate.
+MIN_RATE_LIMIT_BURST = 1 * MiB
+
+
+def rate_limiter(bytes_per_second: int | None) -> RateLimiter | None:
+    """The SDK's token bucket for ``bytes_per_second``, one second's worth deep; None for
+    no limit."""
+    if bytes_per_second is None:
+        return None
+    return RateLimiter(bytes_per_second, max(bytes_per_second, MIN_RATE_LIMIT_BURST))
 
 
 def _quiet_sdk_logger() -> None:
@@ -71,7 +86,9 @@ class TosStorage(StorageClient):
     aborted if any part fails, so no half upload lingers. Every body's CRC-64 (each PUT,
     each part, the completed object, each full download) is checked here against the
     ``x-tos-hash-crc64ecma`` TOS answers. Every object, in one PUT or in parts, is written
-    with ``options`` (ACL, storage class, SSE). The SDK retries transient failures (5xx, dropped
+    with ``options`` (ACL, storage class, SSE). Given ``rate_limit`` (bytes per second),
+    every body sent — all PUTs and parts, on every thread — draws from one SDK token bucket,
+    so the client as a whole stays under it. The SDK retries transient failures (5xx, dropped
     connections) up to ``max_retry_count`` times; what still fails becomes a StorageError
     naming the key.
     """
@@ -92,6 +109,7 @@ class TosStorage(StorageClient):
         multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
         part_size: int = DEFAULT_PART_SIZE,
         part_concurrency: int = DEFAULT_PART_CONCURRENCY,
+        rate_limit: int | None = None,
         list_page_size: int = 1000,
         max_retry_count: int = 3,
         socket_timeout: float = 30.0,
@@ -107,6 +125,7 @@ class TosStorage(StorageClient):
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
         self.list_page_size = list_page_size
+        self.rate_limiter = rate_limiter(rate_limit)
         self.options = options
         # Only kept to scrub them from error messages.
         self._secrets = [secret for secret in (secret_key, security_token) if secret]
@@ -177,14 +196,15 @@ class TosStorage(StorageClient):
 
     # writing
 
-    def put_file(self, key: str, path: Path, content_type: str | None = None) -> ObjectInfo:
+    def put_file(self, key: str, path: Path, content_type: str | None = None,
+                 on_part: PartDone | None = None) -> ObjectInfo:
         if not path.is_file():
             raise self._error("upload of", key, f"{path} is not a file")
         size = path.stat().st_size
         content_type = content_type or guess_content_type(path)
         with self._translate("upload of", key):
             if size > self.multipart_threshold:
-                crc = self._put_multipart(key, path, size, content_type)
+                crc = self._put_multipart(key, path, size, content_type, on_part)
             else:
                 crc = self._put_single(key, path, content_type)
         return ObjectInfo(key, size, crc)
@@ -193,16 +213,18 @@ class TosStorage(StorageClient):
         crc = file_crc64(path)
         output = self._client.put_object_from_file(self.bucket, key, str(path),
                                                    content_type=content_type,
+                                                   rate_limiter=self.rate_limiter,
                                                    **self._write_options())
         self._check_crc("upload of", key, "the object", crc, output.hash_crc64_ecma)
         return crc
 
-    def _put_multipart(self, key: str, path: Path, size: int, content_type: str) -> int:
+    def _put_multipart(self, key: str, path: Path, size: int, content_type: str,
+                       on_part: PartDone | None) -> int:
         upload_id = self._client.create_multipart_upload(
             self.bucket, key, content_type=content_type, **self._write_options()
         ).upload_id
         try:
-            parts, crc = self._upload_parts(key, path, size, upload_id)
+            parts, crc = self._upload_parts(key, path, size, upload_id, on_part)
             output = self._client.complete_multipart_upload(
                 self.bucket, key, upload_id, parts=parts
             )
@@ -243,29 +265,29 @@ class TosStorage(StorageClient):
         return "none"
 
     def _upload_parts(
-        self, key: str, path: Path, size: int, upload_id: str
+        self, key: str, path: Path, size: int, upload_id: str, on_part: PartDone | None
     ) -> tuple[list[UploadedPart], int]:
         """Upload every part; return them in part order with the CRC-64 of the whole file
         they make."""
         parts = [_Part(number, offset, min(self.part_size, size - offset))
                  for number, offset in enumerate(range(0, size, self.part_size), start=1)]
+        upload = partial(self._upload_part, key, path, upload_id, on_part=on_part)
         # The first part goes up alone: a failure every part would meet (a refused key, a
         # store that is down) then costs one request, not a burst of them.
-        results = [self._upload_part(key, path, upload_id, parts[0])]
-        results += self._upload_concurrently(key, path, upload_id, parts[1:])
+        results = [upload(parts[0])]
+        results += self._upload_concurrently(upload, parts[1:])
         uploaded, crc = [], 0
         for part, (etag, part_crc) in zip(parts, results, strict=True):
             uploaded.append(UploadedPart(part.number, etag))
             crc = crc64_combine(crc, part_crc, part.length)
         return uploaded, crc
 
-    def _upload_concurrently(self, key: str, path: Path, upload_id: str,
+    def _upload_concurrently(self, upload: Callable[[_Part], tuple[str, int]],
                              parts: list[_Part]) -> list[tuple[str, int]]:
         """The parts' (ETag, CRC-64)s, uploaded on the shared part threads. The first
         failure (or an interrupt) cancels the parts not started yet and waits for those in
         flight, so that the abort that follows leaves nothing behind."""
-        futures = [self._part_pool.submit(self._upload_part, key, path, upload_id, part)
-                   for part in parts]
+        futures = [self._part_pool.submit(upload, part) for part in parts]
         try:
             wait(futures, return_when=FIRST_EXCEPTION)
             if failed := next((future for future in futures if _failed(future)), None):
@@ -276,14 +298,19 @@ class TosStorage(StorageClient):
                 future.cancel()  # only those not started yet
             wait(futures)
 
-    def _upload_part(self, key: str, path: Path, upload_id: str, part: _Part) -> tuple[str, int]:
-        """One part, streamed from its offset in the file; returns its ETag and CRC-64."""
+    def _upload_part(self, key: str, path: Path, upload_id: str, part: _Part, *,
+                     on_part: PartDone | None) -> tuple[str, int]:
+        """One part, streamed from its offset in the file; returns its ETag and CRC-64
+        and, once TOS holds it, tells ``on_part`` its length."""
         crc = file_crc64(path, part.offset, part.length)
         output = self._client.upload_part_from_file(
             self.bucket, key, upload_id, part.number,
             file_path=str(path), offset=part.offset, part_size=part.length,
+            rate_limiter=self.rate_limiter,
         )
         self._check_crc("upload of", key, f"part {part.number}", crc, output.hash_crc64_ecma)
+        if on_part is not None:
+            on_part(part.length)
         return output.etag, crc
 
     def _abort_quietly(self, key: str, upload_id: str) -> None:

@@ -198,6 +198,33 @@ def test_a_large_file_goes_up_in_parts(
     assert manifest(pg_engine)["recordings/all-hands.wav"][3] == file_crc64(large)
 
 
+@only_tos
+def test_the_progress_counts_each_part_of_a_large_file_as_it_is_stored(
+    bucket: StorageClient, uploads: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bytes the progress line shows for the files still uploading grow part by part,
+    while the object is not complete yet."""
+    monkeypatch.setenv("STORAGE_MULTIPART_THRESHOLD", str(6 * MiB))
+    monkeypatch.setenv("STORAGE_PART_SIZE", str(5 * MiB))
+    large = write(uploads, "recordings/all-hands.wav", os.urandom(11 * MiB))
+    shown: list[tuple[int, bool]] = []  # (bytes in flight, the object exists)
+    stored_part = file_upload.PartsStored.stored
+
+    def watched(parts: file_upload.PartsStored, name: str, size: int) -> None:
+        stored_part(parts, name, size)
+        shown.append((parts.total(), bucket.stat(name) is not None))
+
+    monkeypatch.setattr(file_upload.PartsStored, "stored", watched)
+    command.upgrade(upgrade_config(pg_url), "0003")
+
+    totals = [total for total, _ in shown]
+    # The first part goes up alone, the other two together.
+    assert len(totals) == 3 and totals[0] == 5 * MiB and totals == sorted(totals)
+    assert totals[-1] == large.stat().st_size
+    assert not any(exists for _, exists in shown)
+    assert stored(bucket)["recordings/all-hands.wav"] == large.read_bytes()
+
+
 @only_local
 def test_exclusions_are_left_out_and_counted(
     bucket: StorageClient, uploads: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch,

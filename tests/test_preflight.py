@@ -227,3 +227,12 @@ def test_write_probes_a_killed_run_left_are_removed(
     result = upgrade_head(env, tmp_path)
     assert result.returncode == 0, result.stderr
     assert not any(leftover.exists() for leftover in leftovers)
+
+
+def test_a_malformed_rate_limit_is_one_line_naming_it(
+        env: dict[str, str], tmp_path: Path, tos_server: TosServer, pg_engine: sa.Engine) -> None:
+    env.update({**tos_env(tos_server), "STORAGE_RATE_LIMIT": "fast"})
+    assert failed_lines(upgrade_head(env, tmp_path)) == [
+        "FAILED: STORAGE_RATE_LIMIT must be a rate in bytes per second such as 20MB, 512KB or "
+        "16MiB, got 'fast'"]
+    assert untouched(pg_engine)

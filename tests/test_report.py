@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from wcwidth import wcswidth
 
 from data_migrations.errors import DataMigrationError
 from data_migrations.report import Progress, record_step, table, write_cutover_report
+from tests.runs import cutover_environment, upgrade_head
 
 
 def character_columns(line: str) -> dict[int, str]:
@@ -66,3 +69,51 @@ def test_progress_without_a_total_counts_what_is_done(
         progress.advance(1234)
     [line] = caplog.messages
     assert line.startswith("  scanning: 1,234 entries (")
+
+
+def test_the_byte_progress_counts_the_bytes_in_flight(
+        caplog: pytest.LogCaptureFixture) -> None:
+    in_flight = [0]
+    progress = Progress(logging.getLogger("cutover.test"), "uploading", 2, "files",
+                        total_bytes=30 * 1024 * 1024, bytes_in_flight=lambda: in_flight[0],
+                        every_seconds=0.0)
+    with caplog.at_level(logging.INFO, logger="cutover.test"):
+        progress.advance(0)
+        in_flight[0] = 16 * 1024 * 1024  # a part of the large file is stored
+        progress.advance(0)
+        in_flight[0] = 0
+        progress.advance(1, 20 * 1024 * 1024)  # the large file is done
+    assert [line.split(", ")[1].split(" (")[0] for line in caplog.messages] == [
+        "0 B/30.0 MiB", "16.0 MiB/30.0 MiB", "20.0 MiB/30.0 MiB"]
+
+
+def test_a_cutover_reports_its_freeze_window_and_each_steps_share(
+        tmp_path: Path, pg_url: str) -> None:
+    result = upgrade_head(cutover_environment(tmp_path, pg_url), tmp_path)
+    assert result.returncode == 0, result.stderr
+    [path] = (tmp_path / "reports").glob("cutover-*.json")
+    document = json.loads(path.read_text())
+    window, steps = document["freeze_window"], document["steps"]
+
+    assert [step["step"] for step in steps] == ["rows", "files", "paths"]
+    assert (window["started_at"], window["ended_at"]) == (steps[0]["started_at"],
+                                                          steps[-1]["ended_at"])
+    moments = [moment for step in steps for moment in (step["started_at"], step["ended_at"])]
+    assert moments == sorted(moments)
+    shares = window["shares"]
+    assert [share["step"] for share in shares] == ["rows", "files", "paths", "between steps"]
+    assert window["seconds"] > 0
+    assert math.isclose(sum(share["seconds"] for share in shares), window["seconds"])
+    assert math.isclose(sum(share["percent"] for share in shares), 100)
+    for share, step in zip(shares, steps, strict=False):
+        assert math.isclose(share["seconds"], step["seconds"])
+        assert math.isclose(share["percent"], 100 * step["seconds"] / window["seconds"])
+
+    lines = result.stderr.splitlines()
+    header = lines.index("Cutover report:") + 1
+    assert lines[header].split() == ["step", "result", "time", "share"]
+    printed = [line.split() for line in lines[header + 2:header + 7]]
+    assert [(row[0], *row[-2:]) for row in printed] == [
+        *((share["step"].split()[0], f"{share['seconds']:.1f}s", f"{share['percent']:.1f}%")
+          for share in shares),
+        ("freeze", f"{window['seconds']:.1f}s", "100.0%")]

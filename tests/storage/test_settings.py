@@ -103,9 +103,31 @@ def test_each_tos_variable_is_required(name: str) -> None:
      "got 'ftp://tos.example.com'"),
     ("STORAGE_PUBLIC_BASE_URL", "cdn.example.com", "STORAGE_PUBLIC_BASE_URL must start with "
      "http://, https:// or file://, got 'cdn.example.com'"),
+    *(("STORAGE_RATE_LIMIT", value, "STORAGE_RATE_LIMIT must be a rate in bytes per second "
+       f"such as 20MB, 512KB or 16MiB, got {value!r}")
+      for value in ("fast", "20 Mbps", "MB", "-5MB", "0", "0.0001KB", "1e6")),
 ])
 def test_malformed_values_name_the_variable(name: str, value: str, expected: str) -> None:
     assert config_error({**TOS_ENV, name: value}) == expected
+
+
+@pytest.mark.parametrize(("value", "bytes_per_second"), [
+    ("", None), ("20MB", 20_000_000), ("512KB", 512_000), ("512kb/s", 512_000),
+    ("16MiB", 16 * 1024 * 1024), ("1.5 MB", 1_500_000), ("1GB", 10**9), ("250000", 250_000),
+])
+def test_a_rate_limit_is_bytes_per_second(value: str, bytes_per_second: int | None) -> None:
+    assert storage_settings({"STORAGE_RATE_LIMIT": value}).rate_limit == bytes_per_second
+
+
+def test_the_rate_limit_reaches_the_tos_client(tos_server: TosServer, tmp_path: Path) -> None:
+    settings = storage_settings({**TOS_ENV, "STORAGE_RATE_LIMIT": "20MB"})
+
+    storage = build_storage(settings, tmp_path / "work")
+
+    assert isinstance(storage, TosStorage)
+    assert storage.rate_limiter is not None
+    assert storage.rate_limiter._rate == 20_000_000
+    storage.close()
 
 
 def test_a_proxy_needs_an_http_endpoint() -> None:

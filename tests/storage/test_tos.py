@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import tos
+from tos.utils import RateLimiter, TokenBucketResult
 
 from devtools.tos_server import Faults, TosServer
 from storage.base import ObjectInfo, PrefixedStorage, StorageError, file_crc64
-from storage.tos import TosStorage
+from storage.tos import MiB, TosStorage
 from tests.conftest import BUCKET, SECRET_KEY, TosFactory
 
 MakeFile = Callable[..., Path]
@@ -303,3 +307,52 @@ def test_a_leftover_probe_is_deleted_by_the_next_preflight(
 
     assert [info.key for info in tos_storage.list(".preflight/")] == [".preflight/readme.txt"]
     assert not scratch.exists()
+
+
+def test_each_part_is_reported_as_it_is_stored_before_the_object_exists(
+        tos_storage: TosStorage, make_file: MakeFile) -> None:
+    source = make_file(size=13 * MiB)  # parts of 5, 5 and 3 MiB
+    reported: list[tuple[int, ObjectInfo | None]] = []
+    lock = threading.Lock()
+
+    def on_part(size: int) -> None:
+        # The object exists only once the upload is completed.
+        with lock:
+            reported.append((size, tos_storage.stat("big.bin")))
+
+    stored = tos_storage.put_file("big.bin", source, on_part=on_part)
+
+    assert sorted(size for size, _ in reported) == [3 * MiB, 5 * MiB, 5 * MiB]
+    running = list(itertools.accumulate(size for size, _ in reported))
+    assert running == sorted(set(running)) and running[-1] == stored.size == 13 * MiB
+    assert [seen for _, seen in reported] == [None, None, None]
+
+
+def test_one_rate_limiter_meters_every_body_of_every_upload(
+        make_tos_storage: TosFactory, make_file: MakeFile,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Single PUTs and the parts of multipart uploads, on several threads at once, all draw
+    from the client's one token bucket: what it metered is every byte sent."""
+    storage = make_tos_storage(rate_limit=10**9)  # metered, without slowing the test
+    limiter = storage.rate_limiter
+    assert isinstance(limiter, RateLimiter)
+    metered: list[int] = []
+    acquire = limiter.acquire
+
+    def metering(want: int) -> TokenBucketResult:
+        result = acquire(want)
+        if result.ok:
+            metered.append(want)
+        return result
+
+    monkeypatch.setattr(limiter, "acquire", metering)
+    sources = {"small.txt": make_file(size=300 * 1024), "big-1.bin": make_file(size=12 * MiB),
+               "big-2.bin": make_file(size=11 * MiB)}
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        stored = list(pool.map(lambda key: storage.put_file(key, sources[key]), sources))
+
+    sent = sum(path.stat().st_size for path in sources.values())
+    assert sum(metered) == sent
+    assert {info.key: info.size for info in storage.list()} == {
+        key: path.stat().st_size for key, path in sources.items()}
+    assert [info.size for info in stored] == [path.stat().st_size for path in sources.values()]
