@@ -101,10 +101,15 @@ def snapshot_check(record: CopyRecord, figures: Figures) -> Check:
                  else f"differs from what the cutover copied in {', '.join(differ)}")
 
 
-def row_checks(connection: sa.Connection, plans: list[TablePlan],
-               expected: Figures) -> Iterator[Check]:
-    has_rewrites = sa.inspect(connection).has_table(PATH_REWRITES)
-    rewritten = rewritten_columns(connection, PATH_REWRITES) if has_rewrites else []
+def recorded_path_columns(connection: sa.Connection) -> list[PathColumn]:
+    """The file-path columns revision 0004 rewrote, as it recorded them."""
+    if not sa.inspect(connection).has_table(PATH_REWRITES):
+        return []
+    return rewritten_columns(connection, PATH_REWRITES)
+
+
+def row_checks(connection: sa.Connection, plans: list[TablePlan], expected: Figures,
+               rewritten: list[PathColumn]) -> Iterator[Check]:
     for plan in plans:
         originals = {c.column: PATH_REWRITES for c in rewritten
                      if c.table == plan.name}
@@ -147,8 +152,8 @@ def source_notes(record: CopyRecord, plans: list[TablePlan]) -> list[str]:
              "not a failure):"] + [f"  {name}: {count:,}" for name, count in later.items()]
 
 
-def copied_rows_checks(connection: sa.Connection, record: CopyRecord,
-                       plans: list[TablePlan], options: CopyOptions) -> list[Check]:
+def copied_rows_checks(connection: sa.Connection, record: CopyRecord, plans: list[TablePlan],
+                       options: CopyOptions, rewritten: list[PathColumn]) -> list[Check]:
     """The target against the snapshot, or against the recorded figures without it."""
     log.info(f"Verifying the row copy of {record.copied_at:%Y-%m-%d %H:%M:%S %Z} from the "
              f"snapshot {record.snapshot} (bad_rows={record.bad_rows}, orphans={record.orphans}"
@@ -157,9 +162,10 @@ def copied_rows_checks(connection: sa.Connection, record: CopyRecord,
         log.info(f"The cutover's snapshot {record.snapshot} is gone: the rows are compared with "
                  "the counts and checksums recorded when they were copied; rows written to the "
                  "dev file since cannot be counted.")
-        return list(row_checks(connection, plans, recorded_figures(record)))
+        return list(row_checks(connection, plans, recorded_figures(record), rewritten))
     figures = snapshot_figures(connection, record, options)
-    return [snapshot_check(record, figures), *row_checks(connection, plans, figures)]
+    return [snapshot_check(record, figures),
+            *row_checks(connection, plans, figures, rewritten)]
 
 
 def sequence_checks(connection: sa.Connection) -> Iterator[Check]:
@@ -180,8 +186,8 @@ def _sequence(connection: sa.Connection, table_name: str, column: str) -> str:
                               {"t": table_name, "c": column}).scalar_one()
 
 
-def file_checks(connection: sa.Connection, storage: StorageClient,
-                key_prefix: str) -> Iterator[Check]:
+def file_checks(connection: sa.Connection, storage: StorageClient, key_prefix: str,
+                rewritten: list[PathColumn]) -> Iterator[Check]:
     """Every manifest row against one listing of the bucket (``storage`` has no key prefix
     of its own: the manifest holds full keys)."""
     manifest = src.quote(FILE_MANIFEST)
@@ -191,8 +197,6 @@ def file_checks(connection: sa.Connection, storage: StorageClient,
     bad = [problem for row in rows if (problem := difference(row, stored.get(row.object_key)))]
     yield Check("files", "objects in the bucket", not bad,
                 f"{len(rows):,} objects" if not bad else "; ".join(sorted(bad)[:5]))
-    rewritten = (rewritten_columns(connection, PATH_REWRITES)
-                 if sa.inspect(connection).has_table(PATH_REWRITES) else [])
     for column in rewritten:
         yield _url_check(connection, column, manifest)
 
@@ -220,12 +224,10 @@ def fetch_targets(connection: sa.Connection, columns: list[PathColumn]) -> list[
     return [Target(url, size) for url, size in rows]
 
 
-def fetch_checks(connection: sa.Connection, count: int | None,
+def fetch_checks(connection: sa.Connection, columns: list[PathColumn], count: int | None,
                  max_concurrent: int) -> list[Check]:
     """The rewritten URLs fetched as the app fetches them: one row per failure class, or
     one passing row."""
-    columns = (rewritten_columns(connection, PATH_REWRITES)
-               if sa.inspect(connection).has_table(PATH_REWRITES) else [])
     every = fetch_targets(connection, columns)
     targets = chosen(every, count)
     if not targets:
@@ -251,15 +253,16 @@ def run_checks(connection: sa.Connection,
             "verify against; run make migrate with SOURCE_DATABASE_URL set first")
     plans = target_plans(connection, record)
     options = cutover.copy_options()
-    checks = [*copied_rows_checks(connection, record, plans, options),
+    rewritten = recorded_path_columns(connection)
+    checks = [*copied_rows_checks(connection, record, plans, options, rewritten),
               *sequence_checks(connection)]
     notes = source_notes(record, plans)
     if sa.inspect(connection).has_table(FILE_MANIFEST):
         storage_settings = cutover.storage()
         unprefixed = replace(storage_settings, key_prefix="")
         with closing(build_storage(unprefixed, options.work_dir)) as storage:
-            checks += file_checks(connection, storage, storage_settings.key_prefix)
-        checks += fetch_checks(connection, cutover[declared.VERIFY_URLS],
+            checks += file_checks(connection, storage, storage_settings.key_prefix, rewritten)
+        checks += fetch_checks(connection, rewritten, cutover[declared.VERIFY_URLS],
                                storage_settings.max_concurrent)
     return checks, notes
 
