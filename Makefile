@@ -13,12 +13,13 @@ ROWS ?= 1000000
 export ENV PG_BIN
 
 .PHONY: help install test lint demo migrate plan verify sql sql-downgrade downgrade current \
-	history check adopt-dev upgrade-dev adopt-target revision postgres-binaries bench bench-rows bench-upload
+	history check presync adopt-dev upgrade-dev adopt-target revision postgres-binaries bench bench-rows bench-upload
 
 help:
 	@echo "make demo                      the whole cutover and rollback on sample data"
 	@echo "make test                      set up the virtualenv, lint, run the tests"
 	@echo "make plan ENV=prod             the whole cutover as a dry run: checks, findings, no change"
+	@echo "make presync ENV=prod          before the freeze: upload the files, then only what changed"
 	@echo "make migrate ENV=prod          alembic upgrade head against DATABASE_URL"
 	@echo "make verify ENV=prod           re-check a finished cutover; non-zero exit on any failure"
 	@echo "make sql ENV=prod              write the upgrade SQL for review (no database needed)"
@@ -64,6 +65,11 @@ migrate: install
 # local TOS server: nothing to configure.
 demo: install postgres-binaries
 	$(BIN)/python -m demo
+
+# Before the freeze, while the app runs (as often as wanted): upload UPLOADS_DIR and record it,
+# so that the cutover's files step moves only what changed since.
+presync: install
+	$(BIN)/python -m data_migrations.presync
 
 # The whole chain as a dry run: every check and finding, then everything rolled back.
 plan: install

@@ -32,10 +32,9 @@ import sqlalchemy as sa
 
 import settings as cutover_settings
 from data_migrations.file_scan import scan_folder
-from data_migrations.file_upload import FileUpload, manifest_table
+from data_migrations.file_upload import FileUpload, ManifestLedger, manifest_table
 from data_migrations.report import log_to_stderr
 from devtools.postgres_server import running_server
-from settings.storage import StorageSettings
 from storage.factory import build_storage
 from storage.tos import MiB
 
@@ -63,12 +62,13 @@ def start_server(root: Path, port: int) -> subprocess.Popen:
     return server
 
 
-def settings(port: int) -> StorageSettings:
+def bench_settings(port: int, folder: Path, work: Path) -> cutover_settings.Settings:
     return cutover_settings.read(load_env_file=False, environ={
         "STORAGE_PROVIDER": "tos", "STORAGE_BUCKET": BUCKET, "STORAGE_REGION": "cn-beijing",
         "STORAGE_ENDPOINT": "http://tos-cn-beijing.volces.com", "STORAGE_ACCESS_KEY": ACCESS_KEY,
         "STORAGE_SECRET_KEY": SECRET_KEY, "STORAGE_PROXY": f"http://127.0.0.1:{port}",
-        "MAX_CONCURRENT": str(WORKERS)}).storage()
+        "MAX_CONCURRENT": str(WORKERS), "UPLOADS_DIR": str(folder), "WORK_DIR": str(work),
+        "UPLOAD_EXCLUDE": "none"})
 
 
 def upload(folder: Path, port: int, work: Path, database_url: str) -> dict[str, float]:
@@ -80,11 +80,13 @@ def upload(folder: Path, port: int, work: Path, database_url: str) -> dict[str, 
             f"CREATE TABLE {MANIFEST} (relative_path TEXT PRIMARY KEY, object_key TEXT, "
             "public_url TEXT, size BIGINT, crc64 NUMERIC(20, 0), status TEXT, acl TEXT, "
             "storage_class TEXT, sse TEXT)"))
-        configured = settings(port)
+        read = bench_settings(port, folder, work)
+        configured = read.storage()
         storage = build_storage(configured, work)
         try:
             scan = scan_folder(folder, ())
-            run = FileUpload(connection, storage, configured, manifest_table(MANIFEST))
+            ledger = ManifestLedger(connection, manifest_table(MANIFEST), storage, configured)
+            run = FileUpload(storage, configured, ledger, None, read.upload_options())
             return run.run(scan, 0.0).seconds
         finally:
             storage.close()

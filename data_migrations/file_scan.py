@@ -23,6 +23,7 @@ class LocalFile:
     relative_path: str  # posix path below the uploads folder: the object key before prefix
     source: Path  # the real file to read: a link inside the folder already resolved
     size: int
+    mtime_ns: int  # when the scan saw it: a presync record is trusted only while it holds
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ def _readable_file(scan: FolderScan, relative: str, source: Path) -> None:
     if not os.access(source, os.R_OK):
         scan.refused.append(Refusal(relative, unreadable("file", os.strerror(errno.EACCES))))
         return
-    scan.files.append(LocalFile(relative, source, source.stat().st_size))
+    seen = source.stat()
+    scan.files.append(LocalFile(relative, source, seen.st_size, seen.st_mtime_ns))
 
 
 def _sort_entry(scan: FolderScan, exclusions: Exclusions, real_root: Path, folder: _Folder,
@@ -127,7 +129,8 @@ def _sort_entry(scan: FolderScan, exclusions: Exclusions, real_root: Path, folde
         excluded = folder.excluded or exclusions.folder(relative)
         stack.append(_Folder(path, relative + "/", excluded, folder.ancestors | {path}))
     elif folder.excluded or exclusions.file(relative):  # counted, never followed or read
-        scan.excluded.append(LocalFile(relative, path, entry.stat(follow_symlinks=False).st_size))
+        seen = entry.stat(follow_symlinks=False)
+        scan.excluded.append(LocalFile(relative, path, seen.st_size, seen.st_mtime_ns))
     elif entry.is_symlink():
         _sort_link(scan, exclusions, real_root, folder, relative, path, stack)
     elif entry.is_file(follow_symlinks=False):

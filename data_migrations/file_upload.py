@@ -1,14 +1,17 @@
 """Upload the app's uploads folder to object storage, record every file, verify them all.
 
-The folder is scanned first (file_scan.py: exclusions, refusal of anything leading
-outside it). After the storage preflight, one listing of the bucket tells which objects
-are already there: an object with the same size and CRC-64 as the file is skipped, which
-makes a rerun after a killed upgrade resume instead of starting over; an object with other
-content is uploaded again and named in the summary. Files go up on MAX_CONCURRENT threads,
-each retried as a whole a few times when a transient failure outlives the SDK's own
-retries. The manifest is written in batches as files finish; at the end every manifest
-row is checked against a fresh listing of the bucket (size and CRC-64) and marked
-'verified'.
+The folder is scanned first (file_scan.py: exclusions, refusal of anything leading outside
+it). After the storage preflight, one listing of the bucket tells which objects are
+already there: an object with the same size and CRC-64 as the file is skipped, which makes
+a rerun after a killed upgrade resume instead of starting over; an object with other
+content is uploaded again and named in the summary. A presync (data_migrations/presync.py)
+run before the freeze leaves a record of what it stored: a file unchanged since (size and
+modification time) whose object the listing shows as recorded is taken without being read
+at all. Files go up on MAX_CONCURRENT threads, each retried as a whole a few times when a
+transient failure outlives the SDK's own retries. The outcomes go to a ledger: the
+manifest, written in batches as files finish (or the presync record, for a presync); at
+the end every manifest row is checked against a fresh listing of the bucket (size and
+CRC-64) and marked 'verified'.
 
 It all runs inside the revision's transaction: a failure rolls the manifest back, while
 the objects already uploaded stay and are skipped next time. The uploads folder is only
@@ -26,19 +29,22 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import PurePosixPath
 from threading import Event, Lock
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import sqlalchemy as sa
 
+from data_migrations import presync_record
 from data_migrations.errors import DataMigrationError
 from data_migrations.file_scan import FolderScan, LocalFile, scan_folder
 from data_migrations.parallel import Done, run_in_parallel
+from data_migrations.presync_record import PresyncRecord, RecordedFile
 from data_migrations.report import Progress, bulleted, record_step, size_text, table
 from settings import ConfigError
 from settings.steps import UploadOptions
 from settings.storage import StorageSettings
 from storage import ObjectInfo, StorageClient, StorageError, file_crc64
 from storage.factory import build_storage
+from storage.options import ObjectOptions
 from storage.tos import guess_content_type
 
 log = logging.getLogger("cutover.files")
@@ -51,7 +57,11 @@ RETRY_BACKOFF_SECONDS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
 RETRY_BACKOFF_ATTRIBUTE = "storage_retry_backoff_seconds"
 MANIFEST_BATCH = 1000
 LARGEST_SHOWN = 10
-STATUS_ROWS = (("uploaded", "uploaded"), ("replaced", "re-uploaded (content differed)"),
+ORPHANS_SHOWN = 5
+# Outcomes whose bytes were sent in this run.
+SENT = ("uploaded", "replaced", "resent")
+STATUS_ROWS = (("presynced", "from the presync (unchanged, not read)"),
+               ("uploaded", "uploaded"), ("replaced", "re-uploaded (content differed)"),
                ("resent", "re-uploaded (storage class or encryption differed)"),
                ("acl_set", "already in the bucket, ACL corrected"),
                ("skipped", "skipped (already in the bucket)"))
@@ -94,7 +104,7 @@ class ActionFailure(Exception):
 @dataclass(frozen=True)
 class Outcome:
     file: LocalFile
-    status: str  # uploaded | replaced | resent | acl_set | skipped
+    status: str  # presynced | uploaded | replaced | resent | acl_set | skipped
     stored: ObjectInfo
 
 
@@ -106,7 +116,26 @@ class UploadReport:
     replaced: list[str] = field(default_factory=list)
     verified: int = 0
     aborted: int = 0  # incomplete multipart uploads of these files, left by failed attempts
+    orphans: list[str] = field(default_factory=list)  # presync objects whose files are gone
+    pruned: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Ledger(Protocol):
+    """Where a run writes what it stored: the manifest (the cutover's files step) or the
+    presync record (data_migrations/presync.py)."""
+
+    after_failure: str  # what a stopped run leaves of it, for the failure message
+
+    def add(self, outcome: Outcome) -> None:
+        """Note one file's outcome (written in batches)."""
+
+    def flush(self) -> None:
+        """Write what is noted."""
+
+    def verify(self, stored: dict[str, ObjectInfo]) -> int:
+        """Check every file written against the bucket listing ``stored``; return how many
+        passed, or raise DataMigrationError naming the differences."""
 
 
 # The storage settings, asked for only when the step needs storage: the TOS settings are
@@ -140,79 +169,123 @@ def check_folders(options: UploadOptions, settings: StorageSettings) -> None:
                               "never writes into the folder it uploads")
 
 
+def scanned(options: UploadOptions, settings: StorageSettings) -> FolderScan:
+    """The uploads folder, scanned; refusals stop here unless ``unsafe_files=skip`` (a dry
+    run only reports them)."""
+    check_folders(options, settings)
+    scan = scan_folder(options.uploads_dir, options.exclude)
+    log.info(f"Uploading files from {scan.root} to {describe_target(settings)}")
+    if scan.refused and options.unsafe_files == "fail" and not options.dry_run:
+        raise DataMigrationError(refusal_message(scan))
+    return scan
+
+
 def upload_files(connection: sa.Connection, options: UploadOptions,
                  storage_settings: StorageSettingsSource, manifest: str,
                  retry_backoff: Sequence[float] = RETRY_BACKOFF_SECONDS) -> None:
     """Upload UPLOADS_DIR to the configured storage and fill the table ``manifest``;
-    ``retry_backoff`` is the waits between the attempts of each storage action."""
+    ``retry_backoff`` is the waits between the attempts of each storage action. A presync
+    record of the same target (data_migrations/presync_record.py) spares reading the files
+    it holds unchanged."""
     settings = storage_settings()
-    check_folders(options, settings)
     started = time.monotonic()
-    scan = scan_folder(options.uploads_dir, options.exclude)
-    log.info(f"Uploading files from {scan.root} to {describe_target(settings)}")
+    scan = scanned(options, settings)
     if options.dry_run:
         print_plan(scan)
         with closing(build_storage(settings, options.work_dir)) as storage:
             plan_manifest(connection, manifest_table(manifest), scan, storage, settings)
         return
-    if scan.refused and options.unsafe_files == "fail":
-        raise DataMigrationError(refusal_message(scan))
-    with closing(build_storage(settings, options.work_dir)) as storage:
-        storage.preflight()
-        log.info("Storage preflight passed: bucket, credentials, probe object written, read and "
-                 "deleted.")
-        run = FileUpload(connection, storage, settings, manifest_table(manifest), retry_backoff)
+    with closing(build_storage(settings, options.work_dir)) as storage, \
+            presync_record.opened(options.work_dir, settings, create=False,
+                                  who="the files step of a cutover") as record:
+        # The chain's preflight (data_migrations/preflight.py) ran the storage preflight.
+        ledger = ManifestLedger(connection, manifest_table(manifest), storage, settings)
+        run = FileUpload(storage, settings, ledger, record, options, retry_backoff)
         report = run.run(scan, time.monotonic() - started)
     print_summary(report)
     record_step("files", seconds=sum(report.seconds.values()),
-                summary=f"{sum(report.files.values()):,} files in the bucket, "
+                summary=f"{sum(report.files.values()):,} files in the bucket "
+                        f"({report.files['presynced']:,} from the presync), "
                         f"{len(scan.excluded):,} excluded, {len(scan.refused):,} refused",
                 files=dict(report.files), bytes=dict(report.bytes),
                 excluded=len(scan.excluded), refused=[str(r) for r in scan.refused],
                 replaced=report.replaced, verified=report.verified,
-                aborted_multipart_uploads=report.aborted)
+                aborted_multipart_uploads=report.aborted,
+                orphaned_objects=len(report.orphans), pruned_objects=report.pruned)
 
 
 class FileUpload:
-    """One run of the upload: the files, the outcomes, the manifest, the verification."""
+    """One run of the upload: the files, their outcomes in the ledger, the verification.
 
-    def __init__(self, connection: sa.Connection, storage: StorageClient,
-                 settings: StorageSettings, manifest: sa.TableClause,
+    With a presync ``record``, a file whose size and modification time are as recorded and
+    whose object the bucket listing shows with the recorded size and CRC-64 is taken as it
+    is, without reading it (unless ``options.checksum_every_file``); the record's objects
+    whose files are gone are listed, and deleted with ``options.prune_objects``."""
+
+    def __init__(self, storage: StorageClient, settings: StorageSettings, ledger: Ledger,
+                 record: PresyncRecord | None, options: UploadOptions,
                  retry_backoff: Sequence[float] = RETRY_BACKOFF_SECONDS) -> None:
-        self.connection = connection
         self.retry_backoff = retry_backoff
         self.storage = storage
         self.key_prefix = settings.key_prefix
         self.object_options = settings.object_options
         self.workers = settings.max_concurrent
-        self.manifest = manifest
+        self.ledger = ledger
+        self.record = record
+        self.options = options
         self.stopping = Event()  # set on the first failure: retries stop early
         self.parts_stored = PartsStored()
 
     def run(self, scan: FolderScan, scan_seconds: float) -> UploadReport:
         report = UploadReport(scan, seconds={"scan": scan_seconds})
         started = time.monotonic()
-        keys = {file.relative_path for file in scan.files}
+        recorded = self.record.entries if self.record is not None else {}
+        keys = {file.relative_path for file in scan.files} | recorded.keys()
         report.aborted = self.abort_leftover_uploads(keys)
         present = self.stored_objects()
-        log.info(f"{len(present):,} objects already stored; uploading {len(scan.files):,} files "
-                 f"({size_text(scan.bytes)}) on {self.workers} threads.")
-        self.upload(scan.files, present, report)
+        unchanged, to_check = self.partition(scan.files, present)
+        for file in unchanged:
+            self.tally(report, Outcome(file, "presynced", present[file.relative_path]))
+        log.info(f"{len(present):,} objects already stored, {len(unchanged):,} files unchanged "
+                 f"since the presync (not read); checking and uploading {len(to_check):,} files "
+                 f"({size_text(sum(f.size for f in to_check))}) on {self.workers} threads.")
+        self.upload(to_check, present, report)
         # A whole-file retry leaves the failed attempt's upload behind when its abort failed
         # too (the store was down): the step ends with none of its keys incomplete.
         report.aborted += self.abort_leftover_uploads(keys)
+        self.orphans(scan, present, report)
         report.seconds["upload"] = time.monotonic() - started
         started = time.monotonic()
-        report.verified = self.verify()
+        report.verified = self.ledger.verify(self.stored_objects())
         report.seconds["verify"] = time.monotonic() - started
         return report
+
+    def partition(self, files: list[LocalFile], present: dict[str, ObjectInfo]
+                  ) -> tuple[list[LocalFile], list[LocalFile]]:
+        """The files the presync record vouches for, and the others."""
+        if self.record is None or self.options.checksum_every_file:
+            return [], files
+        unchanged, others = [], []
+        for file in files:
+            recorded = self.record.entries.get(file.relative_path)
+            trusted = recorded is not None and vouches_for(
+                recorded, file, present.get(file.relative_path),
+                self.key_prefix + file.relative_path, self.object_options)
+            (unchanged if trusted else others).append(file)
+        return unchanged, others
+
+    def tally(self, report: UploadReport, outcome: Outcome) -> None:
+        report.files[outcome.status] += 1
+        report.bytes[outcome.status] += outcome.stored.size
+        if outcome.status == "replaced":
+            report.replaced.append(outcome.file.relative_path)
+        self.ledger.add(outcome)
 
     def upload(self, files: list[LocalFile], present: dict[str, ObjectInfo],
                report: UploadReport) -> None:
         progress = Progress(log, "uploading", len(files), "files",
                             total_bytes=sum(f.size for f in files),
                             bytes_in_flight=self.parts_stored.total)
-        batch: list[dict[str, object]] = []
 
         def upload_one(file: LocalFile) -> Outcome:
             return self.upload_one(file, present.get(file.relative_path))
@@ -221,16 +294,10 @@ class FileUpload:
                                      on_idle=partial(progress.advance, 0))) as finished:
             for done in finished:
                 outcome = self.outcome(done)
-                report.files[outcome.status] += 1
-                report.bytes[outcome.status] += outcome.stored.size
-                if outcome.status == "replaced":
-                    report.replaced.append(outcome.file.relative_path)
-                batch.append(self.manifest_row(outcome))
-                if len(batch) >= MANIFEST_BATCH:
-                    self.record(batch)
+                self.tally(report, outcome)
                 self.parts_stored.forget(outcome.file.relative_path)
                 progress.advance(1, outcome.file.size)
-        self.record(batch)
+        self.ledger.flush()
 
     def outcome(self, done: Done[LocalFile, Outcome]) -> Outcome:
         failure = failure_text(done)
@@ -238,10 +305,10 @@ class FileUpload:
             assert done.result is not None
             return done.result
         self.stopping.set()
+        self.ledger.flush()
         raise DataMigrationError(
-            f"file upload stopped: {failure}\nNothing was recorded (the manifest is rolled "
-            "back). The objects already uploaded stay in the bucket and are skipped when the "
-            "upgrade runs again.")
+            f"file upload stopped: {failure}\n{self.ledger.after_failure} The objects already "
+            "uploaded stay in the bucket and are skipped when the run is started again.")
 
     def upload_one(self, file: LocalFile, present: ObjectInfo | None) -> Outcome:
         """Upload the file unless the bucket holds its bytes already, written with the
@@ -271,9 +338,10 @@ class FileUpload:
         return retrying(action, name, self.retry_backoff, self.stopping)
 
     def abort_leftover_uploads(self, keys: set[str]) -> int:
-        """Abort the incomplete multipart uploads of ``keys`` (the files this step uploads)
-        that a killed or failed earlier attempt left in the bucket; return how many. An
-        upload of any other key, under the key prefix or not, is someone else's and stays."""
+        """Abort the incomplete multipart uploads of ``keys`` (the files this step uploads,
+        and those the presync record holds) that a killed or failed earlier attempt left in
+        the bucket; return how many. An upload of any other key, under the key prefix or
+        not, is someone else's and stays."""
         leftovers = self.retrying(
             lambda: [upload for upload in self.storage.pending_uploads() if upload.key in keys],
             "listing of the incomplete multipart uploads")
@@ -282,18 +350,22 @@ class FileUpload:
                           f"abort of the incomplete multipart upload of {upload.key}")
         return len(leftovers)
 
-    def manifest_row(self, outcome: Outcome) -> dict[str, object]:
-        key = outcome.file.relative_path
-        return {"relative_path": key, "object_key": self.key_prefix + key,
-                "public_url": self.storage.public_url(key), "size": outcome.stored.size,
-                "crc64": outcome.stored.crc64,
-                "status": "skipped" if outcome.status in ("skipped", "acl_set") else "uploaded",
-                **self.object_options.manifest_values()}
-
-    def record(self, batch: list[dict[str, object]]) -> None:
-        if batch:
-            self.connection.execute(sa.insert(self.manifest), batch)
-            batch.clear()
+    def orphans(self, scan: FolderScan, present: dict[str, ObjectInfo],
+                report: UploadReport) -> None:
+        """The objects the presync stored whose files are no longer to be uploaded (deleted,
+        or excluded since): listed, and with ``prune_objects`` deleted and forgotten. Only
+        keys the record holds are ever touched, never anything else in the bucket."""
+        if self.record is None:
+            return
+        wanted = {file.relative_path for file in scan.files}
+        report.orphans = sorted(path for path in self.record.entries
+                                if path not in wanted and path in present)
+        if not report.orphans or not self.options.prune_objects:
+            return
+        delete_objects(self.storage, report.orphans, self.workers, self.retry_backoff,
+                       "they stay listed; run again to delete them")
+        self.record.forget(report.orphans)
+        report.pruned = len(report.orphans)
 
     def stored_objects(self) -> dict[str, ObjectInfo]:
         """Every object in the bucket (under the key prefix) by key, with its size and
@@ -301,15 +373,56 @@ class FileUpload:
         return self.retrying(lambda: {info.key: info for info in self.storage.list()},
                              "listing of the bucket")
 
-    def verify(self) -> int:
+
+def vouches_for(recorded: RecordedFile, file: LocalFile, present: ObjectInfo | None, key: str,
+                options: ObjectOptions) -> bool:
+    """The presync record stands for the file: the file is as the presync saw it, and the
+    bucket holds the recorded object, written with today's options."""
+    return (present is not None and recorded.object_key == key and recorded.options == options
+            and (recorded.size, recorded.mtime_ns) == (file.size, file.mtime_ns)
+            and (present.size, present.crc64) == (recorded.size, recorded.crc64))
+
+
+class ManifestLedger:
+    """The cutover's ledger: manifest rows in batches, then every row checked against the
+    bucket and marked 'verified'."""
+
+    after_failure = "Nothing was recorded (the manifest is rolled back)."
+
+    def __init__(self, connection: sa.Connection, manifest: sa.TableClause,
+                 storage: StorageClient, settings: StorageSettings) -> None:
+        self.connection = connection
+        self.manifest = manifest
+        self.storage = storage
+        self.key_prefix = settings.key_prefix
+        self.object_options = settings.object_options
+        self.batch: list[dict[str, object]] = []
+
+    def add(self, outcome: Outcome) -> None:
+        key = outcome.file.relative_path
+        self.batch.append({
+            "relative_path": key, "object_key": self.key_prefix + key,
+            "public_url": self.storage.public_url(key), "size": outcome.stored.size,
+            "crc64": outcome.stored.crc64,
+            "status": "uploaded" if outcome.status in SENT else "skipped",
+            **self.object_options.manifest_values()})
+        if len(self.batch) >= MANIFEST_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batch:
+            self.connection.execute(sa.insert(self.manifest), self.batch)
+            self.batch.clear()
+
+    def verify(self, stored: dict[str, ObjectInfo]) -> int:
         """Check every manifest row against a fresh listing of the bucket; any difference
         fails the step."""
+        self.flush()
         columns = self.manifest.c
         rows = self.connection.execute(
             sa.select(columns.relative_path, columns.size, columns.crc64)).all()
         log.info(f"Verifying {len(rows):,} files against a listing of the bucket (size and "
                  "CRC-64).")
-        stored = self.stored_objects()
         problems = [problem for row in rows
                     if (problem := difference(row, stored.get(row.relative_path)))]
         if problems:
@@ -422,14 +535,33 @@ def print_summary(report: UploadReport) -> None:
              ("verified in the bucket", report.verified, "-")]
     times = ", ".join(f"{step} {seconds:.1f}s" for step, seconds in report.seconds.items())
     log.info(f"File upload ({times}):\n" + table(("files", "count", "bytes"), rows))
+    sent = sum(report.files[status] for status in SENT)
+    log.info(f"From the presync: {report.files['presynced']:,} files "
+             f"({size_text(report.bytes['presynced'])}), not read; sent now: {sent:,} files "
+             f"({size_text(sum(report.bytes[status] for status in SENT))}).")
     log.info(f"Incomplete multipart uploads left by a killed or failed attempt: "
              f"{report.aborted:,} aborted (only uploads of these files' keys).")
+    print_orphans(report)
     if report.replaced:
         log.info(f"Re-uploaded because the bucket held other content:\n"
                  f"{bulleted(sorted(report.replaced))}")
     if scan.refused:
         log.info(f"Refused and left out (-x unsafe_files=skip):\n"
                  f"{bulleted([str(r) for r in scan.refused])}")
+
+
+def print_orphans(report: UploadReport) -> None:
+    """The presync's objects whose files are gone: pruned, or listed with how to prune."""
+    if not report.orphans:
+        return
+    shown = [f"{key} (deleted)" if report.pruned else key for key in report.orphans]
+    if report.pruned:
+        log.info(f"Deleted {report.pruned:,} objects the presync stored whose files are gone "
+                 f"from UPLOADS_DIR (-x prune=true):\n{bulleted(shown, len(shown))}")
+    else:
+        log.info(f"{len(report.orphans):,} objects the presync stored have no file in "
+                 f"UPLOADS_DIR any more; they stay in the bucket (-x prune=true deletes exactly "
+                 f"these):\n{bulleted(shown[:ORPHANS_SHOWN], len(shown))}")
 
 
 def remove_uploads(connection: sa.Connection, options: UploadOptions,
@@ -444,15 +576,20 @@ def remove_uploads(connection: sa.Connection, options: UploadOptions,
     settings = replace(storage_settings(), key_prefix="")
     with closing(build_storage(settings, options.work_dir)) as storage:
         storage.check_access()
-        delete_objects(storage, keys, settings.max_concurrent)
+        delete_objects(storage, keys, settings.max_concurrent, RETRY_BACKOFF_SECONDS,
+                       "the manifest is kept, run the downgrade again")
     log.info(f"0003: deleted the {len(keys):,} uploaded objects from {describe_target(settings)}.")
 
 
-def delete_objects(storage: StorageClient, keys: list[str], workers: int) -> None:
+def delete_objects(storage: StorageClient, keys: list[str], workers: int,
+                   backoff: Sequence[float], what_next: str) -> None:
+    """Delete ``keys``, each retried as a whole; a key that still fails is named, with
+    ``what_next`` to do about it."""
     progress = Progress(log, "deleting", len(keys), "objects")
     failures = []
+
     def delete(key: str) -> None:
-        retrying(lambda: storage.delete(key), key)
+        retrying(lambda: storage.delete(key), key, backoff)
 
     with closing(run_in_parallel(delete, keys, workers,
                                  on_idle=partial(progress.advance, 0))) as finished:
@@ -462,8 +599,8 @@ def delete_objects(storage: StorageClient, keys: list[str], workers: int) -> Non
                 failures.append(failure)
     if failures:
         raise DataMigrationError(
-            f"{len(failures):,} of {len(keys):,} objects could not be deleted; the manifest "
-            f"is kept, run the downgrade again:\n{bulleted(sorted(failures))}")
+            f"{len(failures):,} of {len(keys):,} objects could not be deleted; {what_next}:\n"
+            f"{bulleted(sorted(failures))}")
 
 
 def offline_comment(options: UploadOptions, storage_settings: StorageSettingsSource,

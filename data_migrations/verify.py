@@ -21,7 +21,6 @@ exits non-zero on any failure.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Iterator
@@ -267,20 +266,11 @@ def run_checks(connection: sa.Connection,
     return checks, notes
 
 
-def x_arguments(argv: list[str] | None) -> dict[str, str]:
-    """``-x name=value`` options, as alembic takes them (``-x urls=sample:100``)."""
-    parser = argparse.ArgumentParser(prog="python -m data_migrations.verify")
-    parser.add_argument("-x", action="append", default=[], metavar="NAME=VALUE",
-                        help="a setting for this run, e.g. -x urls=none")
-    pairs = [text.partition("=") for text in parser.parse_args(argv).x]
-    return {name.strip(): value for name, _, value in pairs}
-
-
 def main(argv: list[str] | None = None) -> int:
     """Check the cutover: the table of checks is the answer, on stdout; what verify says
     on the way and its failures are log lines on stderr."""
     log_to_stderr()
-    x_args = x_arguments(argv)
+    x_args = settings.x_arguments(argv, "python -m data_migrations.verify")
     try:
         cutover = settings.read(x_args)
         engine = sa.create_engine(cutover.database_url())

@@ -10,6 +10,7 @@ revisions take it with ``settings.of_run()``; ``make verify`` reads its own.
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = [
     "mask_url",
     "of_run",
     "read",
+    "x_arguments",
 ]
 
 # Where alembic/env.py leaves the settings of the run for the revisions.
@@ -102,7 +104,9 @@ class Settings:
         return UploadOptions(
             uploads_dir=self[declared.UPLOADS_DIR], exclude=self[declared.UPLOAD_EXCLUDE],
             unsafe_files=self[declared.UNSAFE_FILES], dry_run=self[declared.DRY_RUN],
-            purge_objects=self[declared.PURGE_OBJECTS], work_dir=self[declared.WORK_DIR])
+            purge_objects=self[declared.PURGE_OBJECTS], work_dir=self[declared.WORK_DIR],
+            checksum_every_file=self[declared.CHECKSUM_EVERY_FILE],
+            prune_objects=self[declared.PRUNE_OBJECTS])
 
     def path_options(self) -> PathOptions:
         return PathOptions(
@@ -169,3 +173,13 @@ def of_run() -> Settings:
     from alembic import context
 
     return context.config.attributes[ATTRIBUTE]
+
+
+def x_arguments(argv: list[str] | None, prog: str) -> dict[str, str]:
+    """``-x name=value`` options, as alembic takes them (``-x urls=sample:100``), for the
+    commands that run outside alembic."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("-x", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for this run, e.g. -x dry_run=true")
+    pairs = [text.partition("=") for text in parser.parse_args(argv).x]
+    return {name.strip(): value for name, _, value in pairs}

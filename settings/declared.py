@@ -352,10 +352,19 @@ FORCE = Setting("FORCE", flag, "false",
                 "a row the app wrote references a copied row)", x="force")
 PURGE_OBJECTS = Setting("PURGE_OBJECTS", flag, "false",
                         "the files downgrade deletes the uploaded objects", x="purge_objects")
+CHECKSUM_EVERY_FILE = Setting(
+    "CHECKSUM_EVERY_FILE", flag, "false",
+    "the files step reads and checks every file, even one the presync record shows "
+    "unchanged", x="checksum")
+PRUNE_OBJECTS = Setting(
+    "PRUNE_OBJECTS", flag, "false",
+    "the files step and the presync delete the objects a presync stored whose files are gone "
+    "from `UPLOADS_DIR` (only keys the presync record holds)", x="prune")
 WORK_DIR = Setting(
     "WORK_DIR", path, "./work",
     "the source backup (`backups/`, which `make verify` compares with: keep it), rejects and "
-    "refusal files (`rejects/`), the storage probe; never inside `UPLOADS_DIR`", x="work_dir")
+    "refusal files (`rejects/`), the presync record (`presync/`), the storage probe; never "
+    "inside `UPLOADS_DIR`", x="work_dir")
 VERIFY_URLS = Setting(
     "VERIFY_URLS", urls_to_fetch, "all",
     "which URLs `make verify` fetches as the app does (no credentials, no proxy): `all`, "
@@ -369,5 +378,5 @@ DECLARED: tuple[Setting, ...] = (
     STORAGE_KEY_PREFIX, STORAGE_PUBLIC_BASE_URL, STORAGE_PROXY, STORAGE_LOCAL_ROOT,
     MAX_CONCURRENT, STORAGE_MULTIPART_THRESHOLD, STORAGE_PART_SIZE, STORAGE_RATE_LIMIT,
     STORAGE_ACL, STORAGE_CLASS, STORAGE_SSE, STORAGE_SECURITY_TOKEN, STORAGE_CONFIG, DRY_RUN,
-    FORCE, PURGE_OBJECTS, WORK_DIR, VERIFY_URLS, REPORTS_DIR,
+    FORCE, PURGE_OBJECTS, CHECKSUM_EVERY_FILE, PRUNE_OBJECTS, WORK_DIR, VERIFY_URLS, REPORTS_DIR,
 )

@@ -25,8 +25,9 @@ class CopyOptions:
 
 @dataclass(frozen=True)
 class UploadOptions:
-    """Which files the upload takes, what it does with unsafe ones, and the downgrade's
-    purge."""
+    """Which files the upload takes, what it does with unsafe ones, how far it trusts a
+    presync record, and what it deletes (objects the presync stored for files now gone;
+    the downgrade's purge)."""
 
     uploads_dir: Path
     exclude: tuple[str, ...]
@@ -34,6 +35,8 @@ class UploadOptions:
     dry_run: bool
     purge_objects: bool
     work_dir: Path
+    checksum_every_file: bool
+    prune_objects: bool
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ WRITTEN = {
     "DRY_RUN": "true",
     "FORCE": "true",
     "PURGE_OBJECTS": "true",
+    "CHECKSUM_EVERY_FILE": "true",
+    "PRUNE_OBJECTS": "true",
     "WORK_DIR": "./elsewhere/work",
     "VERIFY_URLS": "sample:50",
     "REPORTS_DIR": "./elsewhere/reports",

@@ -7,12 +7,16 @@ Upgrade, step by step:
      (default tmp/ and *.part) are counted and left out. Links leading outside the folder,
      broken links, loops and special files are refused: the upgrade stops naming them,
      or with -x unsafe_files=skip leaves them out and lists them.
-  3. Runs the storage preflight (bucket, credentials, a probe object; probes a killed run
-     left are deleted first) and aborts the incomplete multipart uploads of these files'
-     keys that a killed or failed run left in the bucket.
+  3. The chain's preflight has run the storage preflight (bucket, credentials, a probe
+     object; probes a killed run left are deleted first). The step aborts the incomplete
+     multipart uploads of these files' keys that a killed or failed run left in the bucket.
   4. Uploads every file under [STORAGE_KEY_PREFIX/]<path relative to UPLOADS_DIR> on
-     MAX_CONCURRENT threads; an object already there with the same size and CRC-64 is
-     skipped (so a rerun after a kill resumes), one with other content is uploaded again.
+     MAX_CONCURRENT threads. A file a presync (make presync) stored and that is unchanged
+     since (size, modification time; the bucket listing shows its object as recorded) is
+     not read at all, unless -x checksum=true. Otherwise an object already there with the
+     same size and CRC-64 is skipped (so a rerun after a kill resumes), one with other
+     content is uploaded again. Objects the presync stored whose files are gone are
+     listed; -x prune=true deletes exactly those.
      Every object is written with STORAGE_ACL, STORAGE_CLASS and STORAGE_SSE; one already
      there with the right bytes but another ACL gets the ACL set in place, one with
      another storage class or encryption is sent again.

@@ -1,0 +1,160 @@
+"""Move the files before the freeze: ``make presync ENV=prod``, while the app still runs.
+
+It uploads UPLOADS_DIR exactly as revision 0003 would (same settings, keys, exclusions,
+refusals, CRC-64 checks, multipart uploads, rate limit) and records each file it stored in
+the presync record under WORK_DIR (data_migrations/presync_record.py). Run it as often as
+you like: each run reads and sends only what is new or changed since the last one. The
+cutover's files step then reads only those files too, so the freeze holds the rows and the
+last changes, not the whole folder.
+
+It needs no database: the record lives next to the other working files, and a file is
+recorded only once its object is confirmed, with the size and modification time the scan
+saw (a file that changed while it was read is not recorded, so the next run sends it
+again).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import closing
+
+import settings
+from data_migrations import preflight, presync_record
+from data_migrations.errors import DataMigrationError
+from data_migrations.file_upload import (
+    RETRY_BACKOFF_SECONDS,
+    FileUpload,
+    Outcome,
+    StorageSettingsSource,
+    UploadReport,
+    print_plan,
+    print_summary,
+    scanned,
+)
+from data_migrations.preflight import PreflightError
+from data_migrations.presync_record import PresyncRecord, RecordedFile
+from data_migrations.report import bulleted, log_to_stderr, size_text
+from settings.steps import UploadOptions
+from storage import ObjectInfo, StorageError
+from storage.factory import build_storage
+from storage.options import ObjectOptions
+
+log = logging.getLogger("cutover.presync")
+
+# What the presync needs; the same checks the cutover's files step declares, without the
+# source database, which the presync does not read.
+CHECKS = (preflight.uploads_readable, preflight.storage_ready, preflight.work_dir_writable)
+# Record entries are committed at least this often, so a kill loses little work.
+RECORD_BATCH = 200
+RECORD_SECONDS = 1.0
+
+
+class PresyncLedger:
+    """The presync's ledger: each stored file into the record, committed in small batches;
+    a file whose size or modification time moved while it was read is left out."""
+
+    after_failure = "What was stored so far is recorded."
+
+    def __init__(self, record: PresyncRecord, key_prefix: str, object_options: ObjectOptions
+                 ) -> None:
+        self.record = record
+        self.key_prefix = key_prefix
+        self.object_options = object_options
+        self.pending: list[RecordedFile] = []
+        self.recorded: list[RecordedFile] = []
+        self.unchanged = 0
+        self.changed: list[str] = []  # while being read: not recorded
+        self.flushed_at = time.monotonic()
+
+    def add(self, outcome: Outcome) -> None:
+        file = outcome.file
+        if outcome.status == "presynced":  # recorded already, and still true
+            self.unchanged += 1
+            return
+        seen = file.source.stat()
+        if (seen.st_size, seen.st_mtime_ns) != (file.size, file.mtime_ns):
+            self.changed.append(file.relative_path)
+            return
+        self.pending.append(RecordedFile(
+            file.relative_path, self.key_prefix + file.relative_path, outcome.stored.size,
+            # A store that reports no CRC-64 gets 0, which no listing matches: never vouched for.
+            file.mtime_ns, outcome.stored.crc64 or 0, self.object_options))
+        if len(self.pending) >= RECORD_BATCH or \
+                time.monotonic() - self.flushed_at >= RECORD_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        self.record.add(self.pending)
+        self.recorded += self.pending
+        self.pending = []
+        self.flushed_at = time.monotonic()
+
+    def verify(self, stored: dict[str, ObjectInfo]) -> int:
+        """Every file recorded in this run against the bucket listing."""
+        self.flush()
+        problems = [f"{entry.relative_path}: {what}" for entry in self.recorded
+                    if (what := mismatch(entry, stored.get(entry.relative_path)))]
+        if problems:
+            self.record.forget(problem.partition(":")[0] for problem in problems)
+            raise DataMigrationError(
+                f"{len(problems):,} stored files are not in the bucket as recorded; they are "
+                f"taken out of the record (the next run sends them again):\n"
+                f"{bulleted(sorted(problems))}")
+        return len(self.recorded) + self.unchanged
+
+
+def mismatch(entry: RecordedFile, stored: ObjectInfo | None) -> str | None:
+    if stored is None:
+        return "not in the bucket"
+    if (stored.size, stored.crc64) != (entry.size, entry.crc64):
+        return (f"the bucket holds {stored.size:,} bytes with CRC-64 {stored.crc64}, the "
+                f"presync stored {entry.size:,} bytes with CRC-64 {entry.crc64}")
+    return None
+
+
+def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
+            retry_backoff: Sequence[float] = RETRY_BACKOFF_SECONDS) -> UploadReport | None:
+    """Upload what changed since the last presync and record it; None for a dry run."""
+    target = storage_settings()
+    started = time.monotonic()
+    scan = scanned(options, target)
+    if options.dry_run:
+        print_plan(scan)
+        return None
+    with closing(build_storage(target, options.work_dir)) as storage, \
+            presync_record.opened(options.work_dir, target, create=True,
+                                  who="a presync") as record:
+        assert record is not None
+        log.info(f"Presync record: {record.path} ({len(record.entries):,} files recorded "
+                 "before this run)")
+        ledger = PresyncLedger(record, target.key_prefix, target.object_options)
+        run = FileUpload(storage, target, ledger, record, options, retry_backoff)
+        report = run.run(scan, time.monotonic() - started)
+    print_summary(report)
+    changed = set(ledger.changed)
+    left = [f for f in scan.files if f.relative_path in changed]
+    log.info(f"The next cutover still has to move {len(left):,} files "
+             f"({size_text(sum(f.size for f in left))}) that changed while this presync read "
+             "them, and whatever changes from now on.")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    log_to_stderr()
+    try:
+        cutover = settings.read(settings.x_arguments(argv, "python -m data_migrations.presync"))
+        problems = [problem for check in CHECKS for problem in check(cutover)]
+        if problems:
+            raise PreflightError(problems)
+        presync(cutover.upload_options(), cutover.storage)
+    except (settings.ConfigError, DataMigrationError, StorageError) as exc:
+        log.error(f"FAILED: {exc}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""What the presync uploaded: one SQLite file per target under ``WORK_DIR/presync/``.
+
+Each file the presync stored is recorded with its relative path, object key, size,
+modification time (ns), CRC-64 and the upload options it was written with, committed as
+soon as the object is confirmed, so a killed presync leaves a record that is valid as far
+as it goes. The files step of the cutover takes a file from the record without reading it
+only when its size and modification time are what the record says AND the bucket's
+listing shows the recorded key with the recorded size and CRC-64: the record never makes
+the cutover skip a file whose object is not in the bucket as recorded.
+
+A record belongs to one target (provider, endpoint, bucket or folder, key prefix): the
+file is named after it, so a presync to a test bucket is never taken for one to the
+production bucket. An exclusive ``flock`` on a lock file next to it keeps two presyncs,
+or a presync and the cutover's files step, from using one record at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from data_migrations.errors import DataMigrationError
+from settings.storage import StorageSettings
+from storage.options import ObjectOptions
+
+FOLDER = "presync"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS target (description TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    relative_path TEXT PRIMARY KEY,
+    object_key TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    crc64 TEXT NOT NULL,  -- unsigned 64-bit: beyond SQLite's INTEGER
+    acl TEXT,
+    storage_class TEXT,
+    sse TEXT,
+    sent_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+"""
+
+
+@dataclass(frozen=True)
+class RecordedFile:
+    relative_path: str
+    object_key: str
+    size: int
+    mtime_ns: int
+    crc64: int
+    options: ObjectOptions
+
+
+def target_description(settings: StorageSettings) -> str:
+    """The target a record belongs to, for people and for naming its file: never a
+    credential."""
+    where = (f"local folder {settings.local_root.resolve()}" if settings.provider == "local"
+             else f"tos bucket {settings.bucket} at {settings.endpoint}")
+    return f"{where}, key prefix {settings.key_prefix or '(none)'}"
+
+
+def record_path(work_dir: Path, settings: StorageSettings) -> Path:
+    digest = hashlib.sha256(target_description(settings).encode()).hexdigest()[:16]
+    return work_dir / FOLDER / f"{digest}.sqlite"
+
+
+class PresyncRecord:
+    """The record of one target, open and locked; ``entries`` as of opening."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._connection = connection
+        self.entries: dict[str, RecordedFile] = {
+            row[0]: RecordedFile(row[0], row[1], row[2], row[3], int(row[4]),
+                                 ObjectOptions(row[5], row[6], row[7]))
+            for row in connection.execute(
+                "SELECT relative_path, object_key, size, mtime_ns, crc64, acl, "
+                "storage_class, sse FROM files")}
+
+    def add(self, files: Iterable[RecordedFile]) -> None:
+        """Record files whose objects are stored, and commit: they survive a kill."""
+        with self._transaction():
+            self._connection.executemany(
+                "INSERT OR REPLACE INTO files (relative_path, object_key, size, mtime_ns, "
+                "crc64, acl, storage_class, sse) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(f.relative_path, f.object_key, f.size, f.mtime_ns, str(f.crc64),
+                  f.options.acl, f.options.storage_class, f.options.sse) for f in files])
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._connection.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._connection.execute("ROLLBACK")
+            raise
+        self._connection.execute("COMMIT")
+
+    def forget(self, relative_paths: Iterable[str]) -> None:
+        """Drop files from the record (their objects were deleted), and commit."""
+        with self._transaction():
+            self._connection.executemany("DELETE FROM files WHERE relative_path = ?",
+                                         [(path,) for path in relative_paths])
+
+
+@contextmanager
+def opened(work_dir: Path, settings: StorageSettings, *, create: bool,
+           who: str) -> Iterator[PresyncRecord | None]:
+    """The record of the settings' target, locked for the block; None when there is none
+    and ``create`` is false. ``who`` names the holder for a run that finds it locked."""
+    path = record_path(work_dir, settings)
+    if not create and not path.is_file():
+        yield None
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path.with_suffix(".lock"), who), \
+            closing(sqlite3.connect(path, isolation_level=None)) as connection:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")  # a committed batch survives a kill
+            if create:
+                connection.executescript(SCHEMA)
+            _check_target(connection, path, target_description(settings), create)
+            record = PresyncRecord(path, connection)
+        except sqlite3.DatabaseError as error:
+            raise DataMigrationError(f"the presync record {path} cannot be read ({error}); "
+                                     "move it out of WORK_DIR and run the presync again") from None
+        yield record
+
+
+def _check_target(connection: sqlite3.Connection, path: Path, description: str,
+                  create: bool) -> None:
+    """The record names the target it belongs to; a new record is given its name."""
+    stored = connection.execute("SELECT description FROM target").fetchone()
+    if stored is None and create:
+        connection.execute("INSERT INTO target (description) VALUES (?)", (description,))
+    elif stored is None or stored[0] != description:
+        raise DataMigrationError(f"the presync record {path} belongs to "
+                                 f"{stored[0] if stored else 'no target'}, not {description}; "
+                                 "move it out of WORK_DIR")
+
+
+@contextmanager
+def _locked(lock_path: Path, who: str) -> Iterator[None]:
+    """An exclusive lock on ``lock_path`` for the block, or one line naming the holder."""
+    with lock_path.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise DataMigrationError(
+                f"the presync record {lock_path.with_suffix('.sqlite')} is in use by {holder}; "
+                "wait for it to finish (one presync or files step at a time)") from None
+        lock.truncate(0)
+        lock.write(f"{who} (pid {os.getpid()})\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
