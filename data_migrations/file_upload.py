@@ -121,6 +121,10 @@ class UploadReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+# The bucket's objects by key, listed when called.
+Listing = Callable[[], dict[str, ObjectInfo]]
+
+
 class Ledger(Protocol):
     """Where a run writes what it stored: the manifest (the cutover's files step) or the
     presync record (data_migrations/presync.py)."""
@@ -133,9 +137,9 @@ class Ledger(Protocol):
     def flush(self) -> None:
         """Write what is noted."""
 
-    def verify(self, stored: dict[str, ObjectInfo]) -> int:
-        """Check every file written against the bucket listing ``stored``; return how many
-        passed, or raise DataMigrationError naming the differences."""
+    def verify(self, listing: Listing) -> int:
+        """Check every file written against a fresh ``listing()`` of the bucket; return how
+        many passed, or raise DataMigrationError naming the differences."""
 
 
 # The storage settings, asked for only when the step needs storage: the TOS settings are
@@ -246,8 +250,10 @@ class FileUpload:
         unchanged, to_check = self.partition(scan.files, present)
         for file in unchanged:
             self.tally(report, Outcome(file, "presynced", present[file.relative_path]))
-        log.info(f"{len(present):,} objects already stored, {len(unchanged):,} files unchanged "
-                 f"since the presync (not read); checking and uploading {len(to_check):,} files "
+        if self.record is not None:
+            log.info(f"{len(unchanged):,} files are unchanged since the presync and in the bucket "
+                     f"as it recorded them: taken from {self.record.path}, not read.")
+        log.info(f"{len(present):,} objects already stored; uploading {len(to_check):,} files "
                  f"({size_text(sum(f.size for f in to_check))}) on {self.workers} threads.")
         self.upload(to_check, present, report)
         # A whole-file retry leaves the failed attempt's upload behind when its abort failed
@@ -256,7 +262,7 @@ class FileUpload:
         self.orphans(scan, present, report)
         report.seconds["upload"] = time.monotonic() - started
         started = time.monotonic()
-        report.verified = self.ledger.verify(self.stored_objects())
+        report.verified = self.ledger.verify(self.stored_objects)
         report.seconds["verify"] = time.monotonic() - started
         return report
 
@@ -414,7 +420,7 @@ class ManifestLedger:
             self.connection.execute(sa.insert(self.manifest), self.batch)
             self.batch.clear()
 
-    def verify(self, stored: dict[str, ObjectInfo]) -> int:
+    def verify(self, listing: Listing) -> int:
         """Check every manifest row against a fresh listing of the bucket; any difference
         fails the step."""
         self.flush()
@@ -423,6 +429,7 @@ class ManifestLedger:
             sa.select(columns.relative_path, columns.size, columns.crc64)).all()
         log.info(f"Verifying {len(rows):,} files against a listing of the bucket (size and "
                  "CRC-64).")
+        stored = listing()
         problems = [problem for row in rows
                     if (problem := difference(row, stored.get(row.relative_path)))]
         if problems:

@@ -27,6 +27,7 @@ from data_migrations.errors import DataMigrationError
 from data_migrations.file_upload import (
     RETRY_BACKOFF_SECONDS,
     FileUpload,
+    Listing,
     Outcome,
     StorageSettingsSource,
     UploadReport,
@@ -92,9 +93,10 @@ class PresyncLedger:
         self.pending = []
         self.flushed_at = time.monotonic()
 
-    def verify(self, stored: dict[str, ObjectInfo]) -> int:
-        """Every file recorded in this run against the bucket listing."""
+    def verify(self, listing: Listing) -> int:
+        """Every file recorded in this run against a fresh listing of the bucket."""
         self.flush()
+        stored = listing()
         problems = [f"{entry.relative_path}: {what}" for entry in self.recorded
                     if (what := mismatch(entry, stored.get(entry.relative_path)))]
         if problems:
