@@ -1,7 +1,8 @@
 """``make demo``: the whole cutover on sample data, with nothing to configure.
 
 Generates a sample dev database and uploads folder, starts a throwaway PostgreSQL and
-the local TOS server, runs the cutover with ``alembic upgrade head``, verifies it (every
+the local TOS server, moves the files before the freeze (the presync), runs the cutover
+with ``alembic upgrade head`` (which reads only what changed since), verifies it (every
 rewritten URL fetched as the app fetches it: the bucket is public-read and the server
 serves it at ``http://127.0.0.1:<port>/<key>``, as a CDN bound to the bucket), shows
 a few rewritten paths, rolls everything back with ``alembic downgrade`` (showing the
@@ -100,7 +101,11 @@ def main() -> int:
         print(f"  PostgreSQL on 127.0.0.1:{postgres.port}, TOS server on {tos.url}")
         env = cutover_environment(workspace, url, tos.port)
 
-        step("The cutover: alembic upgrade head (schema, rows, files, paths)")
+        step("Before the freeze: make presync (the files go up while the app still runs)")
+        run([sys.executable, "-m", "data_migrations.presync"], env)
+
+        step("The cutover: alembic upgrade head (schema, rows, files changed since the "
+             "presync, paths)")
         run(alembic("upgrade", "head"), env)
 
         step("Verify: rows and checksums, sequences, every object, every URL fetched "

@@ -27,5 +27,9 @@ def test_the_demo_runs_the_cutover_and_rolls_it_back(tmp_path: Path) -> None:
     assert fetched and int(fetched[1]) > 0
     uploaded = re.search(r"uploading (\d+) files", output)
     assert uploaded and f"deleted the {uploaded[1]} uploaded objects" in output
+    # The presync moved them all before the cutover, which read none of them again.
+    *_, cutover_files = re.findall(r"^From the presync: (\d+) files .* sent now: (\d+) files",
+                                   output, re.M)
+    assert cutover_files == (uploaded[1], "0")
     assert "Running downgrade 0001 -> " in output
     assert (tmp_path / "work" / "demo" / "reports").is_dir()
