@@ -141,4 +141,6 @@ class LocalStorage(StorageClient):
 
     def check_access(self) -> None:
         if not self.root.is_dir():
-            raise preflight_error("folder", f"{self.root} is not an existing folder")
+            raise preflight_error("folder", f"STORAGE_LOCAL_ROOT {self.root} is not an existing "
+                                  "folder (create it, or set STORAGE_LOCAL_ROOT to the local "
+                                  "bucket folder)")
