@@ -67,9 +67,13 @@ class Settings:
 
     texts: Mapping[str, str]
     explicit: frozenset[str] = field(default=frozenset())
+    # Each value parsed once, on first use: read() parses all but the storage ones.
+    _parsed: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __getitem__(self, setting: Setting) -> Any:
-        return setting.parse(setting.label, self.texts[setting.name])
+        if setting.name not in self._parsed:
+            self._parsed[setting.name] = setting.parse(setting.label, self.texts[setting.name])
+        return self._parsed[setting.name]
 
     def __repr__(self) -> str:
         shown = {s.name: "***" if s.secret and self.texts[s.name] else self.texts[s.name]
@@ -164,7 +168,7 @@ def read(x_args: Mapping[str, str] | None = None, *, load_env_file: bool = True,
                     frozenset(s.name for s in DECLARED if _is_given(s, given, source)))
     for setting in DECLARED:
         if not setting.storage:  # parsed now, so that a bad value stops the run at its start
-            setting.parse(setting.label, read.texts[setting.name])
+            read[setting]
     return read
 
 
