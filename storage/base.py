@@ -7,7 +7,8 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
@@ -34,6 +35,11 @@ class ObjectInfo:
     key: str
     size: int
     crc64: int | None  # CRC-64/ECMA as TOS reports it (decimal int); compare with file_crc64()
+    # From put_file only: bytes of the object that a resumed multipart upload already held
+    # (its stored parts, checked against the file) and so were not sent again; size minus
+    # this is what went over the network. How the object got there, not what it is: left
+    # out of comparisons.
+    reused_bytes: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,9 @@ class PendingUpload:
 
     key: str
     upload_id: str
+    # When it was started, as the store's listing says; tells the newest of several uploads
+    # of one key (the one worth resuming). None when not known.
+    initiated: datetime | None = field(default=None, compare=False)
 
 
 # Told the length of each part of a multipart upload as the store confirms it, from the
@@ -61,9 +70,17 @@ def join_url(base_url: str, key: str) -> str:
 class StorageClient(ABC):
     @abstractmethod
     def put_file(self, key: str, path: Path, content_type: str | None = None,
-                 on_part: PartDone | None = None) -> ObjectInfo:
+                 on_part: PartDone | None = None,
+                 resume: PendingUpload | None = None) -> ObjectInfo:
         """Upload a local file (streamed) and return what the store now holds; a file
-        that goes up in parts calls ``on_part`` with each part's length as it is stored."""
+        that goes up in parts calls ``on_part`` with each part's length as it is stored.
+
+        ``resume``, an incomplete multipart upload of ``key`` a killed run left, is
+        finished instead of starting over: its stored parts that still match the file are
+        kept (``ObjectInfo.reused_bytes`` says how many bytes), the others are sent. A back
+        end or a file that does not go up in parts ignores it; the caller aborts an upload
+        it passed and that is still pending afterwards (aborting one completed here is a
+        no-op)."""
 
     @abstractmethod
     def stat(self, key: str) -> ObjectInfo | None:
@@ -193,11 +210,14 @@ class PrefixedStorage(StorageClient):
         self.prefix = prefix
 
     def _strip(self, info: ObjectInfo) -> ObjectInfo:
-        return ObjectInfo(info.key[len(self.prefix):], info.size, info.crc64)
+        return replace(info, key=info.key[len(self.prefix):])
 
     def put_file(self, key: str, path: Path, content_type: str | None = None,
-                 on_part: PartDone | None = None) -> ObjectInfo:
-        return self._strip(self.inner.put_file(self.prefix + key, path, content_type, on_part))
+                 on_part: PartDone | None = None,
+                 resume: PendingUpload | None = None) -> ObjectInfo:
+        inner_resume = None if resume is None else replace(resume, key=self.prefix + resume.key)
+        return self._strip(self.inner.put_file(self.prefix + key, path, content_type, on_part,
+                                               inner_resume))
 
     def stat(self, key: str) -> ObjectInfo | None:
         info = self.inner.stat(self.prefix + key)
@@ -229,8 +249,8 @@ class PrefixedStorage(StorageClient):
         self.inner.close()
 
     def pending_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
-        return (PendingUpload(upload.key[len(self.prefix):], upload.upload_id)
+        return (replace(upload, key=upload.key[len(self.prefix):])
                 for upload in self.inner.pending_uploads(self.prefix + prefix))
 
     def abort_upload(self, upload: PendingUpload) -> None:
-        self.inner.abort_upload(PendingUpload(self.prefix + upload.key, upload.upload_id))
+        self.inner.abort_upload(replace(upload, key=self.prefix + upload.key))

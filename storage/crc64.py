@@ -13,7 +13,7 @@ CRC without reading any byte twice.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import crcmod
@@ -30,16 +30,22 @@ crc64_update: Callable[[bytes, int], int] = crcmod.mkCrcFun(
 """Extend a finished CRC-64 (0 for none) with more bytes: ``crc64_update(data, crc)``."""
 
 
-def file_crc64(path: Path, offset: int = 0, length: int | None = None) -> int:
-    """CRC-64 of a file, or of ``length`` bytes of it from ``offset``, read in chunks so
-    that large files are never held in memory."""
-    crc = 0
+def file_chunks(path: Path, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    """A file, or ``length`` bytes of it from ``offset``, in chunks, so that large files
+    are never held in memory."""
     remaining = math.inf if length is None else length
     with path.open("rb") as stream:
         stream.seek(offset)
         while remaining > 0 and (chunk := stream.read(int(min(CHUNK_SIZE, remaining)))):
-            crc = crc64_update(chunk, crc)
+            yield chunk
             remaining -= len(chunk)
+
+
+def file_crc64(path: Path, offset: int = 0, length: int | None = None) -> int:
+    """CRC-64 of a file, or of ``length`` bytes of it from ``offset``."""
+    crc = 0
+    for chunk in file_chunks(path, offset, length):
+        crc = crc64_update(chunk, crc)
     return crc
 
 

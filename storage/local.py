@@ -11,6 +11,7 @@ from typing import BinaryIO
 from storage.base import (
     ObjectInfo,
     PartDone,
+    PendingUpload,
     StorageClient,
     StorageError,
     file_crc64,
@@ -54,8 +55,10 @@ class LocalStorage(StorageClient):
         return path
 
     def put_file(self, key: str, path: Path, content_type: str | None = None,
-                 on_part: PartDone | None = None) -> ObjectInfo:
-        # A folder takes whole files: there are no parts to report.
+                 on_part: PartDone | None = None,
+                 resume: PendingUpload | None = None) -> ObjectInfo:
+        # A folder takes whole files: there are no parts to report, and no multipart
+        # upload to resume.
         target = self._path(key)
         try:
             self.scratch_dir.mkdir(parents=True, exist_ok=True)

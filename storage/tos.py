@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import mimetypes
@@ -12,7 +13,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import BinaryIO, NoReturn, TypeVar
 
 import tos
 from tos.enum import ACLType, CannedType, PermissionType, StorageClassType
@@ -29,7 +30,7 @@ from storage.base import (
     join_url,
     preflight_error,
 )
-from storage.crc64 import crc64_combine, crc64_update, file_crc64
+from storage.crc64 import crc64_combine, crc64_update, file_chunks, file_crc64
 from storage.options import BUCKET_DEFAULTS, Correction, ObjectOptions
 
 MiB = 1024 * 1024
@@ -40,6 +41,7 @@ DEFAULT_PART_CONCURRENCY = 8
 NO_SUCH_BUCKET_EC = "0006-00000001"
 CRC_HEADER = "x-tos-hash-crc64ecma"
 SSE_HEADER = "x-tos-server-side-encryption"
+NO_SUCH_UPLOAD = "NoSuchUpload"
 # The SDK's token bucket refuses a read larger than the bucket holds, forever: the bucket
 # holds at least the largest read of a request body (the SDK's 64 KiB chunks; requests
 # reads 16 KiB at a time) whatever the rate.
@@ -78,12 +80,27 @@ class _Part:
     length: int
 
 
+@dataclass(frozen=True)
+class _PartResult:
+    """A part the upload holds: its ETag, the CRC-64 of its bytes, and whether it was
+    already stored by an earlier run (reused) rather than sent now."""
+
+    etag: str
+    crc64: int
+    reused: bool = False
+
+
+_Result = TypeVar("_Result")
+
+
 class TosStorage(StorageClient):
     """A bucket on TOS.
 
     Files up to ``multipart_threshold`` go up in one PUT; larger ones as a multipart
     upload of ``part_size`` parts, ``part_concurrency`` parts at a time across all files,
-    aborted if any part fails, so no half upload lingers. Every body's CRC-64 (each PUT,
+    aborted if any part fails, so no half upload lingers. An upload a killed run left
+    (``put_file(resume=...)``) is finished from the parts it holds: the bucket's part
+    listing is the checkpoint, so nothing is written locally. Every body's CRC-64 (each PUT,
     each part, the completed object, each full download) is checked here against the
     ``x-tos-hash-crc64ecma`` TOS answers. Every object, in one PUT or in parts, is written
     with ``options`` (ACL, storage class, SSE). Given ``rate_limit`` (bytes per second),
@@ -197,17 +214,21 @@ class TosStorage(StorageClient):
     # writing
 
     def put_file(self, key: str, path: Path, content_type: str | None = None,
-                 on_part: PartDone | None = None) -> ObjectInfo:
+                 on_part: PartDone | None = None,
+                 resume: PendingUpload | None = None) -> ObjectInfo:
+        if resume is not None and resume.key != key:
+            raise ValueError(f"cannot resume the upload of {resume.key!r} as {key!r}")
         if not path.is_file():
             raise self._error("upload of", key, f"{path} is not a file")
         size = path.stat().st_size
         content_type = content_type or guess_content_type(path)
         with self._translate("upload of", key):
             if size > self.multipart_threshold:
-                crc = self._put_multipart(key, path, size, content_type, on_part)
+                crc, reused = self._put_multipart(key, path, size, content_type, on_part,
+                                                  resume)
             else:
-                crc = self._put_single(key, path, content_type)
-        return ObjectInfo(key, size, crc)
+                crc, reused = self._put_single(key, path, content_type), 0
+        return ObjectInfo(key, size, crc, reused)
 
     def _put_single(self, key: str, path: Path, content_type: str) -> int:
         crc = file_crc64(path)
@@ -219,21 +240,50 @@ class TosStorage(StorageClient):
         return crc
 
     def _put_multipart(self, key: str, path: Path, size: int, content_type: str,
-                       on_part: PartDone | None) -> int:
-        upload_id = self._client.create_multipart_upload(
-            self.bucket, key, content_type=content_type, **self._write_options()
-        ).upload_id
+                       on_part: PartDone | None,
+                       resume: PendingUpload | None) -> tuple[int, int]:
+        """The completed object's CRC-64 and how many of its bytes were reused from
+        ``resume``'s stored parts; a resumed upload that is gone is started afresh."""
+        stored = None if resume is None else self._stored_parts(key, resume.upload_id)
+        if resume is not None and stored is not None:
+            upload_id = resume.upload_id
+        else:
+            upload_id = self._client.create_multipart_upload(
+                self.bucket, key, content_type=content_type, **self._write_options()
+            ).upload_id
         try:
-            parts, crc = self._upload_parts(key, path, size, upload_id, on_part)
+            parts, crc, reused = self._upload_parts(key, path, size, upload_id, on_part,
+                                                    stored or {})
             output = self._client.complete_multipart_upload(
                 self.bucket, key, upload_id, parts=parts
             )
         except BaseException:
             self._abort_quietly(key, upload_id)
             raise
+        # Reused parts were matched by MD5 alone: this check of the whole object against
+        # the file's CRC-64 is what makes reusing them safe.
         self._check_crc("upload of", key, "the completed multipart object", crc,
                         output.hash_crc64_ecma)
-        return crc
+        return crc, reused
+
+    def _stored_parts(self, key: str, upload_id: str) -> dict[int, UploadedPart] | None:
+        """The parts an incomplete upload holds, by number, across all pages; None when
+        the upload is gone (completed or aborted meanwhile)."""
+        stored: dict[int, UploadedPart] = {}
+        marker = None
+        while True:
+            try:
+                page = self._client.list_parts(self.bucket, key, upload_id,
+                                               part_number_marker=marker,
+                                               max_parts=self.list_page_size)
+            except TosServerError as error:
+                if _is_no_such_upload(error):
+                    return None
+                raise
+            stored.update((part.part_number, part) for part in page.parts)
+            if not page.is_truncated:
+                return stored
+            marker = page.next_part_number_marker
 
     def _write_options(self) -> dict[str, object]:
         """The SDK arguments for ``options``; an option not set is not sent, so that the
@@ -265,29 +315,51 @@ class TosStorage(StorageClient):
         return "none"
 
     def _upload_parts(
-        self, key: str, path: Path, size: int, upload_id: str, on_part: PartDone | None
-    ) -> tuple[list[UploadedPart], int]:
-        """Upload every part; return them in part order with the CRC-64 of the whole file
-        they make."""
+        self, key: str, path: Path, size: int, upload_id: str, on_part: PartDone | None,
+        stored: dict[int, UploadedPart],
+    ) -> tuple[list[UploadedPart], int, int]:
+        """Every part in the upload: ``stored`` ones that match the file reused, the
+        others sent. Returns them in part order with the CRC-64 of the whole file they
+        make and the bytes reused."""
         parts = [_Part(number, offset, min(self.part_size, size - offset))
                  for number, offset in enumerate(range(0, size, self.part_size), start=1)]
-        upload = partial(self._upload_part, key, path, upload_id, on_part=on_part)
-        # The first part goes up alone: a failure every part would meet (a refused key, a
-        # store that is down) then costs one request, not a burst of them.
-        results = [upload(parts[0])]
-        results += self._upload_concurrently(upload, parts[1:])
-        uploaded, crc = [], 0
-        for part, (etag, part_crc) in zip(parts, results, strict=True):
-            uploaded.append(UploadedPart(part.number, etag))
-            crc = crc64_combine(crc, part_crc, part.length)
-        return uploaded, crc
+        done = self._reusable_parts(path, parts, stored)
+        for part in parts:
+            if part.number in done and on_part is not None:
+                on_part(part.length)
+        missing = [part for part in parts if part.number not in done]
+        if missing:
+            upload = partial(self._upload_part, key, path, upload_id, on_part=on_part)
+            # The first part goes up alone: a failure every part would meet (a refused
+            # key, a store that is down) then costs one request, not a burst of them.
+            sent = [upload(missing[0]), *self._on_part_threads(upload, missing[1:])]
+            done.update(zip((part.number for part in missing), sent, strict=True))
+        uploaded, crc, reused = [], 0, 0
+        for part in parts:
+            result = done[part.number]
+            uploaded.append(UploadedPart(part.number, result.etag))
+            crc = crc64_combine(crc, result.crc64, part.length)
+            reused += part.length if result.reused else 0
+        return uploaded, crc, reused
 
-    def _upload_concurrently(self, upload: Callable[[_Part], tuple[str, int]],
-                             parts: list[_Part]) -> list[tuple[str, int]]:
-        """The parts' (ETag, CRC-64)s, uploaded on the shared part threads. The first
-        failure (or an interrupt) cancels the parts not started yet and waits for those in
-        flight, so that the abort that follows leaves nothing behind."""
-        futures = [self._part_pool.submit(upload, part) for part in parts]
+    def _reusable_parts(self, path: Path, parts: list[_Part],
+                        stored: dict[int, UploadedPart]) -> dict[int, _PartResult]:
+        """The stored parts that hold exactly the file's bytes of that part: same size,
+        and an ETag equal to the MD5 of the file's range (what TOS gives a part; an ETag
+        of any other form, e.g. under some encryptions, never matches and the part is sent
+        again). Checked on the part threads: each reads its part of the file."""
+        candidates = [part for part in parts if part.number in stored
+                      and stored[part.number].size == part.length]
+        checked = self._on_part_threads(partial(_reuse_if_same, path, stored), candidates)
+        return {part.number: result for part, result in zip(candidates, checked, strict=True)
+                if result is not None}
+
+    def _on_part_threads(self, work: Callable[[_Part], _Result],
+                         parts: list[_Part]) -> list[_Result]:
+        """``work`` done for each part on the shared part threads, results in part order.
+        The first failure (or an interrupt) cancels the parts not started yet and waits for
+        those in flight, so that the abort that follows leaves nothing behind."""
+        futures = [self._part_pool.submit(work, part) for part in parts]
         try:
             wait(futures, return_when=FIRST_EXCEPTION)
             if failed := next((future for future in futures if _failed(future)), None):
@@ -299,7 +371,7 @@ class TosStorage(StorageClient):
             wait(futures)
 
     def _upload_part(self, key: str, path: Path, upload_id: str, part: _Part, *,
-                     on_part: PartDone | None) -> tuple[str, int]:
+                     on_part: PartDone | None) -> _PartResult:
         """One part, streamed from its offset in the file; returns its ETag and CRC-64
         and, once TOS holds it, tells ``on_part`` its length."""
         crc = file_crc64(path, part.offset, part.length)
@@ -311,7 +383,7 @@ class TosStorage(StorageClient):
         self._check_crc("upload of", key, f"part {part.number}", crc, output.hash_crc64_ecma)
         if on_part is not None:
             on_part(part.length)
-        return output.etag, crc
+        return _PartResult(output.etag, crc)
 
     def _abort_quietly(self, key: str, upload_id: str) -> None:
         # The original failure is the one to report; if the abort fails too, TOS lifecycle
@@ -328,7 +400,7 @@ class TosStorage(StorageClient):
                     upload_id_marker=upload_id_marker, max_uploads=self.list_page_size,
                 )
             for listed in page.uploads:
-                yield PendingUpload(listed.key, listed.upload_id)
+                yield PendingUpload(listed.key, listed.upload_id, listed.initiated)
             if not page.is_truncated:
                 return
             key_marker, upload_id_marker = page.next_key_marker, page.next_upload_id_marker
@@ -337,7 +409,7 @@ class TosStorage(StorageClient):
         try:
             self._client.abort_multipart_upload(self.bucket, upload.key, upload.upload_id)
         except TosServerError as error:
-            if error.status_code != 404 or error.code != "NoSuchUpload":
+            if not _is_no_such_upload(error):
                 self._fail("abort of the multipart upload of", upload.key, error)
         except TosError as error:
             self._fail("abort of the multipart upload of", upload.key, error)
@@ -454,6 +526,21 @@ def canned_acl(output: GetObjectACLOutput) -> str:
 
 def guess_content_type(path: Path) -> str:
     return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+
+def _is_no_such_upload(error: TosServerError) -> bool:
+    return error.status_code == 404 and error.code == NO_SUCH_UPLOAD
+
+
+def _reuse_if_same(path: Path, stored: dict[int, UploadedPart], part: _Part) -> _PartResult | None:
+    """``part`` as reused from ``stored`` if its ETag is the MD5 of the file's bytes of
+    it, else None (to be sent again). Both digests come from one read of the range."""
+    md5, crc = hashlib.md5(usedforsecurity=False), 0
+    for chunk in file_chunks(path, part.offset, part.length):
+        md5.update(chunk)
+        crc = crc64_update(chunk, crc)
+    etag = stored[part.number].etag
+    return _PartResult(etag, crc, reused=True) if etag.lower() == md5.hexdigest() else None
 
 
 def _failed(future: Future) -> bool:

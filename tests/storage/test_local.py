@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.base import StorageError
+from storage.base import ObjectInfo, PendingUpload, StorageError, file_crc64
 from storage.local import LocalStorage
 
 MakeFile = Callable[..., Path]
@@ -74,3 +74,16 @@ def test_preflight_names_a_missing_folder(tmp_path: Path) -> None:
 
     with pytest.raises(StorageError, match=r"step 'folder': STORAGE_LOCAL_ROOT .*missing is not an existing folder"):
         storage.preflight()
+
+
+def test_a_pending_upload_to_resume_is_ignored(local_storage: LocalStorage,
+                                               make_file: MakeFile) -> None:
+    # A folder has no multipart uploads: the whole file is written, nothing counts as reused.
+    source = make_file(size=3000)
+
+    stored = local_storage.put_file("talk.wav", source,
+                                    resume=PendingUpload("talk.wav", "from-another-store"))
+
+    assert stored == ObjectInfo("talk.wav", 3000, file_crc64(source))
+    assert stored.reused_bytes == 0
+    assert (local_storage.root / "talk.wav").read_bytes() == source.read_bytes()
