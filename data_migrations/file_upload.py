@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import PurePosixPath
 from threading import Event, Lock
@@ -42,7 +43,7 @@ from data_migrations.report import Progress, bulleted, record_step, size_text, t
 from settings import ConfigError
 from settings.steps import UploadOptions
 from settings.storage import StorageSettings
-from storage import ObjectInfo, StorageClient, StorageError, file_crc64
+from storage import ObjectInfo, PendingUpload, StorageClient, StorageError, file_crc64
 from storage.factory import build_storage
 from storage.options import ObjectOptions
 from storage.tos import guess_content_type
@@ -97,6 +98,21 @@ class PartsStored:
             return sum(self._by_file.values())
 
 
+class ResumedUploads:
+    """The multipart uploads a killed run left that this run finished: how many, and the
+    bytes their stored parts spared sending again (counted from the upload threads)."""
+
+    def __init__(self) -> None:
+        self._lock = Lock()
+        self.count = 0
+        self.reused_bytes = 0
+
+    def add(self, reused_bytes: int) -> None:
+        with self._lock:
+            self.count += 1
+            self.reused_bytes += reused_bytes
+
+
 class ActionFailure(Exception):
     """A storage action that kept failing; the message names the file and the attempts."""
 
@@ -116,6 +132,7 @@ class UploadReport:
     replaced: list[str] = field(default_factory=list)
     verified: int = 0
     aborted: int = 0  # incomplete multipart uploads of these files, left by failed attempts
+    resumed: ResumedUploads = field(default_factory=ResumedUploads)
     orphans: list[str] = field(default_factory=list)  # presync objects whose files are gone
     pruned: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -215,6 +232,8 @@ def upload_files(connection: sa.Connection, options: UploadOptions,
                 excluded=len(scan.excluded), refused=[str(r) for r in scan.refused],
                 replaced=report.replaced, verified=report.verified,
                 aborted_multipart_uploads=report.aborted,
+                resumed_multipart_uploads=report.resumed.count,
+                resumed_bytes_kept=report.resumed.reused_bytes,
                 orphaned_objects=len(report.orphans), pruned_objects=report.pruned)
 
 
@@ -239,15 +258,18 @@ class FileUpload:
         self.options = options
         self.stopping = Event()  # set on the first failure: retries stop early
         self.parts_stored = PartsStored()
+        # The uploads a killed run left, by key, to resume; the resumed ones' reused bytes.
+        self.resumable: dict[str, PendingUpload] = {}
+        self.resumed = ResumedUploads()
 
     def run(self, scan: FolderScan, scan_seconds: float) -> UploadReport:
         report = UploadReport(scan, seconds={"scan": scan_seconds})
         started = time.monotonic()
         recorded = self.record.entries if self.record is not None else {}
         keys = {file.relative_path for file in scan.files} | recorded.keys()
-        report.aborted = self.abort_leftover_uploads(keys)
         present = self.stored_objects()
         unchanged, to_check = self.partition(scan.files, present)
+        report.aborted = self.take_leftover_uploads(keys, {f.relative_path for f in to_check})
         for file in unchanged:
             self.tally(report, Outcome(file, "presynced", present[file.relative_path]))
         if self.record is not None:
@@ -256,9 +278,10 @@ class FileUpload:
         log.info(f"{len(present):,} objects already stored; uploading {len(to_check):,} files "
                  f"({size_text(sum(f.size for f in to_check))}) on {self.workers} threads.")
         self.upload(to_check, present, report)
-        # A whole-file retry leaves the failed attempt's upload behind when its abort failed
-        # too (the store was down): the step ends with none of its keys incomplete.
-        report.aborted += self.abort_leftover_uploads(keys)
+        # Leftovers of files found complete in the bucket after all, and of retries whose own
+        # abort failed too: the step ends with none of its keys incomplete.
+        report.aborted += self.take_leftover_uploads(keys, set())
+        report.resumed = self.resumed
         self.orphans(scan, present, report)
         report.seconds["upload"] = time.monotonic() - started
         started = time.monotonic()
@@ -330,31 +353,48 @@ class FileUpload:
         return Outcome(file, "acl_set" if correction == "acl" else "skipped", present)
 
     def put_with_retries(self, file: LocalFile) -> ObjectInfo:
+        """Upload the file, retried whole; the first attempt finishes the multipart upload a
+        killed run left for it, if any, from its stored parts."""
         name = file.relative_path
         content_type = guess_content_type(PurePosixPath(name))
+        resume = self.resumable.pop(name, None)
 
         def attempt() -> ObjectInfo:
+            nonlocal resume
             self.parts_stored.forget(name)
+            given, resume = resume, None  # a failed attempt aborts it: retries start afresh
             return self.storage.put_file(name, file.source, content_type,
-                                         partial(self.parts_stored.stored, name))
+                                         partial(self.parts_stored.stored, name), given)
 
-        return self.retrying(attempt, name)
+        stored = self.retrying(attempt, name)
+        if stored.reused_bytes:
+            self.resumed.add(stored.reused_bytes)
+            # The resumed upload was started with the options of its run: today's win.
+            if self.retrying(lambda: self.storage.conform(name), name) == "resend":
+                return self.retrying(attempt, name)
+        return stored
 
     def retrying(self, action: Callable[[], R], name: str) -> R:
         return retrying(action, name, self.retry_backoff, self.stopping)
 
-    def abort_leftover_uploads(self, keys: set[str]) -> int:
-        """Abort the incomplete multipart uploads of ``keys`` (the files this step uploads,
-        and those the presync record holds) that a killed or failed earlier attempt left in
-        the bucket; return how many. An upload of any other key, under the key prefix or
-        not, is someone else's and stays."""
+    def take_leftover_uploads(self, keys: set[str], to_send: set[str]) -> int:
+        """The incomplete multipart uploads of ``keys`` (the files this step uploads, and
+        those the presync record holds) that a killed or failed earlier attempt left in the
+        bucket: the newest of each file in ``to_send`` is kept to be resumed from its stored
+        parts, every other one is aborted; return how many were. An upload of any other key,
+        under the key prefix or not, is someone else's and stays."""
         leftovers = self.retrying(
             lambda: [upload for upload in self.storage.pending_uploads() if upload.key in keys],
             "listing of the incomplete multipart uploads")
-        for upload in leftovers:
+        aborted = 0
+        for upload in sorted(leftovers, key=started_at, reverse=True):  # the newest first
+            if upload.key in to_send and upload.key not in self.resumable:
+                self.resumable[upload.key] = upload
+                continue
             self.retrying(partial(self.storage.abort_upload, upload),
                           f"abort of the incomplete multipart upload of {upload.key}")
-        return len(leftovers)
+            aborted += 1
+        return aborted
 
     def orphans(self, scan: FolderScan, present: dict[str, ObjectInfo],
                 report: UploadReport) -> None:
@@ -378,6 +418,11 @@ class FileUpload:
         CRC-64: one listing, 1,000 objects a page, instead of a request per file."""
         return self.retrying(lambda: {info.key: info for info in self.storage.list()},
                              "listing of the bucket")
+
+
+def started_at(upload: PendingUpload) -> datetime:
+    """When an incomplete upload was started; one the store does not date counts as oldest."""
+    return upload.initiated or datetime.min.replace(tzinfo=UTC)
 
 
 def vouches_for(recorded: RecordedFile, file: LocalFile, present: ObjectInfo | None, key: str,
@@ -547,7 +592,9 @@ def print_summary(report: UploadReport) -> None:
              f"({size_text(report.bytes['presynced'])}), not read; sent now: {sent:,} files "
              f"({size_text(sum(report.bytes[status] for status in SENT))}).")
     log.info(f"Incomplete multipart uploads left by a killed or failed attempt: "
-             f"{report.aborted:,} aborted (only uploads of these files' keys).")
+             f"{report.resumed.count:,} resumed ({size_text(report.resumed.reused_bytes)} of "
+             f"stored parts kept), {report.aborted:,} aborted (only uploads of these files' "
+             "keys).")
     print_orphans(report)
     if report.replaced:
         log.info(f"Re-uploaded because the bucket held other content:\n"

@@ -72,7 +72,8 @@ def test_a_key_under_an_existing_file_is_a_storage_error(local_storage: LocalSto
 def test_preflight_names_a_missing_folder(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "missing", "file:///x")
 
-    with pytest.raises(StorageError, match=r"step 'folder': STORAGE_LOCAL_ROOT .*missing is not an existing folder"):
+    with pytest.raises(StorageError,
+                       match=r"step 'folder': STORAGE_LOCAL_ROOT .*missing is not an existing"):
         storage.preflight()
 
 
