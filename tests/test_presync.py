@@ -4,7 +4,9 @@ it. Real processes, the real SDK against the local TOS server, a real PostgreSQL
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -21,7 +23,8 @@ from inotify_simple import INotify, flags
 from data_migrations.file_scan import scan_folder
 from devtools.tos_server import Faults
 from storage import StorageClient, file_crc64
-from tests.conftest import ROOT, TosServer, tos_env
+from storage.tos import MiB
+from tests.conftest import BUCKET, ROOT, TosServer, tos_env
 from tests.runs import cutover_environment, upgrade_head
 
 TABLES = ("users", "hotword_sets", "prompt_templates", "tasks", "audit_logs",
@@ -201,7 +204,7 @@ def test_the_record_never_stands_for_an_object_the_bucket_lacks(
 ) -> None:
     ok(presync(env, tmp_path))
     lost, replaced, *_ = files_in(uploads)
-    tos_server.store.bucket("meeting-agent").delete(lost)
+    tos_server.store.bucket(BUCKET).delete(lost)
     tos_storage.put_file(replaced, tmp_path / "dev.db")  # other bytes under its key
     with files_opened(uploads) as opened:
         output = ok(alembic(env, tmp_path, "upgrade", "0003"))
@@ -299,3 +302,41 @@ def test_bad_settings_are_one_line_each_and_nothing_is_written(
     assert any("STORAGE_BUCKET is not set" in line for line in failures)
     assert not (tmp_path / "fresh-work" / "presync").exists()
     assert env["STORAGE_SECRET_KEY"] not in result.stderr + result.stdout
+
+
+PART_UPLOAD = re.compile(r'"PUT \S*[?&]partNumber=(\d+)')
+
+
+def test_a_presync_killed_in_a_multipart_upload_resumes_from_its_stored_parts(
+    env: dict[str, str], tmp_path: Path, uploads: Path, tos_server: TosServer,
+    tos_storage: StorageClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    recording = uploads / "audio" / "all hands.wav"
+    recording.write_bytes(os.urandom(3 * 5 * MiB + MiB))  # parts 1-3 of 5 MiB, part 4 of 1
+    env = {**env, "STORAGE_MULTIPART_THRESHOLD": str(6 * MiB),
+           "STORAGE_PART_SIZE": str(5 * MiB), "MAX_CONCURRENT": "1"}
+    tos_server.faults = Faults(bandwidth=4 * MiB)  # about a second a part
+    bucket = tos_server.store.bucket(BUCKET)
+    process = subprocess.Popen([sys.executable, "-m", "data_migrations.presync"], env=env,
+                               cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and not any(
+            len(upload.parts) >= 2 for upload in bucket.uploads()):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    (left,) = bucket.uploads()
+    kept = set(left.parts)
+    assert left.key == "audio/all hands.wav" and 2 <= len(kept) < 4
+
+    tos_server.faults = Faults()
+    caplog.set_level(logging.DEBUG, logger="devtools.tos_server")
+    output = ok(presync(env, tmp_path))
+    sent = {int(match[1]) for record in caplog.records
+            if (match := PART_UPLOAD.search(record.getMessage()))}
+    assert sent == {1, 2, 3, 4} - kept
+    assert "Incomplete multipart uploads left by a killed or failed attempt: 1 resumed" in output
+    assert bucket.uploads() == []
+    assert objects(tos_storage)["audio/all hands.wav"] == recording.read_bytes()
+    assert "audio/all hands.wav" in record_rows(Path(env["WORK_DIR"]))
