@@ -616,9 +616,10 @@ def pending_keys(client: tos.TosClientV2) -> list[str]:
 
 
 @only_tos
-def test_a_multipart_upload_killed_midway_is_aborted_by_the_next_run(
+def test_a_multipart_upload_killed_midway_is_resumed_by_the_next_run(
     bucket: StorageClient, tos_server: TosServer, raw_client: tos.TosClientV2, uploads: Path,
-    pg_url: str, pg_engine: sa.Engine, capfd: pytest.CaptureFixture
+    pg_url: str, pg_engine: sa.Engine, capfd: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch
 ) -> None:
     large = write(uploads, LARGE, os.urandom(12 * MiB))
     write(uploads, "notes/a.txt")
@@ -638,9 +639,15 @@ def test_a_multipart_upload_killed_midway_is_aborted_by_the_next_run(
     assert pending_keys(raw_client) == ["elsewhere/b.bin", LARGE, "recordings/other.wav"]
     assert version(pg_engine) == "0002"
 
+    # A file small enough for one PUT resumes nothing: its leftover upload is aborted.
+    raw_client.create_multipart_upload(BUCKET, "notes/a.txt")
+    monkeypatch.setenv("STORAGE_MULTIPART_THRESHOLD", str(5 * MiB))  # as the killed run
+    monkeypatch.setenv("STORAGE_PART_SIZE", str(5 * MiB))
+
     command.upgrade(upgrade_config(pg_url), "0003")
     err = capfd.readouterr().err
-    assert "Incomplete multipart uploads left by a killed or failed attempt: 1 aborted" in err
+    assert "Incomplete multipart uploads left by a killed or failed attempt: 1 resumed" in err
+    assert " stored parts kept), 1 aborted" in err
     assert pending_keys(raw_client) == ["elsewhere/b.bin", "recordings/other.wav"]
     assert stored(bucket)[LARGE] == large.read_bytes()
     assert {row[4] for row in manifest(pg_engine).values()} == {"verified"}
