@@ -21,7 +21,7 @@ from pathlib import Path
 from alembic.script import Script, ScriptDirectory
 from alembic.script.revision import RevisionError
 
-from data_migrations import file_upload
+from data_migrations import file_upload, presync_record
 from data_migrations.errors import DataMigrationError
 from data_migrations.file_scan import scan_folder
 from data_migrations.report import Progress
@@ -166,6 +166,17 @@ def storage_ready(cutover: Settings) -> list[str]:
     except (StorageError, OSError) as error:
         return [str(error)]
     return []
+
+
+def presync_not_running(cutover: Settings) -> list[str]:
+    """No presync is uploading to the same target: the files step reads its record."""
+    options = cutover.upload_options()
+    try:
+        target = cutover.storage()
+    except ConfigError:  # storage_ready names it
+        return []
+    busy = presync_record.in_use(options.work_dir, target)
+    return [] if busy is None else [busy]
 
 
 def writable(setting: declared.Setting, cutover: Settings) -> list[str]:

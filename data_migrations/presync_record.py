@@ -144,6 +144,18 @@ def _check_target(connection: sqlite3.Connection, path: Path, description: str,
                                  "move it out of WORK_DIR")
 
 
+def in_use(work_dir: Path, settings: StorageSettings) -> str | None:
+    """Why the target's record cannot be used now (a presync is running), or None."""
+    lock_path = record_path(work_dir, settings).with_suffix(".lock")
+    if not lock_path.is_file():
+        return None
+    try:
+        with _locked(lock_path, "a check"):
+            return None
+    except DataMigrationError as busy:
+        return str(busy)
+
+
 @contextmanager
 def _locked(lock_path: Path, who: str) -> Iterator[None]:
     """An exclusive lock on ``lock_path`` for the block, or one line naming the holder."""

@@ -275,18 +275,23 @@ def test_prune_deletes_exactly_the_presynced_objects_whose_files_are_gone(
     assert not set(gone) & set(record_rows(Path(env["WORK_DIR"])))
 
 
-def test_one_presync_at_a_time(env: dict[str, str], tmp_path: Path) -> None:
+def test_one_presync_at_a_time_and_no_cutover_during_one(
+    env: dict[str, str], tmp_path: Path, pg_engine: sa.Engine
+) -> None:
     ok(presync(env, tmp_path))
     (lock_path,) = (Path(env["WORK_DIR"]) / "presync").glob("*.lock")
     with lock_path.open("a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running presync holds it
         lock.write("a presync (pid 4242)\n")
         lock.flush()
-        result = presync(env, tmp_path)
-    failures = [line for line in result.stderr.splitlines() if line.startswith("FAILED:")]
-    assert result.returncode == 2 and len(failures) == 1, result.stderr
-    assert "is in use by a presync (pid 4242)" in failures[0]
-    assert "Traceback" not in result.stderr
+        results = [presync(env, tmp_path), upgrade_head(env, tmp_path)]
+    for result in results:
+        output = result.stdout + result.stderr
+        failures = [line for line in output.splitlines() if line.startswith("FAILED:")]
+        assert result.returncode != 0 and len(failures) == 1, output
+        assert "is in use by a presync (pid 4242)" in failures[0]
+        assert "Traceback" not in output
+    assert sa.inspect(pg_engine).get_table_names() == []  # the cutover's preflight stopped it
 
 
 def test_bad_settings_are_one_line_each_and_nothing_is_written(
