@@ -13,7 +13,7 @@ ROWS ?= 1000000
 export ENV PG_BIN
 
 .PHONY: help install test lint demo migrate plan verify sql sql-downgrade downgrade current \
-	history check presync adopt-dev upgrade-dev adopt-target revision postgres-binaries bench bench-rows bench-upload
+	history check presync adopt-dev upgrade-dev adopt-target revision postgres-binaries bench bench-rows bench-upload bench-rate-limit
 
 help:
 	@echo "make demo                      the whole cutover and rollback on sample data"
@@ -33,6 +33,7 @@ help:
 	@echo "make bench                     both benchmarks below"
 	@echo "make bench-rows ROWS=1000000   time the row copy (and pgloader) on generated dev data"
 	@echo "make bench-upload              time the file upload against a slow local TOS server"
+	@echo "make bench-rate-limit          how closely STORAGE_RATE_LIMIT holds the upload rate"
 
 install: $(VENV)/.installed
 
@@ -130,3 +131,7 @@ bench-rows: install postgres-binaries
 # The local TOS server with 20 ms per request; see bench/upload_files.py.
 bench-upload: install postgres-binaries
 	$(BIN)/python -m bench.upload_files
+
+# A presync under STORAGE_RATE_LIMIT 5MB, 10MB, 20MB and none; see bench/rate_limit.py.
+bench-rate-limit: install
+	$(BIN)/python -m bench.rate_limit
