@@ -30,7 +30,6 @@ from data_migrations.file_upload import (
     Listing,
     Outcome,
     StorageSettingsSource,
-    UploadReport,
     print_plan,
     print_summary,
     scanned,
@@ -118,14 +117,15 @@ def mismatch(entry: RecordedFile, stored: ObjectInfo | None) -> str | None:
 
 
 def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
-            retry_backoff: Sequence[float] = RETRY_BACKOFF_SECONDS) -> UploadReport | None:
-    """Upload what changed since the last presync and record it; None for a dry run."""
+            retry_backoff: Sequence[float] = RETRY_BACKOFF_SECONDS) -> None:
+    """Upload what changed since the last presync and record it (a dry run only shows the
+    plan)."""
     target = storage_settings()
     started = time.monotonic()
     scan = scanned(options, target)
     if options.dry_run:
         print_plan(scan)
-        return None
+        return
     with closing(build_storage(target, options.work_dir)) as storage, \
             presync_record.opened(options.work_dir, target, create=True,
                                   who="a presync") as record:
@@ -141,7 +141,6 @@ def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
     log.info(f"The next cutover still has to move {len(left):,} files "
              f"({size_text(sum(f.size for f in left))}) that changed while this presync read "
              "them, and whatever changes from now on.")
-    return report
 
 
 def main(argv: list[str] | None = None) -> int:
