@@ -212,7 +212,9 @@ def upload_files(connection: sa.Connection, options: UploadOptions,
     started = time.monotonic()
     scan = scanned(options, settings)
     if options.dry_run:
-        print_plan(scan)
+        with presync_record.opened(options.work_dir, settings, create=False,
+                                   who="the plan of a cutover") as record:
+            print_plan(scan, record)
         with closing(build_storage(settings, options.work_dir)) as storage:
             plan_manifest(connection, manifest_table(manifest), scan, storage, settings)
         return
@@ -563,11 +565,17 @@ def plan_manifest(connection: sa.Connection, manifest: sa.TableClause, scan: Fol
         connection.execute(sa.insert(manifest), rows[start:start + MANIFEST_BATCH])
 
 
-def print_plan(scan: FolderScan) -> None:
-    """The dry run's report: what would be uploaded, excluded and refused."""
+def print_plan(scan: FolderScan, record: PresyncRecord | None) -> None:
+    """The dry run's report: what would be uploaded, excluded and refused; with a presync
+    record, how much of it the presync has moved already (the bucket is not asked)."""
+    presynced = [] if record is None else [
+        file for file in scan.files if (entry := record.entries.get(file.relative_path))
+        and (entry.size, entry.mtime_ns) == (file.size, file.mtime_ns)]
+    presynced_bytes = sum(f.size for f in presynced)
     log.info("File upload plan (dry run, nothing uploaded):\n" + table(
         ("files", "count", "bytes"),
-        [("to upload", len(scan.files), size_text(scan.bytes)),
+        [("unchanged since the presync", len(presynced), size_text(presynced_bytes)),
+         ("to upload", len(scan.files) - len(presynced), size_text(scan.bytes - presynced_bytes)),
          ("excluded", len(scan.excluded), size_text(scan.excluded_bytes)),
          ("refused (not read)", len(scan.refused), "-")]))
     largest = sorted(scan.files, key=lambda f: f.size, reverse=True)[:LARGEST_SHOWN]

@@ -124,7 +124,9 @@ def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
     started = time.monotonic()
     scan = scanned(options, target)
     if options.dry_run:
-        print_plan(scan)
+        with presync_record.opened(options.work_dir, target, create=False,
+                                   who="the plan of a presync") as record:
+            print_plan(scan, record)
         return
     with closing(build_storage(target, options.work_dir)) as storage, \
             presync_record.opened(options.work_dir, target, create=True,

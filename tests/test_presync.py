@@ -345,3 +345,14 @@ def test_a_presync_killed_in_a_multipart_upload_resumes_from_its_stored_parts(
     assert bucket.uploads() == []
     assert objects(tos_storage)["audio/all hands.wav"] == recording.read_bytes()
     assert "audio/all hands.wav" in record_rows(Path(env["WORK_DIR"]))
+
+
+def test_the_plan_says_how_much_the_presync_has_moved_already(
+    env: dict[str, str], tmp_path: Path, uploads: Path
+) -> None:
+    ok(presync(env, tmp_path))
+    changed, *_ = files_in(uploads)
+    rewrite(uploads / changed)
+    output = ok(alembic(env, tmp_path, "-x", "dry_run=true", "upgrade", "head"))
+    assert summary_count(output, "unchanged since the presync") == len(files_in(uploads)) - 1
+    assert summary_count(output, "to upload") == 1
