@@ -18,10 +18,11 @@ from settings import ConfigError, mask_url
 from settings.urls import parse_source_url, parse_target_url
 from tests.runs import copied_users, cutover_environment, upgrade_head
 
-ODD_PASSWORD = "Xq7@Zr9:Wm/Kp#45"
-# Every piece of the password between reserved characters: none may be printed.
+ODD_PASSWORD = "Xq7@Zr9:Wmq/Kpz#v5x"
+# Every piece of the password between reserved characters: none may be printed. Each has
+# letters, so that none turns up in a timestamp or a count by chance.
 ODD_PIECES = [piece for piece in re.split(r"[@:/#]", ODD_PASSWORD) if len(piece) > 1]
-ENCODED_PASSWORD = "Xq7%40Zr9%3AWm%2FKp%2345"
+ENCODED_PASSWORD = "Xq7%40Zr9%3AWmq%2FKpz%23v5x"
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+psycopg2"])
