@@ -139,8 +139,9 @@ def keep_only(connection: sqlite3.Connection, kept: list[StoredPath],
 
 def generate_dev_setup(root: Path, rows: int, audio_files: int, small_files: int,
                        seed: int) -> DevSetup:
-    """The dev database and an uploads folder of exactly the files its rows name: the
-    first ``audio_files`` drawn among the tasks' audio, ``small_files`` among the rest."""
+    """The dev database and an uploads folder of exactly the files its rows name:
+    ``audio_files`` paths drawn among the tasks' audio paths get audio files,
+    ``small_files`` drawn among the other paths get small files, the rest become NULL."""
     database, uploads = root / "meeting_agent.db", root / "uploads"
     counts = generate_dev_database(database, rows=rows, seed=seed)
     rng = random.Random(seed)
