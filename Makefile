@@ -13,7 +13,8 @@ ROWS ?= 1000000
 export ENV PG_BIN
 
 .PHONY: help install test lint demo migrate plan verify sql sql-downgrade downgrade current \
-	history check presync adopt-dev upgrade-dev adopt-target revision postgres-binaries bench bench-rows bench-upload bench-rate-limit
+	history check presync adopt-dev upgrade-dev adopt-target revision postgres-binaries bench \
+	bench-rows bench-upload bench-rate-limit bench-cutover
 
 help:
 	@echo "make demo                      the whole cutover and rollback on sample data"
@@ -30,10 +31,11 @@ help:
 	@echo "make adopt-target ENV=prod     stamp a target the app's create_all() made at the baseline"
 	@echo "make upgrade-dev DEV_DB=./meeting_agent.db  upgrade the dev file to the schema head"
 	@echo "make revision MSG='add x'      new schema revision (before the data steps until released)"
-	@echo "make bench                     both benchmarks below"
+	@echo "make bench                     bench-rows and bench-upload below"
 	@echo "make bench-rows ROWS=1000000   time the row copy (and pgloader) on generated dev data"
 	@echo "make bench-upload              time the file upload against a slow local TOS server"
 	@echo "make bench-rate-limit          how closely STORAGE_RATE_LIMIT holds the upload rate"
+	@echo "make bench-cutover             the freeze window, cold and after a presync (long: ~2 GiB)"
 
 install: $(VENV)/.installed
 
@@ -135,3 +137,8 @@ bench-upload: install postgres-binaries
 # A presync under STORAGE_RATE_LIMIT 5MB, 10MB, 20MB and none; see bench/rate_limit.py.
 bench-rate-limit: install
 	$(BIN)/python -m bench.rate_limit
+
+# The freeze window of a whole cutover, cold and after a presync, on 200,000 rows and
+# ~2 GiB of uploads; see bench/cutover.py. Not part of bench: it takes minutes.
+bench-cutover: install postgres-binaries
+	$(BIN)/python -m bench.cutover

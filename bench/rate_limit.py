@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.upload_files import ACCESS_KEY, BUCKET, SECRET_KEY, large_file, tos_server
+from bench.upload_files import large_file, storage_environment, tos_server
 from settings.declared import rate as byte_rate
 from storage.tos import MiB
 
@@ -40,10 +40,7 @@ def folder_to_send(root: Path, large_mib: int) -> int:
 def upload_seconds(folder: Path, work: Path, port: int, limit: str | None) -> float:
     """The upload phase of a presync of ``folder`` with the limit."""
     environment = {
-        **os.environ, "STORAGE_PROVIDER": "tos", "STORAGE_BUCKET": BUCKET,
-        "STORAGE_REGION": "cn-beijing", "STORAGE_ENDPOINT": "http://tos-cn-beijing.volces.com",
-        "STORAGE_ACCESS_KEY": ACCESS_KEY, "STORAGE_SECRET_KEY": SECRET_KEY,
-        "STORAGE_PROXY": f"http://127.0.0.1:{port}", "MAX_CONCURRENT": str(THREADS),
+        **os.environ, **storage_environment(port), "MAX_CONCURRENT": str(THREADS),
         "UPLOADS_DIR": str(folder), "WORK_DIR": str(work), "UPLOAD_EXCLUDE": "none",
         "STORAGE_RATE_LIMIT": limit or "", "ENV": ""}
     finished = subprocess.run([sys.executable, "-m", "data_migrations.presync"],

@@ -51,10 +51,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(root: Path, port: int) -> subprocess.Popen:
+def start_server(root: Path, port: int, bandwidth_mib: float = 0.0) -> subprocess.Popen:
+    """The local TOS server with LATENCY per request and, given ``bandwidth_mib``, that
+    many MiB/s per connection at most."""
     server = subprocess.Popen(
         [sys.executable, "-m", "devtools.tos_server", "--root", str(root), "--port", str(port),
-         "--bucket", BUCKET, "--latency-ms", str(LATENCY * 1000)],
+         "--bucket", BUCKET, "--latency-ms", str(LATENCY * 1000),
+         "--bandwidth-mib", str(bandwidth_mib)],
         env={**os.environ, "STORAGE_ACCESS_KEY": ACCESS_KEY, "STORAGE_SECRET_KEY": SECRET_KEY},
         stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None
@@ -62,12 +65,20 @@ def start_server(root: Path, port: int) -> subprocess.Popen:
     return server
 
 
-def bench_settings(port: int, folder: Path, work: Path) -> cutover_settings.Settings:
-    return cutover_settings.read(load_env_file=False, environ={
+def storage_environment(port: int) -> dict[str, str]:
+    """The settings that send the uploads to the local TOS server on ``port`` (the SDK's
+    HTTP proxy) on WORKERS threads."""
+    return {
         "STORAGE_PROVIDER": "tos", "STORAGE_BUCKET": BUCKET, "STORAGE_REGION": "cn-beijing",
         "STORAGE_ENDPOINT": "http://tos-cn-beijing.volces.com", "STORAGE_ACCESS_KEY": ACCESS_KEY,
         "STORAGE_SECRET_KEY": SECRET_KEY, "STORAGE_PROXY": f"http://127.0.0.1:{port}",
-        "MAX_CONCURRENT": str(WORKERS), "UPLOADS_DIR": str(folder), "WORK_DIR": str(work),
+        "MAX_CONCURRENT": str(WORKERS)}
+
+
+def bench_settings(port: int, folder: Path, work: Path) -> cutover_settings.Settings:
+    """The upload of ``folder`` (nothing excluded) to the server on ``port``."""
+    return cutover_settings.read(load_env_file=False, environ={
+        **storage_environment(port), "UPLOADS_DIR": str(folder), "WORK_DIR": str(work),
         "UPLOAD_EXCLUDE": "none"})
 
 
@@ -117,11 +128,11 @@ def read_seconds(path: Path) -> float:
 
 
 @contextmanager
-def tos_server(root: Path) -> Iterator[tuple[int, list[float]]]:
+def tos_server(root: Path, bandwidth_mib: float = 0.0) -> Iterator[tuple[int, list[float]]]:
     """A fresh local TOS server for one measurement: its port, and a list that receives
     the CPU seconds it used once it has stopped."""
     port = free_port()
-    server = start_server(root, port)
+    server = start_server(root, port, bandwidth_mib)
     cpu: list[float] = []
     try:
         yield port, cpu
