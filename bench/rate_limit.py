@@ -1,10 +1,10 @@
 """How closely STORAGE_RATE_LIMIT holds the upload to its rate, against the local TOS server.
 
 For each limit (and none), a fresh local TOS server (20 ms per request) and a presync
-(``python -m data_migrations.presync``, as an operator runs it before the freeze) of the same
-folder: one large file that goes up in 16 MiB parts and 40 files of 512 KiB, on 10 threads. The rate is the bytes over the upload
-phase the presync reports (``File upload (scan …, upload Ns, …)``); the share is that rate
-over the limit (goal: within 20% of it).
+(``python -m data_migrations.presync``, as an operator runs it before the freeze) of the
+same folder: one large file that goes up in 16 MiB parts and 40 files of 512 KiB, on 10
+threads. The rate is the bytes over the upload phase the presync reports (``File upload
+(scan …, upload Ns, …)``); the share is that rate over the limit (goal: within 20% of it).
 
     python -m bench.rate_limit [--limits 5MB,10MB,20MB] [--large-mib 96] [--workdir DIR]
 """
