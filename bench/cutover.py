@@ -332,6 +332,9 @@ def print_figures(setup: DevSetup, cold: Cutover, presync: Cutover,
     print(f"(b) files step: {files_seconds:.1f} s against {FILES_STEP_ALLOWANCE:.0f} s + "
           f"{size_text(changes.bytes)} changed / {throughput / 1e6:.1f} MB/s = {allowed:.1f} s "
           f"({'within' if files_seconds <= allowed else 'OVER'})")
+    phases = ", ".join(f"{phase} {seconds:.2f} s"
+                       for phase, seconds in presync.step("files")["phases"].items())
+    print(f"(b) files step by phase: {phases}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -226,7 +226,7 @@ def upload_files(connection: sa.Connection, options: UploadOptions,
         run = FileUpload(storage, settings, ledger, record, options, retry_backoff)
         report = run.run(scan, time.monotonic() - started)
     print_summary(report)
-    record_step("files", seconds=sum(report.seconds.values()),
+    record_step("files", seconds=sum(report.seconds.values()), phases=dict(report.seconds),
                 summary=f"{sum(report.files.values()):,} files in the bucket "
                         f"({report.files['presynced']:,} from the presync), "
                         f"{len(scan.excluded):,} excluded, {len(scan.refused):,} refused",

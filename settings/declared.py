@@ -312,7 +312,8 @@ MAX_CONCURRENT = Setting("MAX_CONCURRENT", positive_int, "10",
                          "parallel uploads, checks and deletes", storage=True)
 STORAGE_MULTIPART_THRESHOLD = Setting(
     "STORAGE_MULTIPART_THRESHOLD", positive_int, str(DEFAULT_MULTIPART_THRESHOLD),
-    "when a file goes up in parts", shown_default="64 MiB", storage=True)
+    "when a file goes up in parts (in parallel, and resumable after a kill)",
+    shown_default="16 MiB", storage=True)
 STORAGE_PART_SIZE = Setting(
     "STORAGE_PART_SIZE", part_size, str(DEFAULT_PART_SIZE),
     "the size of the parts (TOS minimum 5 MiB)", shown_default="16 MiB", storage=True)

@@ -35,7 +35,9 @@ from storage.options import BUCKET_DEFAULTS, Correction, ObjectOptions
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB  # TOS refuses smaller parts, except the last one
-DEFAULT_MULTIPART_THRESHOLD = 64 * MiB
+# Above this a file goes up in parts, on parallel connections (a single connection is
+# often capped well below the link), and a killed run resumes it from its stored parts.
+DEFAULT_MULTIPART_THRESHOLD = 16 * MiB
 DEFAULT_PART_SIZE = 16 * MiB
 DEFAULT_PART_CONCURRENCY = 8
 NO_SUCH_BUCKET_EC = "0006-00000001"
