@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.copy_rows import FAILURE_LINES, Measured, run_measured
-from bench.upload_files import LATENCY, storage_environment, tos_server
+from bench.upload_files import LATENCY, random_file, storage_environment, tos_server
 from data_migrations.report import size_text, table
 from devtools.postgres_server import PostgresServer, running_server
 from devtools.sample import LARGEST_FILE, SMALLEST_FILE, UPLOADS_ALIAS, generate_dev_database
@@ -109,13 +109,6 @@ def stored_paths(connection: sqlite3.Connection) -> Iterator[StoredPath]:
             yield StoredPath(table_name, column, str(row_key), value)
 
 
-def write_random_file(path: Path, size: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as stream:
-        for offset in range(0, size, MiB):
-            stream.write(os.urandom(min(MiB, size - offset)))
-
-
 def small_file_size(rng: random.Random) -> int:
     """Log-uniform over the sample generator's range, as the app's small files are."""
     return int(math.exp(rng.uniform(math.log(SMALLEST_FILE), math.log(LARGEST_FILE))))
@@ -155,9 +148,9 @@ def generate_dev_setup(root: Path, rows: int, audio_files: int, small_files: int
         small = rng.sample(rest, min(small_files, len(rest)))
         audio_sizes = {path.key: rng.randint(*AUDIO_MIB) * MiB for path in audio}
         for path in audio:
-            write_random_file(uploads / path.relative_path, audio_sizes[path.key])
+            random_file(uploads / path.relative_path, audio_sizes[path.key])
         for path in small:
-            write_random_file(uploads / path.relative_path, small_file_size(rng))
+            random_file(uploads / path.relative_path, small_file_size(rng))
         connection.execute("BEGIN")
         keep_only(connection, audio + small, audio_sizes)
         connection.execute("COMMIT")
@@ -178,11 +171,11 @@ def change_files(setup: DevSetup, seed: int) -> tuple[list[Path], list[Path]]:
     others = [path for path in setup.files if path != audio]
     changed = [audio, *rng.sample(others, min(count - 1, len(others)))]
     for path in changed:
-        write_random_file(path, path.stat().st_size)
+        random_file(path, path.stat().st_size)
     added = [setup.uploads / ADDED_FOLDER / f"clip-{index:02d}.m4a"
              for index in range(ADDED_FILES)]
     for path in added:
-        write_random_file(path, small_file_size(rng))
+        random_file(path, small_file_size(rng))
     return changed, added
 
 
@@ -219,7 +212,7 @@ def cutover_environment(setup: DevSetup, folder: Path, database_url: str,
             **storage_environment(port)}
 
 
-def failure_text(measured: Measured) -> str | None:
+def command_failure(measured: Measured) -> str | None:
     if measured.exit_code == 0:
         return None
     tail = " | ".join(measured.output.strip().splitlines()[-FAILURE_LINES:])
@@ -234,7 +227,7 @@ def upgrade_head(name: str, env: dict[str, str], folder: Path) -> Cutover:
     measured = run_measured([sys.executable, "-m", "alembic", "upgrade", "head"], env,
                             folder / f"{name}-upgrade.log")
     print(f"  {measured.seconds:.1f} s", flush=True)
-    failure = failure_text(measured)
+    failure = command_failure(measured)
     if failure:
         return Cutover(name, failure=failure)
     written = sorted(set(reports.glob("cutover-*.json")) - before)
@@ -277,7 +270,7 @@ def presync_cutover(server: PostgresServer, setup: DevSetup, root: Path,
         presync = run_measured([sys.executable, "-m", PRESYNC_MODULE], env,
                                folder / "presync.log")
         print(f"  {presync.seconds:.1f} s", flush=True)
-        failure = failure_text(presync)
+        failure = command_failure(presync)
         if failure:
             return Cutover("presync", failure=f"presync {failure}"), None
         changed, added = change_files(setup, seed)

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.upload_files import large_file, storage_environment, tos_server
+from bench.upload_files import random_file, storage_environment, tos_server
 from settings.declared import rate as byte_rate
 from storage.tos import MiB
 
@@ -37,7 +37,7 @@ def folder_to_send(root: Path, total: int) -> int:
     """About ``total`` bytes to upload under ``root``: the small files and one large file
     for the rest; returns their bytes."""
     large = max(total - SMALL_FILES * SMALL_SIZE, MiB) // MiB * MiB
-    large_file(root / "recordings" / "all-hands.wav", large)
+    random_file(root / "recordings" / "all-hands.wav", large)
     (root / "clips").mkdir()
     for index in range(SMALL_FILES):
         (root / "clips" / f"clip-{index:02d}.mp3").write_bytes(os.urandom(SMALL_SIZE))

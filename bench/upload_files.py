@@ -111,12 +111,12 @@ def small_files(folder: Path, count: int) -> None:
         path.write_bytes(os.urandom(1024))
 
 
-def large_file(path: Path, size: int) -> None:
-    path.parent.mkdir(parents=True)
-    chunk = os.urandom(MiB)
+def random_file(path: Path, size: int) -> None:
+    """``size`` random bytes at ``path``, written a MiB at a time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as stream:
-        for _ in range(size // MiB):
-            stream.write(chunk)
+        for offset in range(0, size, MiB):
+            stream.write(os.urandom(min(MiB, size - offset)))
 
 
 def read_seconds(path: Path) -> float:
@@ -166,7 +166,7 @@ def bench_small_files(root: Path, count: int, database_url: str) -> None:
 
 def bench_large_file(root: Path, mib: int, database_url: str) -> None:
     large = root / "large" / "meeting.wav"
-    large_file(large, mib * MiB)
+    random_file(large, mib * MiB)
     disk = read_seconds(large)
     with tos_server(root / "tos-large") as (port, server_cpu):
         cpu = time.process_time()

@@ -20,6 +20,7 @@ read, never written: the preflight probe and any scratch file go to WORK_DIR.
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from collections import Counter
@@ -27,6 +28,7 @@ from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import partial
 from pathlib import PurePosixPath
 from threading import Event, Lock
@@ -65,7 +67,8 @@ STATUS_ROWS = (("presynced", "from the presync (unchanged, not read)"),
                ("uploaded", "uploaded"), ("replaced", "re-uploaded (content differed)"),
                ("resent", "re-uploaded (storage class or encryption differed)"),
                ("acl_set", "already in the bucket, ACL corrected"),
-               ("skipped", "skipped (already in the bucket)"))
+               ("skipped", "skipped (already in the bucket)"),
+               ("vanished", "deleted while the run read them (not recorded)"))
 
 
 def manifest_table(name: str) -> sa.TableClause:
@@ -166,9 +169,7 @@ StorageSettingsSource = Callable[[], StorageSettings]
 
 def describe_target(settings: StorageSettings) -> str:
     """Where the objects go, for people: never a credential."""
-    where = (f"folder {settings.local_root.resolve()}" if settings.provider == "local"
-             else f"bucket {settings.bucket!r} at {settings.endpoint}")
-    where += f", keys under {settings.key_prefix}" if settings.key_prefix else ""
+    where = settings.location()
     written = [f"{name} {value}" for name, value in (
         ("ACL", settings.acl), ("storage class", settings.storage_class),
         ("SSE", settings.sse)) if value]
@@ -212,14 +213,14 @@ def upload_files(connection: sa.Connection, options: UploadOptions,
     started = time.monotonic()
     scan = scanned(options, settings)
     if options.dry_run:
-        with presync_record.opened(options.work_dir, settings, create=False,
+        with presync_record.opened(options, settings, create=False,
                                    who="the plan of a cutover") as record:
             print_plan(scan, record)
         with closing(build_storage(settings, options.work_dir)) as storage:
             plan_manifest(connection, manifest_table(manifest), scan, storage, settings)
         return
     with closing(build_storage(settings, options.work_dir)) as storage, \
-            presync_record.opened(options.work_dir, settings, create=False,
+            presync_record.opened(options, settings, create=False,
                                   who="the files step of a cutover") as record:
         # The chain's preflight (data_migrations/preflight.py) ran the storage preflight.
         ledger = ManifestLedger(connection, manifest_table(manifest), storage, settings)
@@ -343,7 +344,14 @@ class FileUpload:
 
     def upload_one(self, file: LocalFile, present: ObjectInfo | None) -> Outcome:
         """Upload the file unless the bucket holds its bytes already, written with the
-        upload options (ACL, storage class, SSE) or brought to them in place."""
+        upload options (ACL, storage class, SSE) or brought to them in place; a file deleted
+        since the scan is "vanished" (what that means is the ledger's to say)."""
+        try:
+            return self.send(file, present)
+        except FileNotFoundError:
+            return Outcome(file, "vanished", ObjectInfo(file.relative_path, 0, None))
+
+    def send(self, file: LocalFile, present: ObjectInfo | None) -> Outcome:
         if present is None:
             return Outcome(file, "uploaded", self.put_with_retries(file))
         if (present.size, present.crc64) != (file.size, file_crc64(file.source)):
@@ -361,15 +369,20 @@ class FileUpload:
         content_type = guess_content_type(PurePosixPath(name))
         resume = self.resumable.pop(name, None)
 
+        resumed = False
+
         def attempt() -> ObjectInfo:
-            nonlocal resume
+            nonlocal resume, resumed
             self.parts_stored.forget(name)
+            if not file.source.is_file():  # deleted since the scan: no attempt will find it
+                raise FileNotFoundError(errno.ENOENT, "deleted since the scan", str(file.source))
             given, resume = resume, None  # a failed attempt aborts it: retries start afresh
+            resumed = given is not None
             return self.storage.put_file(name, file.source, content_type,
                                          partial(self.parts_stored.stored, name), given)
 
         stored = self.retrying(attempt, name)
-        if stored.reused_bytes:
+        if resumed:
             self.resumed.add(stored.reused_bytes)
             # The resumed upload was started with the options of its run: today's win.
             if self.retrying(lambda: self.storage.conform(name), name) == "resend":
@@ -401,15 +414,22 @@ class FileUpload:
     def orphans(self, scan: FolderScan, present: dict[str, ObjectInfo],
                 report: UploadReport) -> None:
         """The objects the presync stored whose files are no longer to be uploaded (deleted,
-        or excluded since): listed, and with ``prune_objects`` deleted and forgotten. Only
-        keys the record holds are ever touched, never anything else in the bucket."""
+        or excluded since; a refused file still exists and is none): listed, and with
+        ``prune_objects`` deleted and forgotten. Only keys the record holds, still holding
+        the bytes the presync stored, are ever touched; never anything else in the bucket."""
         if self.record is None:
             return
-        wanted = {file.relative_path for file in scan.files}
-        report.orphans = sorted(path for path in self.record.entries
-                                if path not in wanted and path in present)
+        kept = {f.relative_path for f in scan.files} | {r.relative_path for r in scan.refused}
+        report.orphans = sorted(
+            path for path, entry in self.record.entries.items() if path not in kept
+            and difference(entry, present.get(path)) is None)
         if not report.orphans or not self.options.prune_objects:
             return
+        if not scan.files:
+            raise DataMigrationError(
+                f"-x prune=true would delete all {len(report.orphans):,} objects the presync "
+                f"stored, as UPLOADS_DIR {scan.root} holds no file to upload: check "
+                "UPLOADS_DIR; nothing was deleted")
         delete_objects(self.storage, report.orphans, self.workers, self.retry_backoff,
                        "they stay listed; run again to delete them")
         self.record.forget(report.orphans)
@@ -453,6 +473,11 @@ class ManifestLedger:
 
     def add(self, outcome: Outcome) -> None:
         key = outcome.file.relative_path
+        if outcome.status == "vanished":
+            raise DataMigrationError(
+                f"{key} was deleted from UPLOADS_DIR while the files step ran: the app must be "
+                "stopped for the cutover. Nothing was recorded (the manifest is rolled back); "
+                "stop the app and run the upgrade again.")
         self.batch.append({
             "relative_path": key, "object_key": self.key_prefix + key,
             "public_url": self.storage.public_url(key), "size": outcome.stored.size,
@@ -488,8 +513,19 @@ class ManifestLedger:
         return len(rows)
 
 
-def difference(row: sa.Row, stored: ObjectInfo | None) -> str | None:
-    """How the bucket's object differs from what the manifest row recorded, if it does."""
+class Stored(Protocol):
+    """A file as a manifest row or the presync record says it was stored."""
+
+    @property
+    def relative_path(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def crc64(self) -> int | Decimal: ...
+
+
+def difference(row: Stored, stored: ObjectInfo | None) -> str | None:
+    """How the bucket's object differs from what was recorded of it, if it does."""
     if stored is None:
         return f"{row.relative_path}: not in the bucket"
     if (stored.size, stored.crc64) != (row.size, int(row.crc64)):

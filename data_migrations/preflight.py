@@ -168,15 +168,22 @@ def storage_ready(cutover: Settings) -> list[str]:
     return []
 
 
-def presync_not_running(cutover: Settings) -> list[str]:
-    """No presync is uploading to the same target: the files step reads its record."""
+def presync_record_usable(cutover: Settings) -> list[str]:
+    """No presync is uploading to the same target, and its record, if there is one, can
+    be read: the files step reads it."""
     options = cutover.upload_options()
     try:
         target = cutover.storage()
     except ConfigError:  # storage_ready names it
         return []
-    busy = presync_record.in_use(options.work_dir, target)
-    return [] if busy is None else [busy]
+    if not presync_record.record_path(options, target).parent.is_dir():
+        return []  # no presync has run: nothing to read (and WORK_DIR may not exist yet)
+    try:
+        with presync_record.opened(options, target, create=False,
+                                   who="the preflight of a cutover"):
+            return []
+    except DataMigrationError as error:
+        return [str(error)]
 
 
 def writable(setting: declared.Setting, cutover: Settings) -> list[str]:

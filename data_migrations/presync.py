@@ -30,6 +30,7 @@ from data_migrations.file_upload import (
     Listing,
     Outcome,
     StorageSettingsSource,
+    difference,
     print_plan,
     print_summary,
     scanned,
@@ -38,7 +39,7 @@ from data_migrations.preflight import PreflightError
 from data_migrations.presync_record import PresyncRecord, RecordedFile
 from data_migrations.report import bulleted, log_to_stderr, size_text
 from settings.steps import UploadOptions
-from storage import ObjectInfo, StorageError
+from storage import StorageError
 from storage.factory import build_storage
 from storage.options import ObjectOptions
 
@@ -74,17 +75,29 @@ class PresyncLedger:
         if outcome.status == "presynced":  # recorded already, and still true
             self.unchanged += 1
             return
-        seen = file.source.stat()
-        if (seen.st_size, seen.st_mtime_ns) != (file.size, file.mtime_ns):
+        if not self.still_as_scanned(outcome) or outcome.stored.crc64 is None:
             self.changed.append(file.relative_path)
             return
         self.pending.append(RecordedFile(
             file.relative_path, self.key_prefix + file.relative_path, outcome.stored.size,
-            # A store that reports no CRC-64 gets 0, which no listing matches: never vouched for.
-            file.mtime_ns, outcome.stored.crc64 or 0, self.object_options))
+            file.mtime_ns, outcome.stored.crc64, self.object_options))
         if len(self.pending) >= RECORD_BATCH or \
                 time.monotonic() - self.flushed_at >= RECORD_SECONDS:
             self.flush()
+
+    @staticmethod
+    def still_as_scanned(outcome: Outcome) -> bool:
+        """The file is as the scan saw it (size, modification time), so what was stored is
+        the file as the record will describe it; a file the app changed or deleted while
+        it was read is not."""
+        file = outcome.file
+        if outcome.status == "vanished":
+            return False
+        try:
+            seen = file.source.stat()
+        except FileNotFoundError:
+            return False
+        return (seen.st_size, seen.st_mtime_ns) == (file.size, file.mtime_ns)
 
     def flush(self) -> None:
         self.record.add(self.pending)
@@ -96,24 +109,16 @@ class PresyncLedger:
         """Every file recorded in this run against a fresh listing of the bucket."""
         self.flush()
         stored = listing()
-        problems = [f"{entry.relative_path}: {what}" for entry in self.recorded
-                    if (what := mismatch(entry, stored.get(entry.relative_path)))]
-        if problems:
-            self.record.forget(problem.partition(":")[0] for problem in problems)
+        wrong = {entry.relative_path: problem for entry in self.recorded
+                 if (problem := difference(entry, stored.get(entry.relative_path)))}
+        if wrong:
+            self.record.forget(wrong)
+            problems = list(wrong.values())
             raise DataMigrationError(
                 f"{len(problems):,} stored files are not in the bucket as recorded; they are "
                 f"taken out of the record (the next run sends them again):\n"
                 f"{bulleted(sorted(problems))}")
         return len(self.recorded) + self.unchanged
-
-
-def mismatch(entry: RecordedFile, stored: ObjectInfo | None) -> str | None:
-    if stored is None:
-        return "not in the bucket"
-    if (stored.size, stored.crc64) != (entry.size, entry.crc64):
-        return (f"the bucket holds {stored.size:,} bytes with CRC-64 {stored.crc64}, the "
-                f"presync stored {entry.size:,} bytes with CRC-64 {entry.crc64}")
-    return None
 
 
 def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
@@ -124,12 +129,12 @@ def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
     started = time.monotonic()
     scan = scanned(options, target)
     if options.dry_run:
-        with presync_record.opened(options.work_dir, target, create=False,
+        with presync_record.opened(options, target, create=False,
                                    who="the plan of a presync") as record:
             print_plan(scan, record)
         return
     with closing(build_storage(target, options.work_dir)) as storage, \
-            presync_record.opened(options.work_dir, target, create=True,
+            presync_record.opened(options, target, create=True,
                                   who="a presync") as record:
         assert record is not None
         log.info(f"Presync record: {record.path} ({len(record.entries):,} files recorded "
@@ -139,7 +144,7 @@ def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
         report = run.run(scan, time.monotonic() - started)
     print_summary(report)
     changed = set(ledger.changed)
-    left = [f for f in scan.files if f.relative_path in changed]
+    left = [f for f in scan.files if f.relative_path in changed and f.source.exists()]
     log.info(f"The next cutover still has to move {len(left):,} files "
              f"({size_text(sum(f.size for f in left))}) that changed while this presync read "
              "them, and whatever changes from now on.")

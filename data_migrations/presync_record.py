@@ -1,4 +1,4 @@
-"""What the presync uploaded: one SQLite file per target under ``WORK_DIR/presync/``.
+"""What the presync uploaded: one SQLite file per folder and target under ``WORK_DIR/presync/``.
 
 Each file the presync stored is recorded with its relative path, object key, size,
 modification time (ns), CRC-64 and the upload options it was written with, committed as
@@ -8,10 +8,12 @@ only when its size and modification time are what the record says AND the bucket
 listing shows the recorded key with the recorded size and CRC-64: the record never makes
 the cutover skip a file whose object is not in the bucket as recorded.
 
-A record belongs to one target (provider, endpoint, bucket or folder, key prefix): the
-file is named after it, so a presync to a test bucket is never taken for one to the
-production bucket. An exclusive ``flock`` on a lock file next to it keeps two presyncs,
-or a presync and the cutover's files step, from using one record at once.
+A record belongs to one uploads folder and one target (provider, endpoint, bucket or
+folder, key prefix): the file is named after both, so a presync to a test bucket is never
+taken for one to the production bucket, and a run pointed at another folder starts a
+record of its own instead of finding every recorded file gone. An exclusive ``flock`` on a
+lock file next to it keeps two presyncs, or a presync and the cutover's files step, from
+using one record at once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_migrations.errors import DataMigrationError
+from settings.steps import UploadOptions
 from settings.storage import StorageSettings
 from storage.options import ObjectOptions
 
@@ -56,21 +59,19 @@ class RecordedFile:
     options: ObjectOptions
 
 
-def target_description(settings: StorageSettings) -> str:
-    """The target a record belongs to, for people and for naming its file: never a
-    credential."""
-    where = (f"local folder {settings.local_root.resolve()}" if settings.provider == "local"
-             else f"tos bucket {settings.bucket} at {settings.endpoint}")
-    return f"{where}, key prefix {settings.key_prefix or '(none)'}"
+def target_description(options: UploadOptions, settings: StorageSettings) -> str:
+    """The folder and target a record belongs to, for people and for naming its file:
+    never a credential."""
+    return f"{options.uploads_dir.resolve()} to {settings.location()}"
 
 
-def record_path(work_dir: Path, settings: StorageSettings) -> Path:
-    digest = hashlib.sha256(target_description(settings).encode()).hexdigest()[:16]
-    return work_dir / FOLDER / f"{digest}.sqlite"
+def record_path(options: UploadOptions, settings: StorageSettings) -> Path:
+    digest = hashlib.sha256(target_description(options, settings).encode()).hexdigest()[:16]
+    return options.work_dir / FOLDER / f"{digest}.sqlite"
 
 
 class PresyncRecord:
-    """The record of one target, open and locked; ``entries`` as of opening."""
+    """The record of one folder and target, open and locked; ``entries`` as of opening."""
 
     def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
         self.path = path
@@ -91,50 +92,64 @@ class PresyncRecord:
                 [(f.relative_path, f.object_key, f.size, f.mtime_ns, str(f.crc64),
                   f.options.acl, f.options.storage_class, f.options.sse) for f in files])
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._connection.execute("BEGIN")
-        try:
-            yield
-        except BaseException:
-            self._connection.execute("ROLLBACK")
-            raise
-        self._connection.execute("COMMIT")
-
     def forget(self, relative_paths: Iterable[str]) -> None:
         """Drop files from the record (their objects were deleted), and commit."""
         with self._transaction():
             self._connection.executemany("DELETE FROM files WHERE relative_path = ?",
                                          [(path,) for path in relative_paths])
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with unusable(self.path):
+            self._connection.execute("BEGIN")
+            try:
+                yield
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+            self._connection.execute("COMMIT")
+
 
 @contextmanager
-def opened(work_dir: Path, settings: StorageSettings, *, create: bool,
+def unusable(path: Path) -> Iterator[None]:
+    """A record that cannot be read or written (damaged, a disk full, no permission) as
+    one line naming it."""
+    try:
+        yield
+    except (sqlite3.Error, OSError, ValueError) as error:
+        raise DataMigrationError(
+            f"the presync record {path} cannot be used ({error}); fix its folder, or move the "
+            "file out of WORK_DIR and run the presync again (the cutover then reads every "
+            "file)") from None
+
+
+@contextmanager
+def opened(options: UploadOptions, settings: StorageSettings, *, create: bool,
            who: str) -> Iterator[PresyncRecord | None]:
-    """The record of the settings' target, locked for the block; None when there is none
-    and ``create`` is false. ``who`` names the holder for a run that finds it locked."""
-    path = record_path(work_dir, settings)
-    if not create and not path.is_file():
-        yield None
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path.with_suffix(".lock"), who), \
-            closing(sqlite3.connect(path, isolation_level=None)) as connection:
-        try:
-            connection.execute("PRAGMA journal_mode = WAL")  # a committed batch survives a kill
-            if create:
-                connection.executescript(SCHEMA)
-            _check_target(connection, path, target_description(settings), create)
-            record = PresyncRecord(path, connection)
-        except sqlite3.DatabaseError as error:
-            raise DataMigrationError(f"the presync record {path} cannot be read ({error}); "
-                                     "move it out of WORK_DIR and run the presync again") from None
-        yield record
+    """The record of the folder and target, locked for the block; None when there is
+    none and ``create`` is false (the lock is taken all the same, so that no presync
+    starts one meanwhile). ``who`` names the holder for a run that finds it locked."""
+    path = record_path(options, settings)
+    with unusable(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path.with_suffix(".lock"), who):
+        if not create and not path.is_file():
+            yield None
+            return
+        with unusable(path):
+            connection = sqlite3.connect(path, isolation_level=None)
+        with closing(connection):
+            with unusable(path):
+                if create:
+                    connection.executescript(SCHEMA)
+                _check_target(connection, path, target_description(options, settings), create)
+                record = PresyncRecord(path, connection)
+            yield record
 
 
 def _check_target(connection: sqlite3.Connection, path: Path, description: str,
                   create: bool) -> None:
-    """The record names the target it belongs to; a new record is given its name."""
+    """The record names the folder and target it belongs to; a new record is given them."""
     stored = connection.execute("SELECT description FROM target").fetchone()
     if stored is None and create:
         connection.execute("INSERT INTO target (description) VALUES (?)", (description,))
@@ -144,22 +159,12 @@ def _check_target(connection: sqlite3.Connection, path: Path, description: str,
                                  "move it out of WORK_DIR")
 
 
-def in_use(work_dir: Path, settings: StorageSettings) -> str | None:
-    """Why the target's record cannot be used now (a presync is running), or None."""
-    lock_path = record_path(work_dir, settings).with_suffix(".lock")
-    if not lock_path.is_file():
-        return None
-    try:
-        with _locked(lock_path, "a check"):
-            return None
-    except DataMigrationError as busy:
-        return str(busy)
-
-
 @contextmanager
 def _locked(lock_path: Path, who: str) -> Iterator[None]:
     """An exclusive lock on ``lock_path`` for the block, or one line naming the holder."""
-    with lock_path.open("a+") as lock:
+    with unusable(lock_path.with_suffix(".sqlite")):
+        lock = lock_path.open("a+")
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -46,6 +46,13 @@ class StorageSettings:
     def object_options(self) -> ObjectOptions:
         return ObjectOptions(self.acl, self.storage_class, self.sse)
 
+    def location(self) -> str:
+        """Where the objects go, for people and for telling targets apart: never a
+        credential."""
+        where = (f"folder {self.local_root.resolve()}" if self.provider == "local"
+                 else f"bucket {self.bucket!r} at {self.endpoint}")
+        return where + (f", keys under {self.key_prefix}" if self.key_prefix else "")
+
     @classmethod
     def from_values(cls, values: dict[str, object]) -> StorageSettings:
         """From the parsed values of the ``STORAGE_*`` settings and ``MAX_CONCURRENT``."""

@@ -356,3 +356,82 @@ def test_the_plan_says_how_much_the_presync_has_moved_already(
     output = ok(alembic(env, tmp_path, "-x", "dry_run=true", "upgrade", "head"))
     assert summary_count(output, "unchanged since the presync") == len(files_in(uploads)) - 1
     assert summary_count(output, "to upload") == 1
+
+
+def failed_lines(result: subprocess.CompletedProcess) -> list[str]:
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    return [line for line in output.splitlines() if line.startswith("FAILED:")]
+
+
+def test_files_the_app_deletes_or_changes_during_a_presync_are_not_recorded(
+    env: dict[str, str], tmp_path: Path, uploads: Path, tos_server: TosServer
+) -> None:
+    late = uploads / "zz-late"  # scanned, and uploaded last (one thread, in path order)
+    late.mkdir()
+    deleted, changed = late / "deleted.mp3", late / "changed.mp3"
+    for path in (deleted, changed):
+        path.write_bytes(b"recorded by the app")
+    tos_server.faults = Faults(latency=0.3)
+    work = Path(env["WORK_DIR"])
+    process = subprocess.Popen([sys.executable, "-m", "data_migrations.presync"],
+                               env={**env, "MAX_CONCURRENT": "1"}, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and recorded_so_far(work) < 1:
+        time.sleep(0.05)
+    deleted.unlink()
+    changed.write_bytes(b"written again by the app")
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    assert summary_count(output, "deleted while the run read them (not recorded)") == 1
+    assert "The next cutover still has to move 1 files" in output
+    recorded = record_rows(work)
+    assert "zz-late/deleted.mp3" not in recorded and "zz-late/changed.mp3" not in recorded
+    assert set(recorded) == set(files_in(uploads)) - {"zz-late/changed.mp3"}
+
+
+def test_prune_never_deletes_a_refused_file_nor_everything(
+    env: dict[str, str], tmp_path: Path, uploads: Path, tos_storage: StorageClient
+) -> None:
+    ok(presync(env, tmp_path))
+    stored = set(objects(tos_storage))
+    refused = sorted(files_in(uploads))[0]
+    (uploads / refused).unlink()
+    (uploads / refused).symlink_to("/etc/hostname")  # still there, now refused
+    output = ok(presync({**env, "UNSAFE_FILES": "skip"}, tmp_path, "prune=true"))
+    assert "objects the presync stored" not in output  # no orphan: nothing listed or deleted
+    assert set(objects(tos_storage)) == stored
+
+    for path in files_in(uploads).values():  # the app's folder, emptied (a wrong mount?)
+        path.unlink()
+    result = presync({**env, "UNSAFE_FILES": "skip"}, tmp_path, "prune=true")
+    (failure,) = failed_lines(result)
+    assert "-x prune=true would delete all" in failure and "nothing was deleted" in failure
+    assert set(objects(tos_storage)) == stored
+
+
+def test_another_uploads_folder_has_a_record_of_its_own(
+    env: dict[str, str], tmp_path: Path, tos_storage: StorageClient
+) -> None:
+    ok(presync(env, tmp_path))
+    stored = set(objects(tos_storage))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "one.mp3").write_bytes(b"another folder")
+    output = ok(presync({**env, "UPLOADS_DIR": str(elsewhere)}, tmp_path, "prune=true"))
+    assert "objects the presync stored" not in output
+    assert set(objects(tos_storage)) == stored | {"one.mp3"}
+    assert len(list((Path(env["WORK_DIR"]) / "presync").glob("*.sqlite"))) == 2
+
+
+def test_a_damaged_record_is_one_line_before_anything_is_written(
+    env: dict[str, str], tmp_path: Path, pg_engine: sa.Engine
+) -> None:
+    ok(presync(env, tmp_path))
+    (record,) = (Path(env["WORK_DIR"]) / "presync").glob("*.sqlite")
+    record.write_bytes(b"not a database at all" * 100)
+    for result in (presync(env, tmp_path), upgrade_head(env, tmp_path)):
+        (failure,) = failed_lines(result)
+        assert f"the presync record {record} cannot be used" in failure
+    assert sa.inspect(pg_engine).get_table_names() == []  # the cutover's preflight found it
