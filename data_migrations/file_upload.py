@@ -275,7 +275,7 @@ class FileUpload:
         report.aborted = self.take_leftover_uploads(keys, {f.relative_path for f in to_check})
         for file in unchanged:
             self.tally(report, Outcome(file, "presynced", present[file.relative_path]))
-        if self.record is not None:
+        if self.record is not None and self.record.entries:
             log.info(f"{len(unchanged):,} files are unchanged since the presync and in the bucket "
                      f"as it recorded them: taken from {self.record.path}, not read.")
         log.info(f"{len(present):,} objects already stored; uploading {len(to_check):,} files "
