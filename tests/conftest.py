@@ -108,6 +108,15 @@ ENDPOINT = "http://tos-cn-beijing.volces.com"  # never resolved: requests go to 
 PUBLIC_BASE_URL = "https://cdn.example.com/media"
 
 
+def stored(client: StorageClient) -> dict[str, bytes]:
+    """Every object the client lists, with its bytes."""
+    result = {}
+    for info in client.list():
+        with client.open(info.key) as stream:
+            result[info.key] = stream.read()
+    return result
+
+
 def tos_env(server: TosServer) -> dict[str, str]:
     """The storage settings that point the cutover at the local TOS server."""
     return {"STORAGE_PROVIDER": "tos", "STORAGE_BUCKET": BUCKET, "STORAGE_REGION": REGION,

@@ -37,6 +37,7 @@ from tests.conftest import (
     ROOT,
     SECRET_KEY,
     fetch,
+    stored,
     tos_env,
     version,
 )
@@ -92,14 +93,6 @@ def bucket(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> S
 
 only_tos = pytest.mark.parametrize("bucket", ["tos"], indirect=True)
 only_local = pytest.mark.parametrize("bucket", ["local"], indirect=True)
-
-
-def stored(client: StorageClient) -> dict[str, bytes]:
-    result = {}
-    for info in client.list():
-        with client.open(info.key) as stream:
-            result[info.key] = stream.read()
-    return result
 
 
 def manifest(engine: sa.Engine) -> dict[str, tuple]:

@@ -24,7 +24,7 @@ from data_migrations.file_scan import scan_folder
 from devtools.tos_server import Faults
 from storage import StorageClient, file_crc64
 from storage.tos import MiB
-from tests.conftest import BUCKET, ROOT, TosServer, tos_env
+from tests.conftest import BUCKET, ROOT, TosServer, stored, tos_env
 from tests.runs import cutover_environment, upgrade_head
 
 TABLES = ("users", "hotword_sets", "prompt_templates", "tasks", "audit_logs",
@@ -68,14 +68,6 @@ def files_in(folder: Path) -> dict[str, Path]:
     return {f.relative_path: f.source for f in scan_folder(folder, ("tmp/", "*.part")).files}
 
 
-def objects(client: StorageClient) -> dict[str, bytes]:
-    result = {}
-    for info in client.list():
-        with client.open(info.key) as stream:
-            result[info.key] = stream.read()
-    return result
-
-
 def record_rows(work_dir: Path) -> dict[str, tuple[int, int, int]]:
     """The presync record: relative path -> (size, mtime_ns, CRC-64)."""
     (path,) = (work_dir / "presync").glob("*.sqlite")
@@ -104,7 +96,7 @@ def end_state(database_url: str, client: StorageClient) -> dict[str, object]:
             "SELECT relative_path, object_key, public_url, size, crc64, status "
             "FROM cutover_file_manifest ORDER BY 1")).all()
     engine.dispose()
-    state["objects"] = objects(client)
+    state["objects"] = stored(client)
     return state
 
 
@@ -152,7 +144,7 @@ def test_presync_then_cutover_ends_as_a_cold_cutover(
     cold = end_state(pg_url, tos_storage)
     ok(run([sys.executable, "-m", "data_migrations.verify"], env, tmp_path))
     ok(alembic({**env, "PURGE_OBJECTS": "true"}, tmp_path, "downgrade", "base"))
-    assert objects(tos_storage) == {}
+    assert stored(tos_storage) == {}
 
     files = files_in(Path(env["UPLOADS_DIR"]))
     output = ok(presync(env, tmp_path))
@@ -181,7 +173,7 @@ def test_the_cutover_reads_only_the_files_changed_since_the_presync(
     assert summary_count(output, "uploaded") == 1
     assert summary_count(output, "from the presync (unchanged, not read)") == \
         len(files_in(uploads)) - 2
-    assert objects(tos_storage)[changed] == new_bytes
+    assert stored(tos_storage)[changed] == new_bytes
 
 
 def test_checksum_true_reads_every_file_and_catches_a_change_that_kept_its_time(
@@ -195,7 +187,7 @@ def test_checksum_true_reads_every_file_and_catches_a_change_that_kept_its_time(
         output = ok(alembic(env, tmp_path, "-x", "checksum=true", "upgrade", "0003"))
         assert opened() == set(files)
     assert summary_count(output, "re-uploaded (content differed)") == 1
-    assert objects(tos_storage)[sneaky] == new_bytes
+    assert stored(tos_storage)[sneaky] == new_bytes
 
 
 def test_the_record_never_stands_for_an_object_the_bucket_lacks(
@@ -211,8 +203,8 @@ def test_the_record_never_stands_for_an_object_the_bucket_lacks(
         assert opened() == {lost, replaced}
     assert summary_count(output, "uploaded") == 1
     assert summary_count(output, "re-uploaded (content differed)") == 1
-    stored = objects(tos_storage)
-    assert {key: stored[key] for key in (lost, replaced)} == {
+    in_bucket = stored(tos_storage)
+    assert {key: in_bucket[key] for key in (lost, replaced)} == {
         key: (uploads / key).read_bytes() for key in (lost, replaced)}
 
 
@@ -249,7 +241,7 @@ def test_a_killed_presync_resumes_without_reading_what_it_recorded(
         assert opened() == set(files) - set(recorded)
     assert summary_count(output, "from the presync (unchanged, not read)") == len(recorded)
     assert set(record_rows(work)) == set(files)
-    assert objects(tos_storage) == {key: path.read_bytes() for key, path in files.items()}
+    assert stored(tos_storage) == {key: path.read_bytes() for key, path in files.items()}
 
 
 def test_prune_deletes_exactly_the_presynced_objects_whose_files_are_gone(
@@ -266,12 +258,12 @@ def test_prune_deletes_exactly_the_presynced_objects_whose_files_are_gone(
     output = ok(alembic(env, tmp_path, "upgrade", "0003"))
     assert "2 objects the presync stored have no file in UPLOADS_DIR" in output
     assert all(f"  - {key}" in output for key in gone)
-    assert set(gone) <= set(objects(tos_storage))
+    assert set(gone) <= set(stored(tos_storage))
 
     ok(alembic(env, tmp_path, "downgrade", "0002"))
     output = ok(alembic({**env, "PRUNE_OBJECTS": "true"}, tmp_path, "upgrade", "0003"))
     assert "Deleted 2 objects the presync stored" in output
-    assert set(objects(tos_storage)) == set(files_in(uploads)) | {"reports/keep.txt"}
+    assert set(stored(tos_storage)) == set(files_in(uploads)) | {"reports/keep.txt"}
     assert not set(gone) & set(record_rows(Path(env["WORK_DIR"])))
 
 
@@ -343,7 +335,7 @@ def test_a_presync_killed_in_a_multipart_upload_resumes_from_its_stored_parts(
     assert sent == {1, 2, 3, 4} - kept
     assert "Incomplete multipart uploads left by a killed or failed attempt: 1 resumed" in output
     assert bucket.uploads() == []
-    assert objects(tos_storage)["audio/all hands.wav"] == recording.read_bytes()
+    assert stored(tos_storage)["audio/all hands.wav"] == recording.read_bytes()
     assert "audio/all hands.wav" in record_rows(Path(env["WORK_DIR"]))
 
 
@@ -395,33 +387,33 @@ def test_prune_never_deletes_a_refused_file_nor_everything(
     env: dict[str, str], tmp_path: Path, uploads: Path, tos_storage: StorageClient
 ) -> None:
     ok(presync(env, tmp_path))
-    stored = set(objects(tos_storage))
+    before = set(stored(tos_storage))
     refused = sorted(files_in(uploads))[0]
     (uploads / refused).unlink()
     (uploads / refused).symlink_to("/etc/hostname")  # still there, now refused
     output = ok(presync({**env, "UNSAFE_FILES": "skip"}, tmp_path, "prune=true"))
     assert "objects the presync stored" not in output  # no orphan: nothing listed or deleted
-    assert set(objects(tos_storage)) == stored
+    assert set(stored(tos_storage)) == before
 
     for path in files_in(uploads).values():  # the app's folder, emptied (a wrong mount?)
         path.unlink()
     result = presync({**env, "UNSAFE_FILES": "skip"}, tmp_path, "prune=true")
     (failure,) = failed_lines(result)
     assert "-x prune=true would delete all" in failure and "nothing was deleted" in failure
-    assert set(objects(tos_storage)) == stored
+    assert set(stored(tos_storage)) == before
 
 
 def test_another_uploads_folder_has_a_record_of_its_own(
     env: dict[str, str], tmp_path: Path, tos_storage: StorageClient
 ) -> None:
     ok(presync(env, tmp_path))
-    stored = set(objects(tos_storage))
+    before = set(stored(tos_storage))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "one.mp3").write_bytes(b"another folder")
     output = ok(presync({**env, "UPLOADS_DIR": str(elsewhere)}, tmp_path, "prune=true"))
     assert "objects the presync stored" not in output
-    assert set(objects(tos_storage)) == stored | {"one.mp3"}
+    assert set(stored(tos_storage)) == before | {"one.mp3"}
     assert len(list((Path(env["WORK_DIR"]) / "presync").glob("*.sqlite"))) == 2
 
 
