@@ -213,9 +213,7 @@ def upload_files(connection: sa.Connection, options: UploadOptions,
     started = time.monotonic()
     scan = scanned(options, settings)
     if options.dry_run:
-        with presync_record.opened(options, settings, create=False,
-                                   who="the plan of a cutover") as record:
-            print_plan(scan, record)
+        print_plan(scan, options, settings, "the plan of a cutover")
         with closing(build_storage(settings, options.work_dir)) as storage:
             plan_manifest(connection, manifest_table(manifest), scan, storage, settings)
         return
@@ -601,12 +599,15 @@ def plan_manifest(connection: sa.Connection, manifest: sa.TableClause, scan: Fol
         connection.execute(sa.insert(manifest), rows[start:start + MANIFEST_BATCH])
 
 
-def print_plan(scan: FolderScan, record: PresyncRecord | None) -> None:
+def print_plan(scan: FolderScan, options: UploadOptions, settings: StorageSettings,
+               who: str) -> None:
     """The dry run's report: what would be uploaded, excluded and refused; with a presync
-    record, how much of it the presync has moved already (the bucket is not asked)."""
-    presynced = [] if record is None else [
-        file for file in scan.files if (entry := record.entries.get(file.relative_path))
-        and (entry.size, entry.mtime_ns) == (file.size, file.mtime_ns)]
+    record of the folder and target, how much of it the presync has moved already (the
+    bucket is not asked). ``who`` names the run to one that finds the record locked."""
+    with presync_record.opened(options, settings, create=False, who=who) as record:
+        presynced = [] if record is None else [
+            file for file in scan.files if (entry := record.entries.get(file.relative_path))
+            and (entry.size, entry.mtime_ns) == (file.size, file.mtime_ns)]
     presynced_bytes = sum(f.size for f in presynced)
     log.info("File upload plan (dry run, nothing uploaded):\n" + table(
         ("files", "count", "bytes"),

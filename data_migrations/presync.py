@@ -129,9 +129,7 @@ def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
     started = time.monotonic()
     scan = scanned(options, target)
     if options.dry_run:
-        with presync_record.opened(options, target, create=False,
-                                   who="the plan of a presync") as record:
-            print_plan(scan, record)
+        print_plan(scan, options, target, "the plan of a presync")
         return
     with closing(build_storage(target, options.work_dir)) as storage, \
             presync_record.opened(options, target, create=True,
