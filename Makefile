@@ -72,14 +72,14 @@ demo: install postgres-binaries
 # Before the freeze, while the app runs (as often as wanted): upload UPLOADS_DIR and record it,
 # so that the cutover's files step moves only what changed since.
 presync: install
-	$(BIN)/python -m data_migrations.presync
+	$(BIN)/python -m data_migrations.commands.presync
 
 # The whole chain as a dry run: every check and finding, then everything rolled back.
 plan: install
 	$(ALEMBIC) -x dry_run=true upgrade head
 
 verify: install
-	$(BIN)/python -m data_migrations.verify
+	$(BIN)/python -m data_migrations.commands.verify
 
 sql: install
 	@mkdir -p $(SQL_DIR)
@@ -106,10 +106,10 @@ check: install
 
 adopt-dev: install
 	@if [ -z "$(DEV_DB)" ]; then echo "DEV_DB is not set: make adopt-dev DEV_DB=./meeting_agent.db" >&2; exit 2; fi
-	$(BIN)/python -m models.adopt sqlite:///$(DEV_DB)
+	$(BIN)/python -m data_migrations.commands.adopt_dev sqlite:///$(DEV_DB)
 
 adopt-target: install
-	$(BIN)/python -m models.adopt_target
+	$(BIN)/python -m data_migrations.commands.adopt_target
 
 # The dev file follows the schema head only (the revision the first data revision
 # revises; head once alembic.ini's [cutover] says released): never the data steps.

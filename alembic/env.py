@@ -7,7 +7,7 @@ comes from DATABASE_URL. A tool that drives Alembic from Python may instead pass
 ``config.attributes["database_url"]``. Offline (``--sql``) runs need no database: without
 DATABASE_URL they render PostgreSQL SQL.
 Before the first pending revision of an online upgrade (the plan too) writes anything,
-the preflight runs the checks every pending revision declares (data_migrations/preflight.py).
+the preflight runs the checks every pending revision declares (data_migrations/run/preflight.py).
 Expected failures (settings, storage, a data step's findings) become one ``FAILED: ...``
 line each instead of a traceback.
 """
@@ -27,9 +27,9 @@ from sqlalchemy.exc import OperationalError
 
 import models
 import settings
-from data_migrations import preflight, run_guard, run_lock
-from data_migrations.errors import DataMigrationError
-from data_migrations.report import write_cutover_report
+from data_migrations.run import preflight, run_guard, run_lock
+from data_migrations.run.errors import DataMigrationError
+from data_migrations.run.report import write_cutover_report
 from settings import declared
 from storage import StorageError
 

@@ -33,9 +33,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 
+from data_migrations.commands.adopt_dev import alembic_config
 from devtools.postgres_server import PASSWORD, ROLE, PostgresServer, running_server
 from devtools.sample import COLUMNS, generate_dev_database
-from models.adopt import alembic_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ROW_COPY_REVISION = "0002"

@@ -12,7 +12,7 @@ most 50 MB/s per connection, takes the buckets. Then, each on a fresh database a
 fresh bucket, as an operator runs them (subprocesses, settings in the environment):
 
 (a) the cold cutover: ``alembic upgrade head``;
-(b) ``python -m data_migrations.presync`` while the app would still run; then 1% of the
+(b) ``python -m data_migrations.commands.presync`` while the app would still run; then 1% of the
     files rewritten with new bytes (one audio file among them) and a few new files
     added; then ``alembic upgrade head``.
 
@@ -40,7 +40,7 @@ from typing import Any
 
 from bench.copy_rows import FAILURE_LINES, Measured, run_measured
 from bench.upload_files import LATENCY, random_file, storage_environment, tos_server
-from data_migrations.report import size_text, table
+from data_migrations.run.report import size_text, table
 from devtools.postgres_server import PostgresServer, running_server
 from devtools.sample import LARGEST_FILE, SMALLEST_FILE, UPLOADS_ALIAS, generate_dev_database
 from settings import DECLARED
@@ -53,7 +53,7 @@ ADDED_FILES = 5  # new files after the presync, with no row naming them
 ADDED_FOLDER = "audio/added-after-presync"
 GOAL_SHARE = 0.10  # (b)'s freeze window against (a)'s
 FILES_STEP_ALLOWANCE = 2.0  # seconds (b)'s files step may take besides sending changed bytes
-PRESYNC_MODULE = "data_migrations.presync"
+PRESYNC_MODULE = "data_migrations.commands.presync"
 
 # The file-path columns revision 0004 rewrites, with each table's key.
 PATH_COLUMNS = (("hotword_sets", "file_path", "id"), ("tasks", "audio_path", "id"),

@@ -1,7 +1,7 @@
 """How closely STORAGE_RATE_LIMIT holds the upload to its rate, against the local TOS server.
 
 For each limit (and none), a fresh local TOS server (20 ms per request) and a presync
-(``python -m data_migrations.presync``, as an operator runs it before the freeze) of a
+(``python -m data_migrations.commands.presync``, as an operator runs it before the freeze) of a
 folder of its own: one large file that goes up in 16 MiB parts and 40 files of 512 KiB, on
 10 threads. The rate is the bytes over the upload phase the presync reports (``File upload
 (scan …, upload Ns, …)``); the share is that rate over the limit (goal: within 20% of it).
@@ -50,7 +50,7 @@ def upload_seconds(folder: Path, work: Path, port: int, limit: str | None) -> fl
         **os.environ, **storage_environment(port), "MAX_CONCURRENT": str(THREADS),
         "UPLOADS_DIR": str(folder), "WORK_DIR": str(work), "UPLOAD_EXCLUDE": "none",
         "STORAGE_RATE_LIMIT": limit or "", "ENV": ""}
-    finished = subprocess.run([sys.executable, "-m", "data_migrations.presync"],
+    finished = subprocess.run([sys.executable, "-m", "data_migrations.commands.presync"],
                               env=environment, capture_output=True, text=True, check=False)
     found = UPLOAD_SECONDS.search(finished.stderr)
     if finished.returncode != 0 or found is None:

@@ -1,6 +1,6 @@
 """How fast revision 0003 uploads, against the local TOS server with 20 ms per request.
 
-Two runs of the upload step itself (data_migrations/file_upload.py, real SDK, real HTTP,
+Two runs of the upload step itself (data_migrations/files/upload.py, real SDK, real HTTP,
 the manifest written to a throwaway PostgreSQL started as the tests start theirs):
 
 * 5,000 small files at MAX_CONCURRENT=32, compared with the latency-bound ideal
@@ -31,11 +31,11 @@ from pathlib import Path
 import sqlalchemy as sa
 
 import settings as cutover_settings
-from data_migrations.file_scan import scan_folder
-from data_migrations.file_upload import FileUpload, ManifestLedger, manifest_table
-from data_migrations.report import log_to_stderr
+from data_migrations.files.scan import scan_folder
+from data_migrations.files.upload import FileUpload, ManifestLedger, manifest_table
+from data_migrations.run.report import log_to_stderr
+from data_migrations.run.storage_factory import build_storage
 from devtools.postgres_server import running_server
-from storage.factory import build_storage
 from storage.tos import MiB
 
 LATENCY = 0.02

@@ -102,7 +102,7 @@ def main() -> int:
         env = cutover_environment(workspace, url, tos.port)
 
         step("Before the freeze: make presync (the files go up while the app still runs)")
-        run([sys.executable, "-m", "data_migrations.presync"], env)
+        run([sys.executable, "-m", "data_migrations.commands.presync"], env)
 
         step("The cutover: alembic upgrade head (schema, rows, files changed since the "
              "presync, paths)")
@@ -110,7 +110,7 @@ def main() -> int:
 
         step("Verify: rows and checksums, sequences, every object, every URL fetched "
              "as the app does")
-        run([sys.executable, "-m", "data_migrations.verify"], env)
+        run([sys.executable, "-m", "data_migrations.commands.verify"], env)
         rewritten = show_paths(url, "Rewritten paths:")
 
         step("Roll back the path rewrite: alembic downgrade 0003")

@@ -3,7 +3,8 @@
 Each value is parsed by its declaration (settings/declared.py); what is checked here is
 what holds between them: the TOS settings are required only for the ``tos`` provider, the
 proxy needs an http endpoint, and the public base URL is derived when it is not given.
-``storage.build_storage`` makes the client these settings describe.
+``build_storage`` (data_migrations/run/storage_factory.py) makes the client these settings
+describe.
 """
 
 from __future__ import annotations

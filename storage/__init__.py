@@ -1,8 +1,9 @@
 """Object storage for the Meeting Agent: a local folder or Volcengine TOS, one contract.
 
-The TOS client and the client factory are imported on first use, so that code needing only
-the contract or the local folder does not load the tos SDK. The storage settings are parsed
-in settings/ (``settings.storage.StorageSettings``).
+The TOS client is imported on first use, so that code needing only the contract or the
+local folder does not load the tos SDK. This package knows nothing of the settings: they
+are parsed in settings/ (``settings.storage.StorageSettings``), and the client they
+describe is built in data_migrations/run/storage_factory.py.
 """
 
 from __future__ import annotations
@@ -21,12 +22,10 @@ from storage.base import (
 from storage.local import LocalStorage
 
 if TYPE_CHECKING:
-    from storage.factory import build_storage
     from storage.tos import TosStorage
 
 _LAZY = {
     "TosStorage": "storage.tos",
-    "build_storage": "storage.factory",
 }
 
 __all__ = [
@@ -37,7 +36,6 @@ __all__ = [
     "StorageClient",
     "StorageError",
     "TosStorage",
-    "build_storage",
     "file_crc64",
 ]
 

@@ -18,10 +18,10 @@ import sqlalchemy as sa
 import tos
 from alembic.config import Config
 
-from data_migrations.report import log_to_stderr
+from data_migrations.commands.adopt_dev import alembic_config
+from data_migrations.run.report import log_to_stderr
 from devtools.postgres_server import PostgresServer, running_server
 from devtools.tos_server import TosServer
-from models.adopt import alembic_config
 from settings import DECLARED
 from storage.base import StorageClient
 from storage.local import LocalStorage

@@ -22,11 +22,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
 
-from data_migrations import file_upload
-from data_migrations.file_scan import Exclusions
+from data_migrations.commands.adopt_dev import alembic_config
+from data_migrations.files import upload as file_upload
+from data_migrations.files.scan import Exclusions
 from devtools.postgres_server import PASSWORD
 from devtools.tos_server import Faults, TosServer
-from models.adopt import alembic_config
 from storage import StorageClient, file_crc64
 from storage.tos import MiB
 from tests.conftest import (

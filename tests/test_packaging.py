@@ -68,7 +68,7 @@ def wheel_files(tmp_path_factory: pytest.TempPathFactory, source_copy: Path) -> 
 
 
 def test_the_wheel_holds_the_cutover(wheel_files: list[str]) -> None:
-    for module in ("settings/declared.py", "data_migrations/row_copy.py", "models/tables.py",
+    for module in ("settings/declared.py", "data_migrations/rows/row_copy.py", "models/tables.py",
                    "storage/tos.py"):
         assert module in wheel_files
 

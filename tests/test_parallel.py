@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from data_migrations.parallel import QUEUED_PER_WORKER, run_in_parallel
+from data_migrations.run.parallel import QUEUED_PER_WORKER, run_in_parallel
 
 # A guard so that a broken run_in_parallel fails the test instead of hanging the suite.
 GUARD_SECONDS = 30

@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.util import CommandError
 
+from data_migrations.commands.adopt_dev import alembic_config
 from devtools.postgres_server import PASSWORD
 from devtools.sample import UPLOADS_ALIAS, generate_dev_database
 from devtools.tos_server import TosServer
-from models.adopt import alembic_config
 from storage import TosStorage
 from tests.conftest import PUBLIC_BASE_URL, ROOT, tos_env
 from tests.dev_data import TASK_1, TASK_2, DevDatabase
@@ -206,7 +206,8 @@ def test_a_cutover_killed_in_any_step_ends_like_an_uninterrupted_one(
 def run_verify(env: dict[str, str], url: str) -> subprocess.CompletedProcess:
     # The public base URL here is a CDN name that is never resolved: the URLs are not
     # fetched (tests/test_verify_urls.py fetches them from the local TOS server).
-    return subprocess.run([sys.executable, "-m", "data_migrations.verify", "-x", "urls=none"],
+    return subprocess.run([sys.executable, "-m", "data_migrations.commands.verify", "-x",
+                           "urls=none"],
                           env={**os.environ, **env, "DATABASE_URL": url},
                           capture_output=True, text=True, timeout=300)
 
@@ -283,7 +284,7 @@ def test_no_secret_in_any_output_report_or_work_file(
                for args in ([*alembic_cli, "-x", "dry_run=true", "upgrade", "head"],
                             [*alembic_cli, "upgrade", "head", "--sql"],
                             [*alembic_cli, "upgrade", "head"],
-                            [sys.executable, "-m", "data_migrations.verify", "-x",
+                            [sys.executable, "-m", "data_migrations.commands.verify", "-x",
                              "urls=none"],  # a CDN name never resolved: not fetched
                             [*alembic_cli, "downgrade", "base"])]
     assert [o.returncode for o in outputs] == [0, 0, 0, 0, 0], [o.stderr for o in outputs]

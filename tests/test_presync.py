@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 from inotify_simple import INotify, flags
 
-from data_migrations.file_scan import scan_folder
+from data_migrations.files.scan import scan_folder
 from devtools.tos_server import Faults
 from storage import StorageClient, file_crc64
 from storage.tos import MiB
@@ -48,7 +48,7 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
 
 
 def presync(env: dict[str, str], cwd: Path, *x: str) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "data_migrations.presync",
+    return run([sys.executable, "-m", "data_migrations.commands.presync",
                 *(arg for option in x for arg in ("-x", option))], env, cwd)
 
 
@@ -142,7 +142,7 @@ def test_presync_then_cutover_ends_as_a_cold_cutover(
 ) -> None:
     ok(upgrade_head(env, tmp_path))
     cold = end_state(pg_url, tos_storage)
-    ok(run([sys.executable, "-m", "data_migrations.verify"], env, tmp_path))
+    ok(run([sys.executable, "-m", "data_migrations.commands.verify"], env, tmp_path))
     ok(alembic({**env, "PURGE_OBJECTS": "true"}, tmp_path, "downgrade", "base"))
     assert stored(tos_storage) == {}
 
@@ -154,7 +154,7 @@ def test_presync_then_cutover_ends_as_a_cold_cutover(
     assert summary_count(output, "from the presync (unchanged, not read)") == len(files)
     assert summary_count(output, "uploaded") == 0
     assert end_state(pg_url, tos_storage) == cold
-    ok(run([sys.executable, "-m", "data_migrations.verify"], env, tmp_path))
+    ok(run([sys.executable, "-m", "data_migrations.commands.verify"], env, tmp_path))
 
 
 def test_the_cutover_reads_only_the_files_changed_since_the_presync(
@@ -217,7 +217,7 @@ def test_a_killed_presync_resumes_without_reading_what_it_recorded(
         (uploads / "many" / f"clip-{index:03d}.mp3").write_bytes(os.urandom(200 + index))
     tos_server.faults = Faults(latency=0.05)
     work = Path(env["WORK_DIR"])
-    process = subprocess.Popen([sys.executable, "-m", "data_migrations.presync"],
+    process = subprocess.Popen([sys.executable, "-m", "data_migrations.commands.presync"],
                                env={**env, "MAX_CONCURRENT": "2"}, cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -314,7 +314,7 @@ def test_a_presync_killed_in_a_multipart_upload_resumes_from_its_stored_parts(
            "STORAGE_PART_SIZE": str(5 * MiB), "MAX_CONCURRENT": "1"}
     tos_server.faults = Faults(bandwidth=4 * MiB)  # about a second a part
     bucket = tos_server.store.bucket(BUCKET)
-    process = subprocess.Popen([sys.executable, "-m", "data_migrations.presync"], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "data_migrations.commands.presync"], env=env,
                                cwd=tmp_path, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -366,7 +366,7 @@ def test_files_the_app_deletes_or_changes_during_a_presync_are_not_recorded(
         path.write_bytes(b"recorded by the app")
     tos_server.faults = Faults(latency=0.3)
     work = Path(env["WORK_DIR"])
-    process = subprocess.Popen([sys.executable, "-m", "data_migrations.presync"],
+    process = subprocess.Popen([sys.executable, "-m", "data_migrations.commands.presync"],
                                env={**env, "MAX_CONCURRENT": "1"}, cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from wcwidth import wcswidth
 
-from data_migrations.errors import DataMigrationError
-from data_migrations.report import Progress, record_step, table, write_cutover_report
+from data_migrations.run.errors import DataMigrationError
+from data_migrations.run.report import Progress, record_step, table, write_cutover_report
 from tests.runs import cutover_environment, upgrade_head
 
 

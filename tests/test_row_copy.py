@@ -22,11 +22,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 
 import models
-from data_migrations import row_copy
-from data_migrations.report import write_cutover_report
+from data_migrations.commands.adopt_dev import alembic_config
+from data_migrations.rows import row_copy
+from data_migrations.run.report import write_cutover_report
 from devtools.postgres_server import PostgresServer
 from devtools.sample import generate_dev_database
-from models.adopt import alembic_config
 from settings.steps import CopyOptions
 from tests.conftest import ROOT, fetch, version
 from tests.dev_data import TASK_1, TASK_2, DevDatabase

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import command
 
 import models
-from data_migrations.run_lock import LOCK_KEY
+from data_migrations.run.run_lock import LOCK_KEY
 from tests.conftest import ROOT, alembic_config
 from tests.dev_data import DevDatabase
 from tests.test_row_copy import counts, fill_audit_logs, version
@@ -121,8 +121,8 @@ COMMANDS = {
     "upgrade": [*ALEMBIC, "upgrade", "head"],
     "downgrade": [*ALEMBIC, "downgrade", "base"],
     "plan": [*ALEMBIC, "-x", "dry_run=true", "upgrade", "head"],
-    "verify": [sys.executable, "-m", "data_migrations.verify"],
-    "adopt-target": [sys.executable, "-m", "models.adopt_target"],
+    "verify": [sys.executable, "-m", "data_migrations.commands.verify"],
+    "adopt-target": [sys.executable, "-m", "data_migrations.commands.adopt_target"],
 }
 
 
@@ -172,7 +172,7 @@ def test_a_target_made_by_create_all_is_named_then_adopted_then_migrated(
     assert "users" in line and "make adopt-target" in line
     assert not sa.inspect(pg_engine).has_table("alembic_version")
 
-    adopted = run([sys.executable, "-m", "models.adopt_target"], env)
+    adopted = run([sys.executable, "-m", "data_migrations.commands.adopt_target"], env)
     assert adopted.returncode == 0, adopted.stdout + adopted.stderr
     assert "Stamped" in adopted.stderr and "pg-test-secret" not in adopted.stderr
     assert version(pg_engine) == "0001"
@@ -196,7 +196,8 @@ def test_a_target_that_differs_from_the_baseline_is_not_stamped_nor_touched(
                              "created_at) VALUES ('ada', 't1', 'member', true, now())"))
     before = schema_and_rows(pg_engine)
 
-    result = run([sys.executable, "-m", "models.adopt_target"], environment(pg_url))
+    result = run([sys.executable, "-m", "data_migrations.commands.adopt_target"],
+                 environment(pg_url))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Not stamped" in result.stderr
     assert "table users: columns differ" in result.stderr and "VARCHAR(100)" in result.stderr

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from data_migrations.commands.adopt_dev import alembic_config, schema_signature
 from devtools.sample import (
     COLUMNS,
     DEV_SCHEMA,
@@ -22,7 +23,6 @@ from devtools.sample import (
     generate_dev_database,
     main,
 )
-from models.adopt import alembic_config, schema_signature
 
 ROWS = 5_000  # enough rows that every 3% form shows up in each large table
 PATH_COLUMNS = {

@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from data_migrations.commands.adopt_dev import adopt, alembic_config, differences, schema_signature
 from devtools.sample import DEV_SCHEMA
-from models.adopt import adopt, alembic_config, differences, schema_signature
 
 TABLES = {
     "users", "prompt_templates", "hotword_sets", "tasks", "transcripts",

@@ -94,7 +94,7 @@ class Repository:
                         **environment)
 
     def adopt_dev_file(self) -> None:
-        self.succeed("-m", "models.adopt", f"sqlite:///{self.dev_db}")
+        self.succeed("-m", "data_migrations.commands.adopt_dev", f"sqlite:///{self.dev_db}")
 
     def new_revision(self, message: str, body: str) -> None:
         """``make revision MSG=...``, then the upgrade and downgrade written into it."""

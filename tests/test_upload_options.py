@@ -17,8 +17,8 @@ import sqlalchemy as sa
 import tos
 from alembic import command
 
+from data_migrations.commands.adopt_dev import alembic_config
 from devtools.tos_server import TosServer
-from models.adopt import alembic_config
 from settings import ConfigError
 from settings.app_config import read_storage_block
 from storage.tos import MiB, canned_acl

@@ -11,7 +11,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from data_migrations.values import BadValue, ColumnType, column_type, converter_for, row_converter
+from data_migrations.rows.values import (
+    BadValue,
+    ColumnType,
+    column_type,
+    converter_for,
+    row_converter,
+)
 from devtools.postgres_server import PostgresServer
 
 CASES: list[tuple[str, sa.types.TypeEngine, object]] = [

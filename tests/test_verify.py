@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from models.adopt import alembic_config
+from data_migrations.commands.adopt_dev import alembic_config
 from tests.dev_data import TASK_1, TASK_2, DevDatabase
 
 CutOver = Callable[..., str]
@@ -46,7 +46,7 @@ def cut_over(dev: DevDatabase, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> 
 def verify(url: str) -> subprocess.CompletedProcess:
     env = {name: value for name, value in os.environ.items()
            if name not in ("SOURCE_DATABASE_URL", "BAD_ROWS", "ORPHANS")}
-    return subprocess.run([sys.executable, "-m", "data_migrations.verify"],
+    return subprocess.run([sys.executable, "-m", "data_migrations.commands.verify"],
                           env={**env, "DATABASE_URL": url}, capture_output=True,
                           text=True, timeout=120)
 

@@ -1,5 +1,5 @@
 """make verify fetches the rewritten URLs as the app does: a whole cutover to the local TOS
-server through the real SDK, then ``python -m data_migrations.verify`` fetching the URLs
+server through the real SDK, then ``python -m data_migrations.commands.verify`` fetching the URLs
 over real HTTP with no credentials, as the app and a browser would."""
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import tos
 from alembic import command
 from tos.enum import ACLType
 
-from data_migrations.url_fetch import Target, fetch_all
+from data_migrations.commands.adopt_dev import alembic_config
+from data_migrations.files.url_fetch import Target, fetch_all
 from devtools.sample import UPLOADS_ALIAS, generate_dev_database
 from devtools.tos_server import TosServer
 from devtools.tos_server.__main__ import parse_args
-from models.adopt import alembic_config
 from tests.conftest import ACCESS_KEY, BUCKET, ENDPOINT, REGION, SECRET_KEY, tos_env
 
 PRIVATE_CAUSE = ("the objects are private: upload with STORAGE_ACL=public-read, or have the "
@@ -59,7 +59,7 @@ def cut_over(tmp_path: Path, pg_url: str, server: TosServer, public_base_url: st
 
 def verify(env: dict[str, str], *x_args: str) -> subprocess.CompletedProcess:
     options = [arg for x in x_args for arg in ("-x", x)]
-    return subprocess.run([sys.executable, "-m", "data_migrations.verify", *options],
+    return subprocess.run([sys.executable, "-m", "data_migrations.commands.verify", *options],
                           env={**os.environ, **env}, capture_output=True, text=True,
                           timeout=300)
 

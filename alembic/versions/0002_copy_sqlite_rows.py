@@ -7,7 +7,7 @@ the copied ids. Rows PostgreSQL would refuse stop the copy (bad_rows=fail) or go
 rejects file (-x bad_rows=reject; -x orphans=set_null keeps rows with a dangling
 optional reference). -x dry_run=true prints the plan and the findings and writes nothing.
 Without SOURCE_DATABASE_URL this revision does nothing, so a fresh production database
-still reaches head. The work is in data_migrations/row_copy.py.
+still reaches head. The work is in data_migrations/rows/row_copy.py.
 
 The data revisions stay last in the chain until production has run them: a new schema
 revision goes before this one (make revision), and this revision's down_revision is
@@ -38,7 +38,8 @@ from alembic import context, op
 from sqlalchemy.dialects.postgresql import JSONB
 
 import settings
-from data_migrations import copy_record, preflight, row_copy
+from data_migrations.rows import copy_record, row_copy
+from data_migrations.run import preflight
 
 log = logging.getLogger("cutover.rows")
 

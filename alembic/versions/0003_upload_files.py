@@ -26,7 +26,7 @@ Upgrade, step by step:
      upgrade; otherwise all rows are 'verified'.
 -x dry_run=true prints what would be uploaded and touches no storage. --sql prints a
 comment (folder, target, counts): uploading needs a live run. The work is in
-data_migrations/file_upload.py.
+data_migrations/files/upload.py.
 
 Downgrade drops the manifest and leaves the objects in the bucket (it says how many);
 -x purge_objects=true (PURGE_OBJECTS) first deletes exactly the objects the manifest lists.
@@ -44,7 +44,8 @@ import sqlalchemy as sa
 from alembic import context, op
 
 import settings
-from data_migrations import file_upload, preflight
+from data_migrations.files import upload as file_upload
+from data_migrations.run import preflight
 
 log = logging.getLogger("cutover.files")
 

@@ -12,7 +12,7 @@ NULL, empty values and values that are already URLs stay. Paths that cannot be r
 
 Before the update the original strings are saved in cutover_path_rewrites; the
 downgrade writes them back byte for byte and drops that table. The work is set-based
-SQL in data_migrations/path_rewrite.py; --sql shows the statements.
+SQL in data_migrations/paths/rewrite.py; --sql shows the statements.
 
 FILE_PATH_COLUMNS is the schema at head. The data revisions stay last in the chain until
 production has run them (new schema revisions go before 0002: make revision), so the
@@ -37,7 +37,8 @@ import sqlalchemy as sa
 from alembic import context, op
 
 import settings
-from data_migrations import path_rewrite, preflight
+from data_migrations.paths import rewrite as path_rewrite
+from data_migrations.run import preflight
 
 log = logging.getLogger("cutover.paths")
 

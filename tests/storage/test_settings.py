@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from data_migrations.run.storage_factory import build_storage
 from devtools.tos_server import TosServer
 from settings import ConfigError, read
 from settings.storage import TOS_REQUIRED, StorageSettings
 from storage.base import PrefixedStorage
-from storage.factory import build_storage
 from storage.local import LocalStorage
 from storage.tos import TosStorage
 from tests.conftest import ACCESS_KEY, BUCKET, SECRET_KEY

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from data_migrations import source as src
-from data_migrations.conversion import (
+from data_migrations.rows import source as src
+from data_migrations.rows.conversion import (
     NULL_TEXT,
     Converted,
     Finding,
@@ -43,10 +43,10 @@ from data_migrations.conversion import (
     in_order,
     worker_pool,
 )
-from data_migrations.errors import DataMigrationError
-from data_migrations.refusal import Refusals
-from data_migrations.report import Progress, RejectsFile, record_step, table
-from data_migrations.values import column_type
+from data_migrations.rows.refusal import Refusals
+from data_migrations.rows.values import column_type
+from data_migrations.run.errors import DataMigrationError
+from data_migrations.run.report import Progress, RejectsFile, record_step, table
 from settings.steps import CopyOptions
 
 log = logging.getLogger("cutover.rows")

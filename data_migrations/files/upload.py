@@ -1,10 +1,10 @@
 """Upload the app's uploads folder to object storage, record every file, verify them all.
 
-The folder is scanned first (file_scan.py: exclusions, refusal of anything leading outside
+The folder is scanned first (scan.py: exclusions, refusal of anything leading outside
 it). After the storage preflight, one listing of the bucket tells which objects are
 already there: an object with the same size and CRC-64 as the file is skipped, which makes
 a rerun after a killed upgrade resume instead of starting over; an object with other
-content is uploaded again and named in the summary. A presync (data_migrations/presync.py)
+content is uploaded again and named in the summary. A presync (data_migrations/commands/presync.py)
 run before the freeze leaves a record of what it stored: a file unchanged since (size and
 modification time) whose object the listing shows as recorded is taken without being read
 at all. Files go up on MAX_CONCURRENT threads, each retried as a whole a few times when a
@@ -36,17 +36,17 @@ from typing import Protocol, TypeVar
 
 import sqlalchemy as sa
 
-from data_migrations import presync_record
-from data_migrations.errors import DataMigrationError
-from data_migrations.file_scan import FolderScan, LocalFile, scan_folder
-from data_migrations.parallel import Done, run_in_parallel
-from data_migrations.presync_record import PresyncRecord, RecordedFile
-from data_migrations.report import Progress, bulleted, record_step, size_text, table
+from data_migrations.files import presync_record
+from data_migrations.files.presync_record import PresyncRecord, RecordedFile
+from data_migrations.files.scan import FolderScan, LocalFile, scan_folder
+from data_migrations.run.errors import DataMigrationError
+from data_migrations.run.parallel import Done, run_in_parallel
+from data_migrations.run.report import Progress, bulleted, record_step, size_text, table
+from data_migrations.run.storage_factory import build_storage
 from settings import ConfigError
 from settings.steps import UploadOptions
 from settings.storage import StorageSettings
 from storage import ObjectInfo, PendingUpload, StorageClient, StorageError, file_crc64
-from storage.factory import build_storage
 from storage.options import ObjectOptions
 from storage.tos import guess_content_type
 
@@ -147,7 +147,7 @@ Listing = Callable[[], dict[str, ObjectInfo]]
 
 class Ledger(Protocol):
     """Where a run writes what it stored: the manifest (the cutover's files step) or the
-    presync record (data_migrations/presync.py)."""
+    presync record (data_migrations/commands/presync.py)."""
 
     after_failure: str  # what a stopped run leaves of it, for the failure message
 
@@ -207,7 +207,7 @@ def upload_files(connection: sa.Connection, options: UploadOptions,
                  retry_backoff: Sequence[float] = RETRY_BACKOFF_SECONDS) -> None:
     """Upload UPLOADS_DIR to the configured storage and fill the table ``manifest``;
     ``retry_backoff`` is the waits between the attempts of each storage action. A presync
-    record of the same target (data_migrations/presync_record.py) spares reading the files
+    record of the same target (data_migrations/files/presync_record.py) spares reading the files
     it holds unchanged."""
     settings = storage_settings()
     started = time.monotonic()
@@ -220,7 +220,7 @@ def upload_files(connection: sa.Connection, options: UploadOptions,
     with closing(build_storage(settings, options.work_dir)) as storage, \
             presync_record.opened(options, settings, create=False,
                                   who="the files step of a cutover") as record:
-        # The chain's preflight (data_migrations/preflight.py) ran the storage preflight.
+        # The chain's preflight (data_migrations/run/preflight.py) ran the storage preflight.
         ledger = ManifestLedger(connection, manifest_table(manifest), storage, settings)
         run = FileUpload(storage, settings, ledger, record, options, retry_backoff)
         report = run.run(scan, time.monotonic() - started)

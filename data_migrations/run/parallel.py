@@ -8,7 +8,7 @@ from queue import Empty, SimpleQueue
 from threading import Event, Thread
 from typing import Generic, TypeVar
 
-from data_migrations.report import PROGRESS_EVERY_SECONDS
+from data_migrations.run.report import PROGRESS_EVERY_SECONDS
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from data_migrations.errors import DataMigrationError
-from data_migrations.report import bulleted, record_step, shorten, table
-from data_migrations.source import quote
+from data_migrations.rows.source import quote
+from data_migrations.run.errors import DataMigrationError
+from data_migrations.run.report import bulleted, record_step, shorten, table
 
 log = logging.getLogger("cutover.paths")
 

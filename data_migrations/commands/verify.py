@@ -12,7 +12,7 @@
   and CRC-64, and every URL in a file-path column is one of those objects;
 - fetch: every such URL (``-x urls=sample:N``: N of them, ``-x urls=none``: none) answers
   a request made as the app makes it, with no credentials, with the object's size
-  (data_migrations/url_fetch.py).
+  (data_migrations/files/url_fetch.py).
 
 Rows the app wrote to the dev file after the snapshot are counted per table and shown as
 a note, not a failure: the cutover never meant to copy them. Prints a pass/fail table and
@@ -31,25 +31,25 @@ from urllib.parse import quote as percent_encoded
 import sqlalchemy as sa
 
 import settings
-from data_migrations import run_lock
-from data_migrations import source as src
-from data_migrations.conversion import TablePlan
-from data_migrations.copy_record import CopyRecord, read_record
-from data_migrations.errors import DataMigrationError
-from data_migrations.file_upload import difference
-from data_migrations.path_rewrite import PathColumn, rewritten_columns
-from data_migrations.report import log_to_stderr, table
-from data_migrations.row_copy import (
+from data_migrations.files.upload import difference
+from data_migrations.files.url_fetch import Target, chosen, fetch_all
+from data_migrations.paths.rewrite import PathColumn, rewritten_columns
+from data_migrations.rows import source as src
+from data_migrations.rows.conversion import TablePlan
+from data_migrations.rows.copy_record import CopyRecord, read_record
+from data_migrations.rows.row_copy import (
     RowCopy,
     identity_columns,
     target_checksum,
     target_plan,
 )
-from data_migrations.url_fetch import Target, chosen, fetch_all
+from data_migrations.run import run_lock
+from data_migrations.run.errors import DataMigrationError
+from data_migrations.run.report import log_to_stderr, table
+from data_migrations.run.storage_factory import build_storage
 from settings import declared
 from settings.steps import CopyOptions
 from storage import StorageClient, StorageError
-from storage.factory import build_storage
 
 # The bookkeeping tables of revisions 0002, 0003 and 0004.
 COPIED_KEYS = "cutover_copied_keys"
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     """Check the cutover: the table of checks is the answer, on stdout; what verify says
     on the way and its failures are log lines on stderr."""
     log_to_stderr()
-    x_args = settings.x_arguments(argv, "python -m data_migrations.verify")
+    x_args = settings.x_arguments(argv, "python -m data_migrations.commands.verify")
     try:
         cutover = settings.read(x_args)
         engine = sa.create_engine(cutover.database_url())

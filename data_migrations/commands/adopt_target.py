@@ -9,7 +9,8 @@ keys with ON DELETE, unique constraints, indexes), and stamps the target at the 
 when they match. When they differ it stamps nothing and lists each difference. The app's
 tables are only read.
 
-    python -m models.adopt_target        # DATABASE_URL from the environment or .env.<ENV>
+    # DATABASE_URL from the environment or .env.<ENV>:
+    python -m data_migrations.commands.adopt_target
 """
 
 from __future__ import annotations
@@ -24,10 +25,7 @@ from alembic.runtime.migration import MigrationContext
 
 import models
 import settings
-from data_migrations import lost_connection, run_lock
-from data_migrations.errors import DataMigrationError
-from data_migrations.report import log_to_stderr
-from models.adopt import (
+from data_migrations.commands.adopt_dev import (
     BASELINE_REVISION,
     Signature,
     differences,
@@ -35,6 +33,9 @@ from models.adopt import (
     schema_signature,
     stamp_baseline,
 )
+from data_migrations.run import lost_connection, run_lock
+from data_migrations.run.errors import DataMigrationError
+from data_migrations.run.report import log_to_stderr
 
 log = logging.getLogger("cutover.adopt")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from data_migrations.errors import DataMigrationError
+from data_migrations.run.errors import DataMigrationError
 
 
 class ConnectionLost(DataMigrationError):

@@ -6,7 +6,7 @@ apply to dev and production alike. If it is not, nothing is stamped and every
 difference is listed, so the file can be fixed (or the difference turned into a revision)
 first.
 
-    python -m models.adopt sqlite:///./meeting_agent.db
+    python -m data_migrations.commands.adopt_dev sqlite:///./meeting_agent.db
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 import settings
-from data_migrations.report import log_to_stderr
+from data_migrations.run.report import log_to_stderr
 from settings.urls import parse_source_url
 
 log = logging.getLogger("cutover.adopt")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BASELINE_REVISION = "0001"
 IGNORED_TABLES = {"alembic_version"}
 

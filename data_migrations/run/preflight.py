@@ -21,14 +21,15 @@ from pathlib import Path
 from alembic.script import Script, ScriptDirectory
 from alembic.script.revision import RevisionError
 
-from data_migrations import file_upload, presync_record
-from data_migrations.errors import DataMigrationError
-from data_migrations.file_scan import scan_folder
-from data_migrations.report import Progress
-from data_migrations.source import open_source, quote
+from data_migrations.files import presync_record
+from data_migrations.files import upload as file_upload
+from data_migrations.files.scan import scan_folder
+from data_migrations.rows.source import open_source, quote
+from data_migrations.run.errors import DataMigrationError
+from data_migrations.run.report import Progress
+from data_migrations.run.storage_factory import build_storage
 from settings import ConfigError, Settings, declared
 from storage import StorageError
-from storage.factory import build_storage
 
 log = logging.getLogger("cutover.preflight")
 

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from wcwidth import wcswidth
 
-from data_migrations.errors import DataMigrationError
+from data_migrations.run.errors import DataMigrationError
 
 PROGRESS_EVERY_SECONDS = 2.0
 LISTED = 50  # items a message lists before "... and N more"
@@ -43,7 +43,8 @@ class StderrHandler(logging.StreamHandler):
 def log_to_stderr() -> None:
     """Print the cutover's log lines as alembic.ini's ``[logger_cutover]`` does (bare
     lines on stderr, INFO and above), for the commands that do not start from alembic.ini:
-    ``python -m data_migrations.verify``, ``python -m models.adopt``, the benchmarks."""
+    the commands in data_migrations/commands/ (``python -m data_migrations.commands.verify``
+    ...), the benchmarks."""
     logger = logging.getLogger("cutover")
     logger.setLevel(logging.INFO)
     if not any(isinstance(h, StderrHandler) for h in logger.handlers):

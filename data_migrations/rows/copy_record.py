@@ -18,8 +18,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from data_migrations import source as src
-from data_migrations.row_copy import CopyReport
+from data_migrations.rows import source as src
+from data_migrations.rows.row_copy import CopyReport
 from settings.steps import CopyOptions
 
 TABLE = "cutover_row_copy_runs"

@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from data_migrations.errors import DataMigrationError
+from data_migrations.run.errors import DataMigrationError
 
 # A signed 64-bit key derived from the project's name: the same for every run and every
 # version of this tool, and unlikely to collide with another application's advisory locks.

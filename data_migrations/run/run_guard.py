@@ -3,7 +3,7 @@
 - a lost connection to PostgreSQL becomes one line naming the step (lost_connection);
 - every other run (upgrade, downgrade, the plan, stamp, check, and any run driven from
   Python) holds the one-run-at-a-time lock (run_lock) and refuses a target the app
-  created without Alembic (models.adopt_target). The commands that only show the
+  created without Alembic (data_migrations.commands.adopt_target). The commands that only show the
   version (``alembic current``, ``history -i``...) run beside a migration.
 """
 
@@ -14,8 +14,8 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from data_migrations import lost_connection, run_lock
-from models.adopt_target import refuse_unadopted
+from data_migrations.commands.adopt_target import refuse_unadopted
+from data_migrations.run import lost_connection, run_lock
 
 SHOWING_COMMANDS = {"current", "history", "heads", "branches", "show"}
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from data_migrations.conversion import Finding
-from data_migrations.report import RejectsFile
+from data_migrations.rows.conversion import Finding
+from data_migrations.run.report import RejectsFile
 
 # Root rows listed before "... and N more": with the headline, one line per dependent
 # table and the closing lines, a refusal stays within 40 lines, one screen.

@@ -2,7 +2,7 @@
 
 It uploads UPLOADS_DIR exactly as revision 0003 would (same settings, keys, exclusions,
 refusals, CRC-64 checks, multipart uploads, rate limit) and records each file it stored in
-the presync record under WORK_DIR (data_migrations/presync_record.py). Run it as often as
+the presync record under WORK_DIR (data_migrations/files/presync_record.py). Run it as often as
 you like: each run reads and sends only what is new or changed since the last one. The
 cutover's files step then reads only those files too, so the freeze holds the rows and the
 last changes, not the whole folder.
@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from contextlib import closing
 
 import settings
-from data_migrations import preflight, presync_record
-from data_migrations.errors import DataMigrationError
-from data_migrations.file_upload import (
+from data_migrations.files import presync_record
+from data_migrations.files.presync_record import PresyncRecord, RecordedFile
+from data_migrations.files.upload import (
     RETRY_BACKOFF_SECONDS,
     FileUpload,
     Listing,
@@ -35,12 +35,13 @@ from data_migrations.file_upload import (
     print_summary,
     scanned,
 )
-from data_migrations.preflight import PreflightError
-from data_migrations.presync_record import PresyncRecord, RecordedFile
-from data_migrations.report import bulleted, log_to_stderr, size_text
+from data_migrations.run import preflight
+from data_migrations.run.errors import DataMigrationError
+from data_migrations.run.preflight import PreflightError
+from data_migrations.run.report import bulleted, log_to_stderr, size_text
+from data_migrations.run.storage_factory import build_storage
 from settings.steps import UploadOptions
 from storage import StorageError
-from storage.factory import build_storage
 from storage.options import ObjectOptions
 
 log = logging.getLogger("cutover.presync")
@@ -151,7 +152,8 @@ def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
 def main(argv: list[str] | None = None) -> int:
     log_to_stderr()
     try:
-        cutover = settings.read(settings.x_arguments(argv, "python -m data_migrations.presync"))
+        cutover = settings.read(
+            settings.x_arguments(argv, "python -m data_migrations.commands.presync"))
         problems = [problem for check in CHECKS for problem in check(cutover)]
         if problems:
             raise PreflightError(problems)

@@ -27,7 +27,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_migrations.errors import DataMigrationError
+from data_migrations.run.errors import DataMigrationError
 from settings.steps import UploadOptions
 from settings.storage import StorageSettings
 from storage.options import ObjectOptions
