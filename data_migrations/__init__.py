@@ -13,6 +13,6 @@ in behaviour. A change in behaviour is a new module and a new revision that uses
 database not yet cut over runs exactly what the revisions meant when they were released.
 Nothing a revision imports reaches ``models`` (the schema as it is now): a revision names
 the tables and columns it needs, as they are at that revision
-(tests/test_frozen_revisions.py checks the revisions). Settings come from ``settings``
+(tests/revisions/test_frozen_revisions.py checks the revisions). Settings come from ``settings``
 (read once, handed in); development scaffolding lives in ``devtools``.
 """

@@ -87,7 +87,7 @@ def dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DevDatabase:
     return database
 
 
-# pytest-alembic: its built-in revision tests (tests/test_revisions.py) run on PostgreSQL.
+# pytest-alembic: its built-in revision tests (tests/revisions/test_revisions.py) run on PostgreSQL.
 @pytest.fixture
 def alembic_engine(pg_engine: sa.Engine) -> sa.Engine:
     return pg_engine

@@ -21,7 +21,7 @@ column before the cutover updates FILE_PATH_COLUMNS in the same change — allow
 no database has run this revision yet (README: "Adding a schema revision before the
 cutover"). So make sql never writes an UPDATE for a column that does not exist here, and
 a named column the target lacks stops this revision with one FAILED line
-(tests/test_frozen_revisions.py checks the list against the models' file-path columns).
+(tests/revisions/test_frozen_revisions.py checks the list against the models' file-path columns).
 
 Revision ID: 0004
 Revises: 0003

@@ -19,7 +19,7 @@ import models
 from devtools.sample import generate_dev_database
 from tests.conftest import ROOT, alembic_config, fetch, version
 from tests.dev_data import TASK_1, DevDatabase
-from tests.test_row_copy import TABLES, counts
+from tests.rows.test_row_copy import TABLES, counts
 
 Row = tuple[str, object]
 

@@ -24,7 +24,7 @@ from settings.app_config import read_storage_block
 from storage.tos import MiB, canned_acl
 from tests.conftest import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, fetch, tos_env
 from tests.dev_data import DevDatabase
-from tests.test_file_upload import assert_one_clear_failure, cli, summary, write
+from tests.files.test_upload import assert_one_clear_failure, cli, summary, write
 
 SMALL = ("audio/周会 #1.mp3", "notes/minutes.txt")
 LARGE = "audio/all-hands.wav"  # above the multipart threshold set below: goes up in parts

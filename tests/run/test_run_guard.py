@@ -20,7 +20,7 @@ import models
 from data_migrations.run.run_lock import LOCK_KEY
 from tests.conftest import ROOT, alembic_config
 from tests.dev_data import DevDatabase
-from tests.test_row_copy import counts, fill_audit_logs, version
+from tests.rows.test_row_copy import counts, fill_audit_logs, version
 
 ALEMBIC = [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini")]
 HEAD = "0004"

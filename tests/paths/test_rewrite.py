@@ -205,7 +205,7 @@ def test_a_cutover_killed_in_any_step_ends_like_an_uninterrupted_one(
 
 def run_verify(env: dict[str, str], url: str) -> subprocess.CompletedProcess:
     # The public base URL here is a CDN name that is never resolved: the URLs are not
-    # fetched (tests/test_verify_urls.py fetches them from the local TOS server).
+    # fetched (tests/commands/test_verify_urls.py fetches them from the local TOS server).
     return subprocess.run([sys.executable, "-m", "data_migrations.commands.verify", "-x",
                            "urls=none"],
                           env={**os.environ, **env, "DATABASE_URL": url},
