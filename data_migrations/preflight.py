@@ -186,6 +186,37 @@ def presync_record_usable(cutover: Settings) -> list[str]:
         return [str(error)]
 
 
+def prune_guarded(cutover: Settings) -> list[str]:
+    """With ``-x prune=true``, what the files step would delete passes prune's guards
+    (file_upload.prune_refusal): checked here, before the first step writes, so that a
+    cutover never stops at its files step over prune after the rows step committed."""
+    options = cutover.upload_options()
+    if not options.prune_objects or options.dry_run or not options.uploads_dir.is_dir():
+        return []  # the plan touches no storage; a missing folder is uploads_readable's
+    try:
+        target = cutover.storage()
+    except ConfigError:  # storage_ready names it
+        return []
+    if not presync_record.record_path(options, target).exists():
+        return []  # no presync, nothing to prune (and no lock file to leave)
+    try:
+        with presync_record.opened(options, target, create=False,
+                                   who="the preflight of a cutover") as record, \
+                closing(build_storage(target, options.work_dir)) as storage:
+            if record is None or not record.entries:
+                return []
+            scan = scan_folder(options.uploads_dir, options.exclude)
+            present = {info.key: info for info in storage.list()}
+            orphans = file_upload.orphans_of(record, scan, present)
+            refusal = orphans and file_upload.prune_refusal(record, scan, orphans,
+                                                            options.prune_max_delete)
+    except (DataMigrationError, StorageError, OSError):
+        # A record that cannot be used, or storage that cannot be listed: named by
+        # presync_record_usable and storage_ready (and the presync's own opening of it).
+        return []
+    return [refusal] if refusal else []
+
+
 def writable(setting: declared.Setting, cutover: Settings) -> list[str]:
     """The folder the setting names exists (made when missing) and takes a file."""
     folder: Path = cutover[setting]
