@@ -215,8 +215,8 @@ def prune_guarded(cutover: Settings) -> list[str]:
             scan = scan_folder(options.uploads_dir, options.exclude)
             present = {info.key: info for info in storage.list()}
             orphans = file_upload.orphans_of(record, scan, present)
-            refusal = orphans and file_upload.prune_refusal(record, scan, orphans,
-                                                            options.prune_max_delete)
+            refusal = file_upload.prune_refusal(record, scan, orphans,
+                                                options.prune_max_delete) if orphans else None
     except (DataMigrationError, StorageError, OSError):
         # A record that cannot be used, or storage that cannot be listed: named by
         # presync_record_usable and storage_ready (and the presync's own opening of it).
@@ -282,7 +282,8 @@ def excluded_references(referenced: dict[str, str], exclude: Sequence[str],
             by_pattern.setdefault(pattern, []).append(relative)
     return [f"UPLOAD_EXCLUDE pattern {pattern!r} leaves out {len(files):,} files that rows "
             f"reference, e.g. {files[0]} ({referenced[files[0]]}): the path rewrite could not "
-            "point those rows at their objects. Take the pattern out of UPLOAD_EXCLUDE"
+            "point those rows at their objects. Take the pattern out of UPLOAD_EXCLUDE (or "
+            "run with -x missing_files=keep to leave those paths as they are)"
             for pattern, files in by_pattern.items()]
 
 
