@@ -236,21 +236,20 @@ class ReferencedFilesKept:
     manifest: str
 
     def __call__(self, cutover: Settings) -> list[str]:
-        options = cutover.upload_options()
+        options, path_options = cutover.upload_options(), cutover.path_options()
         try:
             source = cutover.source_database_path()
             url = cutover.database_url()
         except ConfigError:  # source_intact names the source; no URL: a connection handed in
             return []
-        if source is None or not options.exclude or \
-                cutover.path_options().missing_files != "fail":
+        if source is None or not options.exclude or path_options.missing_files != "fail":
             return []  # with missing_files=keep the rewrite leaves such paths and lists them
         try:
             with open_source(source) as connection:
                 stored = path_rewrite.source_paths(connection, self.columns)
         except sqlite3.Error:  # source_intact names it
             return []
-        referenced = self.referenced(url, stored, cutover.path_options())
+        referenced = self.referenced(url, stored, path_options)
         return excluded_references(referenced, options.exclude, options.uploads_dir)
 
     def referenced(self, url: URL, stored: dict[str, str], options: PathOptions
