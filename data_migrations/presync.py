@@ -47,7 +47,8 @@ log = logging.getLogger("cutover.presync")
 
 # What the presync needs; the same checks the cutover's files step declares, without the
 # source database, which the presync does not read.
-CHECKS = (preflight.uploads_readable, preflight.storage_ready, preflight.work_dir_writable)
+CHECKS = (preflight.uploads_readable, preflight.storage_ready, preflight.prune_guarded,
+          preflight.work_dir_writable)
 # Record entries are committed at least this often, so a kill loses little work.
 RECORD_BATCH = 200
 RECORD_SECONDS = 1.0
