@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
 from pathlib import Path
+from typing import TypeVar
 
 from alembic.script import Script, ScriptDirectory
 from alembic.script.revision import RevisionError
@@ -33,6 +34,7 @@ from storage.factory import build_storage
 log = logging.getLogger("cutover.preflight")
 
 Check = Callable[[Settings], list[str]]
+R = TypeVar("R")
 WRITE_PROBE_PREFIX = ".preflight-"  # the file that shows a folder takes writes
 LISTED = 20  # refused uploads entries named before "... and N more"
 # SQLite virtual machine steps between two looks at the clock during the integrity check.
@@ -162,10 +164,23 @@ def storage_ready(cutover: Settings) -> list[str]:
         return []
     try:
         with closing(build_storage(storage_settings, options.work_dir)) as storage:
-            storage.preflight()
+            doing_without = storage.preflight(retried)
     except (StorageError, OSError) as error:
         return [str(error)]
+    for note in doing_without:
+        log.info(note)
     return []
+
+
+def retried(action: Callable[[], R], name: str) -> R:
+    """A storage call of the preflight, retried as the data steps retry theirs (a burst of
+    5xx, a store down for a while); what still fails is a StorageError, as from one call."""
+    try:
+        return file_upload.retrying(action, name)
+    except file_upload.ActionFailure as failure:
+        cause = failure.__cause__
+        denied = isinstance(cause, StorageError) and cause.denied
+        raise StorageError(str(failure), denied=denied) from cause
 
 
 def presync_record_usable(cutover: Settings) -> list[str]:
