@@ -179,8 +179,9 @@ def retried(action: Callable[[], R], name: str) -> R:
         return file_upload.retrying(action, name)
     except file_upload.ActionFailure as failure:
         cause = failure.__cause__
-        denied = isinstance(cause, StorageError) and cause.denied
-        raise StorageError(str(failure), denied=denied) from cause
+        if isinstance(cause, StorageError) and cause.denied:
+            raise cause from cause.__cause__  # refused at once: the call's own error says all
+        raise StorageError(str(failure)) from cause
 
 
 def presync_record_usable(cutover: Settings) -> list[str]:
