@@ -151,8 +151,9 @@ def uploads_readable(cutover: Settings) -> list[str]:
 
 def storage_ready(cutover: Settings) -> list[str]:
     """The storage settings are complete, nothing the upload writes lies in UPLOADS_DIR,
-    and (unless this is a dry run) the storage preflight passes: credentials, bucket, a
-    probe object written, read back and deleted."""
+    and (unless this is a dry run) the storage preflight passes: credentials, bucket, every
+    policy action a run calls (one it can do without is logged, not a problem), a probe
+    object written, read back and deleted; each call retried as the data steps retry."""
     options = cutover.upload_options()
     try:
         storage_settings = cutover.storage()
