@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import tos
 
 from data_migrations.file_scan import scan_folder
 from devtools.tos_server import Faults, TosServer
@@ -87,6 +88,31 @@ def test_a_key_denied_one_action_stops_in_one_line_or_runs_exactly(
     if action == "ListMultipartUploads":
         assert output.count("may not call tos:ListMultipartUploads") == 2, output  # both say
         assert "resumed or aborted" in output
+
+
+def test_without_list_multipart_uploads_a_killed_runs_upload_is_left_alone(
+    env: dict[str, str], tmp_path: Path, tos_server: TosServer, tos_storage: StorageClient,
+    raw_client: tos.TosClientV2, pg_engine: sa.Engine
+) -> None:
+    """A killed run's incomplete upload of a file's key, holding other bytes: a key that
+    cannot list it uploads the file afresh, exactly, and leaves the upload to the lifecycle
+    rule, as the log line says."""
+    files = files_in(Path(env["UPLOADS_DIR"]))
+    key = sorted(files)[0]
+    upload_id = raw_client.create_multipart_upload(BUCKET, key).upload_id
+    raw_client.upload_part(BUCKET, key, upload_id, 1, content=b"bytes of another file")
+    tos_server.faults = Faults(denied=frozenset({"ListMultipartUploads"}))
+
+    result = upgrade_head(env, tmp_path)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "Traceback" not in output, output
+    assert "none is resumed or aborted" in output
+    tos_server.faults = Faults()
+    assert stored(tos_storage) == files
+    assert [upload.upload_id for upload in tos_server.store.bucket(BUCKET).uploads()] \
+        == [upload_id]
+    assert version(pg_engine) == "0004"
 
 
 def test_a_listing_denied_mid_run_is_one_line_and_a_rerun_resumes(
