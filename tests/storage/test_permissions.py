@@ -3,12 +3,15 @@ answers a burst of 503s, through the real SDK and the local TOS server."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import tos
 from tos.exceptions import TosServerError
 
 from data_migrations.preflight import retried
 from devtools.tos_server import Faults, TosServer
+from devtools.tos_server.__main__ import parse_args
 from storage.base import PrefixedStorage, StorageError
 from storage.options import ObjectOptions
 from tests.conftest import BUCKET, TosFactory
@@ -24,6 +27,14 @@ def test_the_server_answers_a_denied_action_with_access_denied(
     assert (caught.value.status_code, caught.value.code) == (403, "AccessDenied")
     assert "tos:GetObject" in caught.value.message
     assert [o.key for o in raw_client.list_objects_type2(BUCKET).contents] == ["a.txt"]
+
+
+def test_the_command_line_takes_denied_actions(tmp_path: Path) -> None:
+    base = ["--root", str(tmp_path), "--access-key", "AK", "--secret-key", "SK"]
+    args = parse_args([*base, "--deny", "ListMultipartUploads", "--deny", "PutObjectAcl"])
+    assert args.deny == ["ListMultipartUploads", "PutObjectAcl"]
+    with pytest.raises(SystemExit):
+        parse_args([*base, "--deny", "ListMultipartUpload"])  # not an action
 
 
 def test_a_probe_denied_its_read_back_leaves_nothing_behind(
