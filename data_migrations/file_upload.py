@@ -25,8 +25,8 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -50,7 +50,7 @@ from settings.storage import StorageSettings
 from storage import ObjectInfo, PendingUpload, StorageClient, StorageError, file_crc64
 from storage.factory import build_storage
 from storage.options import ObjectOptions
-from storage.tos import guess_content_type
+from storage.tos import LEFTOVER_UPLOADS_NOT_LISTED, guess_content_type
 
 log = logging.getLogger("cutover.files")
 
@@ -225,7 +225,8 @@ def upload_files(connection: sa.Connection, options: UploadOptions,
         # The chain's preflight (data_migrations/preflight.py) ran the storage preflight.
         ledger = ManifestLedger(connection, manifest_table(manifest), storage, settings)
         run = FileUpload(storage, settings, ledger, record, options, retry_backoff)
-        report = run.run(scan, time.monotonic() - started)
+        with stopped_in("the files step", ledger):
+            report = run.run(scan, time.monotonic() - started)
     print_summary(report)
     record_step("files", seconds=sum(report.seconds.values()), phases=dict(report.seconds),
                 summary=f"{sum(report.files.values()):,} files in the bucket "
@@ -264,6 +265,7 @@ class FileUpload:
         # The uploads a killed run left, by key, to resume; the resumed ones' reused bytes.
         self.resumable: dict[str, PendingUpload] = {}
         self.resumed = ResumedUploads()
+        self.leftovers_unlisted = False  # the key may not list incomplete multipart uploads
 
     def run(self, scan: FolderScan, scan_seconds: float) -> UploadReport:
         report = UploadReport(scan, seconds={"scan": scan_seconds})
@@ -398,9 +400,20 @@ class FileUpload:
         bucket: the newest of each file in ``to_send`` is kept to be resumed from its stored
         parts, every other one is aborted; return how many were. An upload of any other key,
         under the key prefix or not, is someone else's and stays."""
-        leftovers = self.retrying(
-            lambda: [upload for upload in self.storage.pending_uploads() if upload.key in keys],
-            "listing of the incomplete multipart uploads")
+        try:
+            leftovers = self.retrying(
+                lambda: [upload for upload in self.storage.pending_uploads()
+                         if upload.key in keys],
+                "listing of the incomplete multipart uploads")
+        except ActionFailure as failure:
+            # Safe to do without: every upload of this run is new and completed or aborted
+            # by its own attempt; only a killed run's parts are left to the lifecycle rule.
+            if not denied(failure):
+                raise
+            if not self.leftovers_unlisted:
+                log.info(LEFTOVER_UPLOADS_NOT_LISTED)
+            self.leftovers_unlisted = True
+            return 0
         aborted = 0
         for upload in sorted(leftovers, key=started_at, reverse=True):  # the newest first
             if upload.key in to_send and upload.key not in self.resumable:
@@ -587,6 +600,24 @@ def retrying(action: Callable[[], R], name: str,
                 raise ActionFailure(f"{name} (after {attempt} attempt"
                                     f"{'s' if attempt > 1 else ''}): {error}") from error
         attempt += 1
+
+
+def denied(failure: ActionFailure) -> bool:
+    """The action kept failing because the key's policy does not allow it."""
+    return isinstance(failure.__cause__, StorageError) and failure.__cause__.denied
+
+
+@contextmanager
+def stopped_in(step: str, ledger: Ledger) -> Iterator[None]:
+    """A storage call outside any one file's upload (a listing, an abort) that kept failing
+    stops ``step`` in one line that says what a re-run does."""
+    try:
+        yield
+    except ActionFailure as failure:
+        raise DataMigrationError(
+            f"{step} stopped: {str(failure).rstrip('.')}. {ledger.after_failure} A re-run "
+            "resumes: the objects already uploaded stay in the bucket and are skipped."
+        ) from failure
 
 
 def _stopped(stopping: Event | None, wait: float) -> bool:

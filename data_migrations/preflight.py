@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 from alembic.script import Script, ScriptDirectory
@@ -40,6 +41,7 @@ from storage.factory import build_storage
 log = logging.getLogger("cutover.preflight")
 
 Check = Callable[[Settings], list[str]]
+R = TypeVar("R")
 WRITE_PROBE_PREFIX = ".preflight-"  # the file that shows a folder takes writes
 LISTED = 20  # refused uploads entries named before "... and N more"
 # SQLite virtual machine steps between two looks at the clock during the integrity check.
@@ -156,8 +158,9 @@ def uploads_readable(cutover: Settings) -> list[str]:
 
 def storage_ready(cutover: Settings) -> list[str]:
     """The storage settings are complete, nothing the upload writes lies in UPLOADS_DIR,
-    and (unless this is a dry run) the storage preflight passes: credentials, bucket, a
-    probe object written, read back and deleted."""
+    and (unless this is a dry run) the storage preflight passes: credentials, bucket, every
+    policy action a run calls (one it can do without is logged, not a problem), a probe
+    object written, read back and deleted; each call retried as the data steps retry."""
     options = cutover.upload_options()
     try:
         storage_settings = cutover.storage()
@@ -169,10 +172,24 @@ def storage_ready(cutover: Settings) -> list[str]:
         return []
     try:
         with closing(build_storage(storage_settings, options.work_dir)) as storage:
-            storage.preflight()
+            doing_without = storage.preflight(retried)
     except (StorageError, OSError) as error:
         return [str(error)]
+    for note in doing_without:
+        log.info(note)
     return []
+
+
+def retried(action: Callable[[], R], name: str) -> R:
+    """A storage call of the preflight, retried as the data steps retry theirs (a burst of
+    5xx, a store down for a while); what still fails is a StorageError, as from one call."""
+    try:
+        return file_upload.retrying(action, name)
+    except file_upload.ActionFailure as failure:
+        cause = failure.__cause__
+        if isinstance(cause, StorageError) and cause.denied:
+            raise cause from cause.__cause__  # refused at once: the call's own error says all
+        raise StorageError(str(failure)) from cause
 
 
 def presync_record_usable(cutover: Settings) -> list[str]:
