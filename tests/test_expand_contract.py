@@ -1,7 +1,8 @@
 """Renaming a column without downtime, one revision a step, as the runbook tells it:
 audit_logs.ip_address becomes client_ip.
 
-    0005 expand     add client_ip, nullable (the running app does not know it yet)
+    0005 expand     add client_ip, nullable (the running app does not know it yet), and
+                    its index, CONCURRENTLY
          deploy     the app writes both columns
     0006 backfill   client_ip = ip_address on every row, in committed batches
          deploy     the app reads client_ip (and still writes both)
@@ -44,6 +45,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from data_migrations.online.backfill import Backfill, backfill_in_batches, forget_backfill
+from data_migrations.online.indexes import create_index_concurrently, drop_index_concurrently
 from data_migrations.online.lint import waive
 
 revision: str = "{revision}"
@@ -51,7 +53,8 @@ down_revision: str | Sequence[str] | None = "{down_revision}"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-__all__ = ["Backfill", "backfill_in_batches", "forget_backfill", "op", "sa", "waive"]
+__all__ = ["Backfill", "backfill_in_batches", "create_index_concurrently",
+           "drop_index_concurrently", "forget_backfill", "op", "sa", "waive"]
 '''
 STEPS = {
     "0005_expand_audit_logs_client_ip.py": ("0004", '''
@@ -59,9 +62,11 @@ STEPS = {
 def upgrade() -> None:
     # Nullable: the app that runs now inserts rows without it.
     op.add_column("audit_logs", sa.Column("client_ip", sa.String(45), nullable=True))
+    create_index_concurrently("ix_audit_logs_client_ip", "audit_logs", ["client_ip"])
 
 
 def downgrade() -> None:
+    drop_index_concurrently("ix_audit_logs_client_ip", "audit_logs")
     op.drop_column("audit_logs", "client_ip")
 '''),
     "0006_backfill_audit_logs_client_ip.py": ("0005", '''
@@ -199,8 +204,11 @@ def test_a_column_renamed_in_expand_and_contract_steps_while_the_app_works(
     with writing(pg_engine, app.work, threads=1) as writers:
         step(migrations, writers, "upgrade", "0005")
         assert {"ip_address", "client_ip"} <= columns(pg_engine)
+        assert fetch(pg_engine, "SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                                "'ix_audit_logs_client_ip'::regclass") == [(True,)]
         step(migrations, writers, "downgrade", "0004")
         assert "client_ip" not in columns(pg_engine)
+        assert fetch(pg_engine, "SELECT to_regclass('ix_audit_logs_client_ip')") == [(None,)]
         step(migrations, writers, "upgrade", "0005")
 
         app.deploy(writes=("ip_address", "client_ip"), reads="ip_address")
