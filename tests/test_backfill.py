@@ -113,3 +113,16 @@ def test_a_backfill_in_one_transaction_is_refused(events: sa.Engine) -> None:
                                       "autocommit, one commit per batch"):
         run_backfill(connection, JOB)
     assert fetch(events, "SELECT count(*) FROM events WHERE updates > 0") == [(0,)]
+
+
+def test_a_target_time_per_batch_sizes_the_batches_within_bounds(events: sa.Engine) -> None:
+    # Batches of 50 keys take far less than a second here: each next one doubles, up to
+    # ten times batch_size (500), so 100,000 rows take about 200 batches, not 2,000.
+    job = Backfill(name="events_sized", table="events", set="kind_code = kind",
+                   batch_size=50, pause_seconds=0, target_seconds=1.0)
+    with events.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        assert run_backfill(connection, job) == ROWS
+
+    [(batches,)] = fetch(events, f"SELECT batches FROM {PROGRESS_TABLE} "
+                                 "WHERE name = 'events_sized'")
+    assert ROWS // 500 <= batches < ROWS // 500 + 10
