@@ -28,7 +28,8 @@ import sqlalchemy as sa
 from data_migrations.online.backfill import Backfill, run_backfill
 from data_migrations.report import log_to_stderr
 log_to_stderr()
-engine = sa.create_engine(sys.argv[1], isolation_level="AUTOCOMMIT")
+engine = sa.create_engine(sys.argv[1], isolation_level="AUTOCOMMIT",
+                          connect_args={"application_name": "backfill-under-test"})
 with engine.connect() as connection:
     run_backfill(connection, Backfill(name="events_kind_code", table="events",
                  set="kind_code = upper(kind)", batch_size=500, pause_seconds=0.01))
@@ -75,6 +76,12 @@ def kill_midway(process: subprocess.Popen, engine: sa.Engine) -> int:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
+    # The server finishes (and commits) the batch statement it was running when its client
+    # died, then notices and ends the session: count the rows once it has gone.
+    while fetch(engine, "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE application_name = 'backfill-under-test'") != [(0,)]:
+        assert time.monotonic() < deadline, "the killed backfill's session never ended"
+        time.sleep(0.05)
     return updated_so_far(engine)
 
 
