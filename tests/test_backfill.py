@@ -4,6 +4,7 @@ of each row, so a batch run twice shows as a row updated twice."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -12,9 +13,17 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 
 from data_migrations.errors import DataMigrationError
-from data_migrations.online.backfill import PROGRESS_TABLE, Backfill, run_backfill
+from data_migrations.online.backfill import (
+    PROGRESS_TABLE,
+    Backfill,
+    backfill_in_batches,
+    forget_backfill,
+    run_backfill,
+)
 from tests.conftest import ROOT, fetch
 
 ROWS = 100_000
@@ -133,3 +142,20 @@ def test_a_target_time_per_batch_sizes_the_batches_within_bounds(events: sa.Engi
     [(batches,)] = fetch(events, f"SELECT batches FROM {PROGRESS_TABLE} "
                                  "WHERE name = 'events_sized'")
     assert ROWS // 500 <= batches < ROWS // 500 + 10
+
+
+def test_offline_the_review_sql_says_what_will_run() -> None:
+    buffer = io.StringIO()
+    context = MigrationContext.configure(dialect_name="postgresql",
+                                         opts={"as_sql": True, "output_buffer": buffer})
+    with Operations.context(context):
+        assert backfill_in_batches(JOB) == 0
+        forget_backfill(JOB)
+
+    assert buffer.getvalue().splitlines() == [
+        "-- Backfill events_kind_code: online only, in batches of 500 keys of events.id, "
+        "one commit per batch:",
+        "-- UPDATE events SET kind_code = upper(kind) WHERE id > <last committed key> "
+        "AND id <= <batch end>", "",
+        f"-- Backfill events_kind_code: its cursor row in {PROGRESS_TABLE} is deleted, "
+        "if there is one", ""]
