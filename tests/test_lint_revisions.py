@@ -165,3 +165,14 @@ def test_a_revision_of_the_cutover_itself_is_exempt(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert lint_revisions.live_revisions(
         ScriptDirectory.from_config(Config(str(root / "alembic.ini")))) == []
+
+
+def test_without_its_rule_set_the_check_fails_in_one_line(repository: Path) -> None:
+    (repository / ".squawk.toml").unlink()
+
+    result = make_lint(repository, UNSAFE["rename"][0])
+
+    assert result.returncode != 0
+    assert [line for line in result.stderr.splitlines() if line.startswith("FAILED")] == [
+        f"FAILED: {repository / '.squawk.toml'} does not exist: the rule set of the "
+        "revision check"]
