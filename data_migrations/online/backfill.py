@@ -41,6 +41,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from data_migrations.errors import DataMigrationError
+from data_migrations.online.run import is_dry_run
 from data_migrations.report import PROGRESS_EVERY_SECONDS
 
 log = logging.getLogger("cutover.online")
@@ -82,7 +83,7 @@ class Backfill:
 
 @dataclass
 class Cursor:
-    """Where a backfill stands: the last committed key (None: none yet) and its counts."""
+    """Where a backfill stands: the last committed key (None: none yet), whether done."""
 
     last_key: str | None
     finished: bool
@@ -98,6 +99,9 @@ def backfill_in_batches(job: Backfill) -> int:
             f"{job.table}.{job.key}, one commit per batch:\n"
             f"-- UPDATE {job.table} SET {job.set} WHERE {job.key} > <last committed key> "
             f"AND {job.key} <= <batch end>{f' AND ({job.where})' if job.where else ''}")
+        return 0
+    if is_dry_run():  # the plan: one transaction, rolled back; a batch commits on its own
+        log.info("Dry run: backfill %s is not run (each batch commits on its own)", job.name)
         return 0
     with context.autocommit_block():
         return run_backfill(op.get_bind(), job)

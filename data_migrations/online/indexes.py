@@ -7,7 +7,8 @@ that new one). A build that was interrupted (a kill, a cancelled statement, a un
 that met a duplicate) leaves an INVALID index behind that PostgreSQL still maintains on every
 write but never uses; ``IF NOT EXISTS`` would take it for done. So a retry first drops an
 invalid index of that name, then builds it again. In ``--sql`` mode the statements are
-rendered as they will run, without the catalog query.
+rendered as they will run, without the catalog query. The plan (``-x dry_run=true``), one
+transaction rolled back, skips them with a line that says so.
 
     from data_migrations.online.indexes import create_index_concurrently
 
@@ -26,6 +27,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from data_migrations.online.run import is_dry_run
+
 log = logging.getLogger("cutover.online")
 
 INVALID_INDEX = sa.text(
@@ -40,6 +43,8 @@ def create_index_concurrently(name: str, table: str, columns: Sequence[str], *,
                               schema: str | None = None) -> None:
     """``CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS``, after dropping an invalid
     leftover of an interrupted attempt; ``where`` makes it a partial index."""
+    if _skipped_in_dry_run(f"index {name} is not built"):
+        return
     context = op.get_context()
     with context.autocommit_block():
         if not context.as_sql and _is_invalid(name, schema):
@@ -54,9 +59,19 @@ def create_index_concurrently(name: str, table: str, columns: Sequence[str], *,
 
 def drop_index_concurrently(name: str, table: str, *, schema: str | None = None) -> None:
     """``DROP INDEX CONCURRENTLY IF EXISTS``: valid or not, the index is gone after it."""
+    if _skipped_in_dry_run(f"index {name} is not dropped"):
+        return
     with op.get_context().autocommit_block():
         op.drop_index(name, table_name=table, schema=schema, postgresql_concurrently=True,
                       if_exists=True)
+
+
+def _skipped_in_dry_run(what: str) -> bool:
+    """The plan runs in one transaction it rolls back: CONCURRENTLY cannot run there."""
+    if is_dry_run():
+        log.info("Dry run: %s (CONCURRENTLY runs outside the transaction)", what)
+        return True
+    return False
 
 
 def _is_invalid(name: str, schema: str | None) -> bool:
