@@ -242,23 +242,22 @@ class LockRetry:
     def _set_timeouts(self, revision: Script, exempt: bool, context: MigrationContext) -> None:
         """The revision's SET lines (in --sql too, under a comment saying why)."""
         policy = self.policy
-        name = f"{revision.revision} {revision.doc}".strip()
         if exempt:
-            why = (f"{name}: a data revision of the cutover, without lock or "
+            why = ("a data revision of the cutover: without lock or "
                    "statement timeout (a fresh target, the app stopped; its COPY is not cut "
                    "off)")
             lines = ("SET LOCAL lock_timeout = 0", "SET LOCAL statement_timeout = 0")
         elif policy.lock_timeout:
-            why = (f"{name}: waits for its locks at most "
+            why = ("waits for its locks at most "
                    f"{seconds(policy.lock_timeout)} (LOCK_TIMEOUT); make migrate rolls it "
                    f"back and retries it up to {policy.retries} times, pausing from "
                    f"{seconds(policy.backoff)} (LOCK_RETRIES, LOCK_RETRY_BACKOFF)")
             lines = (f"SET LOCAL lock_timeout = '{round(policy.lock_timeout * 1000)}ms'",)
         else:
-            why = f"{name}: waits for its locks without limit (LOCK_TIMEOUT=0)"
+            why = "waits for its locks without limit (LOCK_TIMEOUT=0)"
             lines = ("SET LOCAL lock_timeout = 0",)
         if context.as_sql:
-            context.impl.static_output(f"-- {why}")
+            context.impl.static_output(f"-- {revision.revision}: {revision.doc}\n-- {why}")
         for line in lines:
             context.execute(line)
 
