@@ -223,3 +223,27 @@ def test_the_app_waits_at_most_the_lock_timeout_while_the_revision_tries(
     assert max(waits) <= LOCK_TIMEOUT + 1, sorted(waits)[-5:]
     assert result.returncode != 0, result.stdout + result.stderr
     assert version(pg) == "0004"
+
+
+@pytest.mark.parametrize("released", [True, False])
+def test_a_revision_written_after_release_says_what_running_live_asks_of_it(
+    tmp_path: Path, released: bool,
+) -> None:
+    root = repository_copy(tmp_path / "repo", ["alembic", "alembic.ini"])
+    ini = root / "alembic.ini"
+    ini.write_text(ini.read_text(encoding="utf-8").replace(
+        "released = false", f"released = {str(released).lower()}"), encoding="utf-8")
+
+    text = revision.new_revision(Config(str(ini)), "add task priority").read_text(
+        encoding="utf-8")
+
+    upgrade, downgrade = text.split("\ndef upgrade() -> None:\n")[1].split(
+        "\ndef downgrade() -> None:\n")
+    guidance = [("under LOCK_TIMEOUT (-x lock_timeout)", upgrade),
+                ("rolls it back and retries it", upgrade),
+                ("data_migrations.online.indexes.create_index_concurrently", upgrade),
+                ("data_migrations.online.backfill", upgrade),
+                ("Undo exactly what upgrade() did", downgrade),
+                ("drop_index_concurrently", downgrade)]
+    assert [phrase in part for phrase, part in guidance] == [released] * len(guidance)
+    compile(text, "0005_add_task_priority.py", "exec")
