@@ -23,6 +23,8 @@ import pytest
 import sqlalchemy as sa
 from alembic.config import Config
 
+import settings
+from data_migrations.online import lock_retry
 from devtools import revision
 from settings import DECLARED
 from tests.conftest import fetch, version
@@ -247,3 +249,26 @@ def test_a_revision_written_after_release_says_what_running_live_asks_of_it(
                 ("drop_index_concurrently", downgrade)]
     assert [phrase in part for phrase, part in guidance] == [released] * len(guidance)
     compile(text, "0005_add_task_priority.py", "exec")
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ({"lock_timeout": "3"}, "lock_timeout must be a duration such as 3s, 500ms or 1min "
+                            "(0 for none), got '3'"),
+    ({"lock_retry_backoff": "soon"}, "lock_retry_backoff must be a duration such as 3s, "
+                                     "500ms or 1min (0 for none), got 'soon'"),
+    ({"lock_retries": "-1"}, "lock_retries must be a whole number (0 or more), got '-1'"),
+])
+def test_a_lock_setting_without_a_unit_or_not_a_number_is_refused(
+    given: dict[str, str], message: str,
+) -> None:
+    with pytest.raises(settings.ConfigError) as refused:
+        settings.read(given, load_env_file=False)
+    assert str(refused.value) == message
+
+
+def test_lock_settings_parse_with_their_units() -> None:
+    read = settings.read({"lock_timeout": "500ms", "lock_retries": "0",
+                          "lock_retry_backoff": "1min"}, load_env_file=False)
+    assert lock_retry.Policy.of(read) == lock_retry.Policy(0.5, 0, 60.0)
+    assert lock_retry.Policy(3.0, 5, 2.0).pause(1) == 2.0
+    assert [lock_retry.Policy(3.0, 9, 2.0).pause(n) for n in (2, 3, 6, 7)] == [4, 8, 60, 60]
