@@ -97,15 +97,16 @@ class Blocker:
 class LockNotGranted(DataMigrationError):
     """One attempt of a revision did not get its lock in time."""
 
-    def __init__(self, step: RevisionStep, attempt: int, timeout: float,
+    def __init__(self, step: RevisionStep, attempt: int, policy: Policy,
                  blockers: tuple[Blocker, ...]) -> None:
         self.label = f"{step.revision.revision} {step.revision.doc}".strip()
         self.at = ", ".join(step.from_revisions) or "base"
         self.attempt = attempt
-        self.timeout = timeout
+        self.last = attempt > policy.retries
+        self.timeout = policy.lock_timeout
         self.blockers = blockers
-        super().__init__(f"{self.label}: lock not granted within {seconds(timeout)} "
-                         f"(attempt {attempt}); {self.blocked_by()}")
+        super().__init__(f"{self.label}: lock not granted within {seconds(self.timeout)} "
+                         f"(attempt {attempt} of {policy.retries + 1}); {self.blocked_by()}")
 
     def blocked_by(self) -> str:
         if not self.blockers:
@@ -212,18 +213,16 @@ class LockRetry:
                 migrate()
                 return
             except LockNotGranted as failed:
-                attempts = self.policy.retries + 1
-                if failed.attempt >= attempts:
+                if failed.last:
                     log.warning(f"{failed}; rolled back")
                     raise DataMigrationError(
                         f"{failed.label}: lock not granted within {seconds(failed.timeout)} "
-                        f"in {attempts} attempts, {failed.blocked_by()}; rolled back, the "
+                        f"in {failed.attempt} attempts, {failed.blocked_by()}; rolled back, the "
                         f"database is at {failed.at} as before; end that session or run "
                         "again when it is done (or -x lock_timeout=, -x lock_retries=)"
                     ) from None
                 pause = self.policy.pause(failed.attempt)
-                log.warning(f"{failed} of {attempts}; rolled back, retrying in "
-                            f"{seconds(pause)}")
+                log.warning(f"{failed}; rolled back, retrying in {seconds(pause)}")
                 time.sleep(pause)
 
     def _timed(self, step: RevisionStep, context: MigrationContext) -> Callable[..., None]:
@@ -277,5 +276,4 @@ class LockRetry:
                 if not lock_not_available(exc):
                     raise
                 watch.stop()
-                raise LockNotGranted(step, attempt, self.policy.lock_timeout,
-                                     watch.blockers) from None
+                raise LockNotGranted(step, attempt, self.policy, watch.blockers) from None
