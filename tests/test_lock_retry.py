@@ -228,6 +228,38 @@ def test_the_app_waits_at_most_the_lock_timeout_while_the_revision_tries(
     assert version(pg) == "0004"
 
 
+def test_a_downgrade_waits_under_the_same_lock_timeout(live: Live, pg: sa.Engine) -> None:
+    upgraded = live.alembic("upgrade", "head")
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    report = Report(pg, hold=60)
+    try:
+        result = live.alembic("downgrade", "0004", retries=0)
+    finally:
+        report.close()
+
+    [failed] = failed_lines(result)
+    assert failed.startswith(
+        "FAILED: 0005 add task priority: lock not granted within 1s in 1 attempt, blocked "
+        f"by pid {report.pid} (nightly-report, "), failed
+    assert "the database is at 0005 as before" in failed
+    assert version(pg) == "0005"
+    assert ("priority",) in fetch(pg, TASK_COLUMNS)
+
+
+def test_the_plan_is_retried_too_and_changes_nothing(live: Live, pg: sa.Engine) -> None:
+    columns = fetch(pg, TASK_COLUMNS)
+    report = Report(pg, hold=LOCK_TIMEOUT + 0.3)
+    try:
+        result = live.alembic("-x", "dry_run=true", "upgrade", "head")
+    finally:
+        report.close()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "(attempt 1 of 6); blocked by pid" in result.stderr
+    assert "Dry run: every change was rolled back" in result.stderr
+    assert fetch(pg, TASK_COLUMNS) == columns
+    assert version(pg) == "0004"
+
 @pytest.mark.parametrize("released", [True, False])
 def test_a_revision_written_after_release_says_what_running_live_asks_of_it(
     tmp_path: Path, released: bool,

@@ -118,6 +118,10 @@ def seconds(value: float) -> str:
     return f"{value:g}s" if value >= 1 else f"{value * 1000:g}ms"
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def lock_not_available(exc: BaseException) -> bool:
     """Whether ``exc`` (from SQLAlchemy or straight from the driver) is SQLSTATE 55P03."""
     error = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
@@ -217,9 +221,10 @@ class LockRetry:
                     log.warning(f"{failed}; rolled back")
                     raise DataMigrationError(
                         f"{failed.label}: lock not granted within {seconds(failed.timeout)} "
-                        f"in {failed.attempt} attempts, {failed.blocked_by()}; rolled back, the "
-                        f"database is at {failed.at} as before; end that session or run "
-                        "again when it is done (or -x lock_timeout=, -x lock_retries=)"
+                        f"in {plural(failed.attempt, 'attempt')}, {failed.blocked_by()}; "
+                        f"rolled back, the database is at {failed.at} as before; end that "
+                        "session or run again when it is done (or -x lock_timeout=, "
+                        "-x lock_retries=)"
                     ) from None
                 pause = self.policy.pause(failed.attempt)
                 log.warning(f"{failed}; rolled back, retrying in {seconds(pause)}")
