@@ -87,24 +87,21 @@ def configure_options(url_backend: str, dry_run: bool = False) -> dict:
     }
 
 
-def configure(retry: lock_retry.LockRetry, **options: object) -> None:
-    """Configure the run, then pass Alembic's steps through the lock timeouts."""
+def configure(**options: object) -> lock_retry.LockRetry:
+    """Configure the run, each revision under its lock timeout."""
     context.configure(**options)
+    retry = lock_retry.LockRetry.of(settings.of_run(), context.script, config)
     retry.install(context.get_context())
-
-
-def lock_retries() -> lock_retry.LockRetry:
-    return lock_retry.LockRetry.of(settings.of_run(), context.script, config)
+    return retry
 
 
 def run_migrations_offline() -> None:
     url = target_url(required=False)
     if url is None:
-        configure(lock_retries(), dialect_name="postgresql", literal_binds=True,
+        configure(dialect_name="postgresql", literal_binds=True,
                   **configure_options("postgresql"))
     else:
-        configure(lock_retries(), url=url, literal_binds=True,
-                  **configure_options(url.get_backend_name()))
+        configure(url=url, literal_binds=True, **configure_options(url.get_backend_name()))
     with context.begin_transaction():
         context.run_migrations()
 
@@ -133,9 +130,8 @@ def pending_revisions(connection: Connection) -> list[Script]:
 
 
 def migrate_on(connection: Connection, dry_run: bool, cutover: settings.Settings) -> None:
-    retry = lock_retries()
-    configure(retry, connection=connection, **configure_options(connection.dialect.name,
-                                                                dry_run))
+    retry = configure(connection=connection,
+                      **configure_options(connection.dialect.name, dry_run))
     preflight.run(cutover, pending_revisions(connection))
     if not dry_run:
         retry.run(migrate)
