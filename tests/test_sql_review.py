@@ -135,6 +135,11 @@ def test_from_renders_without_a_database(released: Released) -> None:
     assert RUNNING.findall(sql) == [("0005", "0006")]
     assert "SET LOCAL lock_timeout = '3000ms';" in sql  # the default
 
+    at_head = released.make("sql", ENV="review", FROM="0006")
+    assert at_head.returncode == 0, at_head.stdout + at_head.stderr
+    assert released.sql("upgrade-review.sql").splitlines()[1:] == [
+        "-- Nothing to run: 0006 is where head is."]
+
 
 def test_make_sql_downgrade_starts_at_the_targets_revision(
     released: Released, pg_url: str,

@@ -79,6 +79,8 @@ def render(args: argparse.Namespace, start: str, to: str, header: str) -> None:
                 command.upgrade(config, f"{start}:{to}", sql=True)
             else:
                 command.downgrade(config, f"{start}:{to}", sql=True)
+            if handle.tell() == len(header.encode("utf-8")):
+                handle.write(f"-- Nothing to run: {start} is where {to} is.\n")
         os.replace(handle.name, out)
     except BaseException:
         os.unlink(handle.name)
@@ -92,8 +94,9 @@ def review(args: argparse.Namespace) -> Path:
     start = current_revision(cutover) if read else args.start
     to = args.to or ("head" if args.direction == "upgrade" else "base")
     source = "the target's alembic_version" if read else "FROM"
-    header = (f"-- make sql: {args.direction} from {start} ({source}) to {to}, as make "
-              "migrate runs it: one transaction per revision, with its timeouts.\n")
+    runs = "make migrate runs" if args.direction == "upgrade" else "make downgrade runs"
+    header = (f"-- make sql: {args.direction} from {start} ({source}) to {to}, as {runs} "
+              "it: one transaction per revision, with its timeouts.\n")
     render(args, start, to, header)
     return args.out
 
