@@ -50,12 +50,16 @@ SECTION = "cutover"
 
 Steps = Callable[[tuple[str, ...], MigrationContext], Iterable[Any]]
 
+# pg_blocking_pids() only while the migration waits for a lock: the function takes the
+# lock manager's locks, which the PostgreSQL manual warns against calling often.
 BLOCKERS = sa.text("""
     SELECT b.pid, coalesce(b.application_name, ''), coalesce(b.state, ''),
            extract(epoch FROM clock_timestamp() - coalesce(b.xact_start, b.query_start)),
            coalesce(b.query, '')
-    FROM pg_stat_activity AS b
-    WHERE b.pid = ANY (pg_blocking_pids(:pid))
+    FROM pg_stat_activity AS w
+    CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS blocker(pid)
+    JOIN pg_stat_activity AS b ON b.pid = blocker.pid
+    WHERE w.pid = :pid AND w.wait_event_type = 'Lock'
     ORDER BY b.xact_start
 """)
 
