@@ -9,6 +9,7 @@ ALEMBIC := $(BIN)/alembic
 SQL_DIR := sql
 ENV ?=
 REV ?=
+FROM ?=
 ROWS ?= 1000000
 export ENV PG_BIN
 
@@ -23,8 +24,8 @@ help:
 	@echo "make presync ENV=prod          before the freeze: upload the files, then only what changed"
 	@echo "make migrate ENV=prod          alembic upgrade head against DATABASE_URL"
 	@echo "make verify ENV=prod           re-check a finished cutover; non-zero exit on any failure"
-	@echo "make sql ENV=prod              write the upgrade SQL for review (no database needed)"
-	@echo "make sql-downgrade ENV=prod    write the downgrade SQL (head to base) for review"
+	@echo "make sql ENV=prod              the SQL the target has yet to run, for review (FROM=rev without a database)"
+	@echo "make sql-downgrade ENV=prod    the downgrade SQL from the target's revision (to REV=x or base)"
 	@echo "make downgrade ENV=prod REV=x  roll back to revision x (e.g. REV=0001, REV=base)"
 	@echo "make current | history | check ENV=prod"
 	@echo "make adopt-dev DEV_DB=./meeting_agent.db   stamp an existing dev file at the baseline"
@@ -85,15 +86,17 @@ plan: install
 verify: install
 	$(BIN)/python -m data_migrations.verify
 
+# From the target's revision (its alembic_version; FROM=<rev> without a database), each
+# revision with the SET lock_timeout lines make migrate runs; see
+# data_migrations/online/sql_review.py. A failure writes no file.
 sql: install
-	@mkdir -p $(SQL_DIR)
-	$(ALEMBIC) upgrade head --sql > $(SQL_DIR)/upgrade-$(or $(ENV),default).sql
-	@echo "Upgrade SQL written to $(SQL_DIR)/upgrade-$(or $(ENV),default).sql"
+	@$(BIN)/python -m data_migrations.online.sql_review upgrade \
+		--out $(SQL_DIR)/upgrade-$(or $(ENV),default).sql $(if $(FROM),--from $(FROM))
 
 sql-downgrade: install
-	@mkdir -p $(SQL_DIR)
-	$(ALEMBIC) downgrade head:base --sql > $(SQL_DIR)/downgrade-$(or $(ENV),default).sql
-	@echo "Downgrade SQL written to $(SQL_DIR)/downgrade-$(or $(ENV),default).sql"
+	@$(BIN)/python -m data_migrations.online.sql_review downgrade \
+		--out $(SQL_DIR)/downgrade-$(or $(ENV),default).sql $(if $(FROM),--from $(FROM)) \
+		$(if $(REV),--to $(REV))
 
 downgrade: install
 	@if [ -z "$(REV)" ]; then echo "REV is not set: make downgrade ENV=... REV=<revision|base>" >&2; exit 2; fi

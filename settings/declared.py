@@ -98,6 +98,29 @@ def count(label: str, value: str) -> int:
     return int(value)
 
 
+def whole_number(label: str, value: str) -> int:
+    """A whole number, 0 included."""
+    if not value.isdigit():
+        raise ConfigError(f"{label} must be a whole number (0 or more), got {value!r}")
+    return int(value)
+
+
+DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|min)", re.IGNORECASE)
+DURATION_UNITS = {"ms": 0.001, "s": 1.0, "min": 60.0}
+
+
+def duration(label: str, value: str) -> float:
+    """Seconds, written with a unit (``500ms``, ``3s``, ``1min``) so that nobody reads a
+    bare number as PostgreSQL's milliseconds; ``0`` is none."""
+    if value.strip() == "0":
+        return 0.0
+    match = DURATION.fullmatch(value.strip())
+    if not match:
+        raise ConfigError(f"{label} must be a duration such as 3s, 500ms or 1min "
+                          f"(0 for none), got {value!r}")
+    return float(match[1]) * DURATION_UNITS[match[2].lower()]
+
+
 def positive_int(label: str, value: str) -> int:
     if not value.isdigit() or int(value) == 0:
         raise ConfigError(f"{label} must be a positive integer, got {value!r}")
@@ -441,6 +464,22 @@ VERIFY_URLS = Setting(
     "which URLs `make verify` fetches as the app does (no credentials, no proxy): `all`, "
     "`none`, or `sample:N` (N chosen at random)", x="urls")
 REPORTS_DIR = Setting("REPORTS_DIR", path, "./reports", "each run's JSON cutover report")
+# After go-live a schema revision runs on the live database: it waits for its locks at most
+# this long, so the app's statements queued behind it wait no longer (as GitLab's
+# with_lock_retries and strong_migrations do), and is rolled back and retried.
+LOCK_TIMEOUT = Setting(
+    "LOCK_TIMEOUT", duration, "3s",
+    "how long a schema revision waits for a lock (so the app queued behind it waits no "
+    "longer) before it is rolled back and retried, e.g. `3s`, `500ms`; `0` waits without "
+    "limit; the cutover's data revisions run without one", x="lock_timeout")
+LOCK_RETRIES = Setting(
+    "LOCK_RETRIES", whole_number, "5",
+    "retries of a revision whose lock was not granted in time; `0` fails at the first",
+    x="lock_retries")
+LOCK_RETRY_BACKOFF = Setting(
+    "LOCK_RETRY_BACKOFF", duration, "2s",
+    "the pause before the first retry, doubled before each next one (at most 1 min)",
+    x="lock_retry_backoff")
 
 DECLARED: tuple[Setting, ...] = (
     ENV, DATABASE_URL, SOURCE_DATABASE_URL, BAD_ROWS, ORPHANS, ROW_COPY_WORKERS, UPLOADS_DIR,
@@ -450,5 +489,5 @@ DECLARED: tuple[Setting, ...] = (
     MAX_CONCURRENT, STORAGE_MULTIPART_THRESHOLD, STORAGE_PART_SIZE, STORAGE_RATE_LIMIT,
     STORAGE_ACL, STORAGE_CLASS, STORAGE_SSE, STORAGE_SECURITY_TOKEN, STORAGE_CONFIG, DRY_RUN,
     FORCE, PURGE_OBJECTS, CHECKSUM_EVERY_FILE, PRUNE_OBJECTS, PRUNE_MAX_DELETE, WORK_DIR,
-    VERIFY_URLS, REPORTS_DIR,
+    VERIFY_URLS, REPORTS_DIR, LOCK_TIMEOUT, LOCK_RETRIES, LOCK_RETRY_BACKOFF,
 )

@@ -57,6 +57,9 @@ WRITTEN = {
     "WORK_DIR": "./elsewhere/work",
     "VERIFY_URLS": "sample:50",
     "REPORTS_DIR": "./elsewhere/reports",
+    "LOCK_TIMEOUT": "10s",
+    "LOCK_RETRIES": "0",
+    "LOCK_RETRY_BACKOFF": "500ms",
 }
 
 
