@@ -25,24 +25,33 @@ from tests.runs import cutover_environment, upgrade_head
 from tests.test_file_upload import part_stored, wait_for
 from tests.test_presync import files_in, presync, record_rows, run, summary_count
 
-# The app: rewrites files in place, one chunk every PERIOD seconds, round robin. Given
-# "versions N", it writes versions 1..N of each file, the whole of version k being the byte
-# k, and stops; otherwise new random bytes, until it is stopped. It says "writing" once
-# its first chunk is written.
+# The app: rewrites files in place, one chunk every PERIOD seconds, round robin, with new
+# random bytes, until it is stopped; it says "writing" once its first chunk is written.
+# Told "commanded", it instead writes, for each line "k n1 n2 ..." read, the byte k over the
+# chunks n1, n2, ... (from 1) of the one file, and says "done".
 WRITER = textwrap.dedent("""
-    import itertools, os, sys, time
+    import os, sys, time
     PERIOD = 0.02
-    chunk, versions, paths = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+    chunk, mode, paths = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    def write(path, offset, data):
+        with open(path, "r+b") as stream:
+            stream.seek(offset)
+            stream.write(data)
+    if mode == "commanded":
+        print("writing", flush=True)
+        size = os.path.getsize(paths[0])
+        for line in sys.stdin:
+            version, *chunks = map(int, line.split())
+            for number in chunks:
+                offset = (number - 1) * chunk
+                write(paths[0], offset, bytes([version]) * min(chunk, size - offset))
+            print("done", flush=True)
     places = [(path, offset) for path in paths
               for offset in range(0, os.path.getsize(path), chunk)]
-    rounds = range(1, versions + 1) if versions else itertools.count(1)
-    for k in rounds:
+    while True:
         for path, offset in places:
-            length = min(chunk, os.path.getsize(path) - offset)
-            with open(path, "r+b") as stream:
-                stream.seek(offset)
-                stream.write(bytes([k % 256]) * length if versions else os.urandom(length))
-            if k == 1 and (path, offset) == places[0]:
+            write(path, offset, os.urandom(min(chunk, os.path.getsize(path) - offset)))
+            if (path, offset) == places[0]:
                 print("writing", flush=True)
             time.sleep(PERIOD)
 """)
@@ -51,18 +60,27 @@ LARGE = 40 * MiB
 
 
 @contextmanager
-def app_writing(paths: list[Path], chunk: int = MiB, versions: int = 0
+def app_writing(paths: list[Path], chunk: int = MiB, mode: str = "continuous"
                 ) -> Iterator[subprocess.Popen]:
-    """The app writer, rewriting ``paths`` in place from now until the block ends (or until
-    it has written ``versions`` versions)."""
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(chunk), str(versions),
-                               *map(str, paths)], stdout=subprocess.PIPE, text=True)
+    """The app writer, rewriting ``paths`` in place until the block ends (``commanded``:
+    writing what it is told on its stdin)."""
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(chunk), mode,
+                               *map(str, paths)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout is not None and writer.stdout.readline() == "writing\n"
         yield writer
     finally:
         writer.kill()
         writer.wait()
+
+
+def command(writer: subprocess.Popen, version: int, chunks: range) -> None:
+    """Have the commanded writer write the byte ``version`` over ``chunks``; wait for it."""
+    assert writer.stdin is not None and writer.stdout is not None
+    writer.stdin.write(f"{version} {' '.join(map(str, chunks))}\n")
+    writer.stdin.flush()
+    assert writer.stdout.readline() == "done\n"
 
 
 @pytest.fixture
@@ -154,37 +172,45 @@ def test_a_recording_rewritten_during_its_multipart_upload_is_never_stored_torn(
     env: dict[str, str], tmp_path: Path, uploads: Path, tos_server: TosServer,
     tos_storage: StorageClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    recording = uploads / "audio" / "all hands.wav"
+    """The app writes a new version of the recording part by part during its upload, each
+    part where the upload is not reading: parts 2-8 while part 1 goes up alone, then part 1
+    once it is stored. Every part then matches its CRC-64, but the parts, taken together,
+    are neither version: the issue's torn object, if the upload were completed."""
+    key = "audio/all hands.wav"
+    recording = uploads / key
     recording.parent.mkdir(exist_ok=True)
     original = os.urandom(LARGE)
     recording.write_bytes(original)
-    versions = 3  # the app then finishes the file: the presync takes its last version
-    whole = {crc64_update(original, 0)} | {
-        crc64_update(bytes([k]) * LARGE, 0) for k in range(1, versions + 1)}
+    whole = {crc64_update(original, 0), crc64_update(bytes([1]) * LARGE, 0)}
     bucket = tos_server.store.bucket(BUCKET)
     held: list[int] = []  # the CRC-64 of every object the bucket ever held at the key
     install = bucket.install
 
-    def observed(key: str, *args: object, **kwargs: object) -> object:
-        meta = install(key, *args, **kwargs)
-        if key == "audio/all hands.wav":
+    def observed(stored_key: str, *args: object, **kwargs: object) -> object:
+        meta = install(stored_key, *args, **kwargs)
+        if stored_key == key:
             held.append(meta.crc64)
         return meta
 
     monkeypatch.setattr(bucket, "install", observed)
     tos_server.faults = Faults(bandwidth=4 * MiB)  # about a second a part: a real window
-    env = {**env, "STORAGE_MULTIPART_THRESHOLD": str(PART), "STORAGE_PART_SIZE": str(PART)}
-    process = subprocess.Popen([sys.executable, "-m", "data_migrations.presync"], env=env,
-                               cwd=tmp_path, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: part_stored(tos_server, "audio/all hands.wav"), process)
-    with app_writing([recording], chunk=PART, versions=versions) as writer:
-        writer.wait(timeout=60)
-    _, errors = process.communicate(timeout=600)
+    env = {**env, "STORAGE_MULTIPART_THRESHOLD": str(PART), "STORAGE_PART_SIZE": str(PART),
+           "MAX_CONCURRENT": "1"}
+    parts = LARGE // PART
+    with app_writing([recording], chunk=PART, mode="commanded") as writer:
+        process = subprocess.Popen([sys.executable, "-m", "data_migrations.presync"],
+                                   env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: any(upload.key == key for upload in bucket.uploads()), process)
+        command(writer, 1, range(2, parts + 1))  # while part 1 goes up alone
+        wait_for(lambda: part_stored(tos_server, key), process)
+        command(writer, 1, range(1, 2))  # while parts 2-8 go up
+        _, errors = process.communicate(timeout=600)
     assert process.returncode == 0 and "FAILED" not in errors, errors
     assert held and set(held) <= whole, "an object was assembled from different versions"
-    assert stored(tos_storage)["audio/all hands.wav"] == bytes([versions]) * LARGE
-    assert "audio/all hands.wav" in record_rows(Path(env["WORK_DIR"]))
+    # Sent again whole once the app was done: its last version, recorded.
+    assert stored(tos_storage)[key] == bytes([1]) * LARGE
+    assert key in record_rows(Path(env["WORK_DIR"]))
 
 
 def test_verify_lists_a_file_changed_since_its_upload_and_fails(
