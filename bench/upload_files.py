@@ -90,8 +90,7 @@ def upload(folder: Path, port: int, work: Path, database_url: str) -> dict[str, 
         connection.execute(sa.text(
             f"CREATE TABLE {MANIFEST} (relative_path TEXT PRIMARY KEY, object_key TEXT, "
             "public_url TEXT, size BIGINT, mtime_ns BIGINT, crc64 NUMERIC(20, 0), status TEXT, "
-            "acl TEXT, "
-            "storage_class TEXT, sse TEXT)"))
+            "acl TEXT, storage_class TEXT, sse TEXT)"))
         read = bench_settings(port, folder, work)
         configured = read.storage()
         storage = build_storage(configured, work)
