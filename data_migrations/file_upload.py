@@ -136,11 +136,12 @@ class ActionFailure(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    # The file as it was read: its size and modification time are those of the bytes
-    # stored (the scan's for a file not read).
+    """What became of a file. ``file`` is the file as it was read: its size and
+    modification time are those of the bytes stored (the scan's for a file not read).
+    ``status`` is one of STATUS_ROWS'."""
+
     file: LocalFile
-    status: str  # presynced | uploaded | replaced | resent | acl_set | skipped | vanished
-    # | changing
+    status: str
     stored: ObjectInfo
 
 
