@@ -144,7 +144,8 @@ def test_the_files_step_names_the_files_the_app_changes_and_a_rerun_once_frozen_
 
 
 def test_a_presync_leaves_out_the_files_the_app_keeps_writing_and_stores_no_torn_object(
-    env: dict[str, str], tmp_path: Path, uploads: Path, tos_storage: StorageClient
+    env: dict[str, str], tmp_path: Path, uploads: Path, tos_server: TosServer,
+    tos_storage: StorageClient
 ) -> None:
     big = uploads / "audio" / "big.wav"  # a recording the app keeps writing, part by part
     big.parent.mkdir(exist_ok=True)
@@ -152,6 +153,9 @@ def test_a_presync_leaves_out_the_files_the_app_keeps_writing_and_stores_no_torn
     files = files_in(uploads)
     small = sorted(name for name in files if name != "audio/big.wav")[:3]
     env = {**env, "STORAGE_MULTIPART_THRESHOLD": str(PART), "STORAGE_PART_SIZE": str(PART)}
+    # Each attempt at the recording lasts well beyond the longest pause between the app's
+    # writes to it (the three small files' turns, 80 ms).
+    tos_server.faults = Faults(latency=0.1)
     with app_writing([big, *(files[name] for name in small)], chunk=PART):
         result = presync(env, tmp_path)
     assert result.returncode == 0 and not failed_lines(result), result.stderr
