@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import tos
 
 from devtools.tos_server import Faults
-from storage import StorageClient
+from storage import FileChanged, StorageClient
 from storage.crc64 import crc64_update
 from storage.tos import MiB
-from tests.conftest import BUCKET, TosServer, fetch, stored, tos_env, version
+from tests.conftest import BUCKET, TosFactory, TosServer, fetch, stored, tos_env, version
 from tests.runs import cutover_environment, upgrade_head
 from tests.test_file_upload import part_stored, wait_for
 from tests.test_presync import files_in, presync, record_rows, run, summary_count
@@ -241,3 +242,26 @@ def test_verify_lists_a_file_changed_since_its_upload_and_fails(
     result = verify(env, tmp_path, "checksum=true")
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"  {first[0]}: other bytes than uploaded (CRC-64)" in result.stdout
+
+
+def test_a_multipart_upload_is_not_completed_when_its_file_changes_between_parts(
+    make_tos_storage: TosFactory, tmp_path: Path, raw_client: tos.TosClientV2
+) -> None:
+    storage = make_tos_storage()  # 5 MiB parts: three for 12 MiB, the first alone
+    path = tmp_path / "recording.wav"
+    path.write_bytes(os.urandom(12 * MiB))
+
+    def rewrite_the_stored_part(length: int) -> None:  # part 1 stored, the others not read
+        if not rewritten:
+            before = path.stat()
+            with path.open("r+b") as stream:
+                stream.write(bytes(MiB))
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+            rewritten.append(length)
+
+    rewritten: list[int] = []
+    with pytest.raises(FileChanged, match="changed while its parts were read"):
+        storage.put_file("audio/recording.wav", path, on_part=rewrite_the_stored_part)
+    assert rewritten
+    assert storage.stat("audio/recording.wav") is None
+    assert raw_client.list_multipart_uploads(BUCKET).uploads == []
