@@ -8,10 +8,13 @@ content is uploaded again and named in the summary. A presync (data_migrations/p
 run before the freeze leaves a record of what it stored: a file unchanged since (size and
 modification time) whose object the listing shows as recorded is taken without being read
 at all. Files go up on MAX_CONCURRENT threads, each retried as a whole a few times when a
-transient failure outlives the SDK's own retries. The outcomes go to a ledger: the
-manifest, written in batches as files finish (or the presync record, for a presync); at
-the end every manifest row is checked against a fresh listing of the bucket (size and
-CRC-64) and marked 'verified'.
+transient failure outlives the SDK's own retries. A file's state is taken before it is read
+and again after its last byte is stored: one that changed meanwhile is sent again, and one
+that keeps changing is "changing while read" (the cutover fails naming it, a presync leaves
+it out); the cutover also fails on a file changed after it was stored, before the step
+ends. The outcomes go to a ledger: the manifest, written in batches as files finish (or
+the presync record, for a presync); at the end every manifest row is checked against a
+fresh listing of the bucket (size and CRC-64) and marked 'verified'.
 
 It all runs inside the revision's transaction: a failure rolls the manifest back, while
 the objects already uploaded stay and are skipped next time. The uploads folder is only
