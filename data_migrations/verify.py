@@ -224,14 +224,16 @@ def file_change(row: sa.Row, uploads_dir: Path, checksum: bool) -> str | None:
     path = uploads_dir / row.relative_path
     try:
         stat = path.stat()
+        if stat.st_size != row.size:
+            return f"{row.size:,} bytes uploaded, {stat.st_size:,} now"
+        if row.mtime_ns is not None and stat.st_mtime_ns != row.mtime_ns:
+            return "modified since its upload"
+        if checksum and file_crc64(path) != int(row.crc64):
+            return "other bytes than uploaded (CRC-64), same size and modification time"
     except FileNotFoundError:
         return "gone"
-    if stat.st_size != row.size:
-        return f"{row.size:,} bytes uploaded, {stat.st_size:,} now"
-    if row.mtime_ns is not None and stat.st_mtime_ns != row.mtime_ns:
-        return "modified since its upload"
-    if checksum and file_crc64(path) != int(row.crc64):
-        return "other bytes than uploaded (CRC-64), same size and modification time"
+    except OSError as error:  # not readable by verify: not known to be as uploaded
+        return f"cannot be read ({error.strerror})"
     return None
 
 
@@ -257,6 +259,7 @@ def disk_check(connection: sa.Connection, uploads_dir: Path,
 
 
 def disk_notes(gone: int, changed: list[str], no_mtimes: bool, checksum: bool) -> list[str]:
+    """What the disk check found beyond pass or fail, and the changed files by name."""
     notes = [] if not gone else [f"{gone:,} files of the manifest are gone from UPLOADS_DIR "
                                  "since their upload (the bucket holds them; not a failure)"]
     if no_mtimes:
@@ -331,10 +334,10 @@ def run_checks(connection: sa.Connection,
         unprefixed = replace(storage_settings, key_prefix="")
         with closing(build_storage(unprefixed, options.work_dir)) as storage:
             checks += file_checks(connection, storage, storage_settings.key_prefix, rewritten)
-        disk, disk_notes = disk_check(connection, cutover[declared.UPLOADS_DIR],
-                                      cutover[declared.CHECKSUM_EVERY_FILE])
+        disk, noted = disk_check(connection, cutover[declared.UPLOADS_DIR],
+                                 cutover[declared.CHECKSUM_EVERY_FILE])
         checks += disk
-        notes += disk_notes
+        notes += noted
         checks += fetch_checks(connection, rewritten, cutover[declared.VERIFY_URLS],
                                storage_settings.max_concurrent)
     return checks, notes
