@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import tos
 
 from devtools.tos_server import Faults
-from storage import FileChanged, StorageClient
+from storage import FileChanged, PendingUpload, StorageClient
 from storage.crc64 import crc64_update
 from storage.tos import MiB
 from tests.conftest import BUCKET, TosFactory, TosServer, fetch, stored, tos_env, version
@@ -244,6 +244,21 @@ def test_verify_lists_a_file_changed_since_its_upload_and_fails(
     assert f"  {first[0]}: other bytes than uploaded (CRC-64)" in result.stdout
 
 
+def rewrite_once(path: Path, told: list[int]) -> Callable[[int], None]:
+    """A part callback that, the first time it is told of a stored part, rewrites the
+    file's first MiB in place as the app would (new bytes, the modification time moved on)."""
+
+    def rewrite(length: int) -> None:
+        if not told:
+            before = path.stat()
+            with path.open("r+b") as stream:
+                stream.write(bytes(MiB))
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+            told.append(length)
+
+    return rewrite
+
+
 def test_a_multipart_upload_is_not_completed_when_its_file_changes_between_parts(
     make_tos_storage: TosFactory, tmp_path: Path, raw_client: tos.TosClientV2
 ) -> None:
@@ -251,17 +266,33 @@ def test_a_multipart_upload_is_not_completed_when_its_file_changes_between_parts
     path = tmp_path / "recording.wav"
     path.write_bytes(os.urandom(12 * MiB))
 
-    def rewrite_the_stored_part(length: int) -> None:  # part 1 stored, the others not read
-        if not rewritten:
-            before = path.stat()
-            with path.open("r+b") as stream:
-                stream.write(bytes(MiB))
-            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
-            rewritten.append(length)
-
-    rewritten: list[int] = []
+    rewritten: list[int] = []  # told once part 1 is stored, before the others are read
     with pytest.raises(FileChanged, match="changed while its parts were read"):
-        storage.put_file("audio/recording.wav", path, on_part=rewrite_the_stored_part)
+        storage.put_file("audio/recording.wav", path, on_part=rewrite_once(path, rewritten))
     assert rewritten
     assert storage.stat("audio/recording.wav") is None
+    assert raw_client.list_multipart_uploads(BUCKET).uploads == []
+
+
+def test_a_resumed_upload_is_not_completed_when_its_file_changes_after_its_parts_are_checked(
+    make_tos_storage: TosFactory, tmp_path: Path, raw_client: tos.TosClientV2
+) -> None:
+    """A killed run's parts 1-2 are kept (their MD5 matches the file's bytes now); the app
+    then rewrites part 1 before part 3 is sent: the parts are not one version any more."""
+    storage = make_tos_storage()  # 5 MiB parts: three for 12 MiB
+    path = tmp_path / "recording.wav"
+    data = os.urandom(12 * MiB)
+    path.write_bytes(data)
+    key = "audio/recording.wav"
+    upload_id = raw_client.create_multipart_upload(BUCKET, key).upload_id
+    for number in (1, 2):
+        raw_client.upload_part(BUCKET, key, upload_id, number,
+                               content=data[(number - 1) * PART:number * PART])
+
+    rewritten: list[int] = []  # told of the kept parts first
+    with pytest.raises(FileChanged, match="changed while its parts were read"):
+        storage.put_file(key, path, on_part=rewrite_once(path, rewritten),
+                         resume=PendingUpload(key, upload_id))
+    assert rewritten
+    assert storage.stat(key) is None
     assert raw_client.list_multipart_uploads(BUCKET).uploads == []
