@@ -14,7 +14,7 @@ export ENV PG_BIN
 
 .PHONY: help install test lint demo migrate plan verify sql sql-downgrade downgrade current \
 	history check presync adopt-dev upgrade-dev adopt-target revision postgres-binaries bench \
-	bench-rows bench-upload bench-rate-limit bench-cutover
+	bench-rows bench-upload bench-rate-limit bench-cutover bench-backfill
 
 help:
 	@echo "make demo                      the whole cutover and rollback on sample data"
@@ -36,6 +36,7 @@ help:
 	@echo "make bench-upload              time the file upload against a slow local TOS server"
 	@echo "make bench-rate-limit          how closely STORAGE_RATE_LIMIT holds the upload rate"
 	@echo "make bench-cutover             the freeze window, cold and after a presync (long: ~2 GiB)"
+	@echo "make bench-backfill            a batched backfill of 1M audit_logs rows while the app writes"
 
 install: $(VENV)/.installed
 
@@ -55,8 +56,11 @@ postgres-binaries:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; \
 	fi
 
+# ruff, then squawk on the SQL of every revision after the cutover's own (.squawk.toml's
+# rules; devtools/lint_revisions.py): a finding is a FAILED line naming the revision file.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/python -m devtools.lint_revisions
 
 test: install postgres-binaries lint
 	$(BIN)/pytest
@@ -142,3 +146,8 @@ bench-rate-limit: install
 # ~2 GiB of uploads; see bench/cutover.py. Not part of bench: it takes minutes.
 bench-cutover: install postgres-binaries
 	$(BIN)/python -m bench.cutover
+
+# A batched backfill of ROWS audit_logs rows (data_migrations/online/backfill.py) while an
+# app writer inserts and updates them: rows/s, and the writer's p50/p99/worst latency.
+bench-backfill: install postgres-binaries
+	$(BIN)/python -m bench.backfill --rows $(ROWS)

@@ -53,6 +53,7 @@ WRITTEN = {
     "PURGE_OBJECTS": "true",
     "CHECKSUM_EVERY_FILE": "true",
     "PRUNE_OBJECTS": "true",
+    "PRUNE_MAX_DELETE": "25%",
     "WORK_DIR": "./elsewhere/work",
     "VERIFY_URLS": "sample:50",
     "REPORTS_DIR": "./elsewhere/reports",
