@@ -8,9 +8,9 @@ cutover's files step then reads only those files too, so the freeze holds the ro
 last changes, not the whole folder.
 
 It needs no database: the record lives next to the other working files, and a file is
-recorded only once its object is confirmed, with the size and modification time the scan
-saw (a file that changed while it was read is not recorded, so the next run sends it
-again).
+recorded only once its object is confirmed, with the size and modification time it had
+when it was read (a file that changed while it was read, or since, is not recorded, so the
+next run sends it again).
 """
 
 from __future__ import annotations
@@ -89,9 +89,9 @@ class PresyncLedger:
 
     @staticmethod
     def still_as_scanned(outcome: Outcome) -> bool:
-        """The file is as the scan saw it (size, modification time), so what was stored is
-        the file as the record will describe it; a file the app changed or deleted while
-        it was read is not."""
+        """The file is as it was read (size, modification time), so what was stored is the
+        file as the record will describe it; a file the app changed or deleted since is
+        not."""
         file = outcome.file
         if outcome.status == "vanished":
             return False

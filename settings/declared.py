@@ -439,7 +439,7 @@ PURGE_OBJECTS = Setting("PURGE_OBJECTS", flag, "false",
 CHECKSUM_EVERY_FILE = Setting(
     "CHECKSUM_EVERY_FILE", flag, "false",
     "the files step reads and checks every file, even one the presync record shows "
-    "unchanged", x="checksum")
+    "unchanged; make verify compares every file's bytes with its upload", x="checksum")
 PRUNE_OBJECTS = Setting(
     "PRUNE_OBJECTS", flag, "false",
     "the files step and the presync delete the objects a presync stored whose files are gone "

@@ -11,12 +11,15 @@ import importlib
 from typing import TYPE_CHECKING
 
 from storage.base import (
+    FileChanged,
+    FileState,
     ObjectInfo,
     PendingUpload,
     PrefixedStorage,
     StorageClient,
     StorageError,
     file_crc64,
+    file_state,
 )
 from storage.local import LocalStorage
 
@@ -30,6 +33,8 @@ _LAZY = {
 }
 
 __all__ = [
+    "FileChanged",
+    "FileState",
     "LocalStorage",
     "ObjectInfo",
     "PendingUpload",
@@ -39,6 +44,7 @@ __all__ = [
     "TosStorage",
     "build_storage",
     "file_crc64",
+    "file_state",
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from abc import ABC, abstractmethod
@@ -18,8 +19,9 @@ from storage.crc64 import file_crc64
 from storage.options import Correction
 
 __all__ = [
-    "ObjectInfo", "PartDone", "PendingUpload", "PrefixedStorage", "Retry", "StorageClient",
-    "StorageError", "file_crc64", "join_url", "once", "preflight_error", "preflight_step",
+    "FileChanged", "FileState", "ObjectInfo", "PartDone", "PendingUpload", "PrefixedStorage",
+    "Retry", "StorageClient", "StorageError", "file_crc64", "file_state", "join_url", "once",
+    "preflight_error", "preflight_step",
 ]
 
 # Preflight probes: objects under PROBE_FOLDER and scratch files in the client's
@@ -81,6 +83,28 @@ class Retry(Protocol):
 def once(action: Callable[[], _T], name: str) -> _T:
     """The Retry that tries once."""
     return action()
+
+
+class FileChanged(StorageError):
+    """The file changed while it was read: what was read is not one version of it."""
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What tells one version of a file from the next without reading it. The change time
+    and the inode catch a writer that puts the modification time back (``touch -r``) or
+    replaces the file by a rename; the size and modification time are what a record keeps."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+
+
+def file_state(path: Path) -> FileState:
+    """The file's state now (following links, as a read does)."""
+    stat = os.stat(path)
+    return FileState(stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
 
 
 def join_url(base_url: str, key: str) -> str:

@@ -22,12 +22,15 @@ from tos.models2 import GetObjectACLOutput, GetObjectOutput, UploadedPart
 from tos.utils import RateLimiter
 
 from storage.base import (
+    FileChanged,
+    FileState,
     ObjectInfo,
     PartDone,
     PendingUpload,
     Retry,
     StorageClient,
     StorageError,
+    file_state,
     join_url,
     preflight_error,
     preflight_step,
@@ -211,6 +214,10 @@ class TosStorage(StorageClient):
     def _fail(self, action: str, key: str, error: TosError) -> NoReturn:
         raise self._error(action, key, describe(error), denied=is_denied(error)) from error
 
+    def _changed(self, key: str, path: Path) -> FileChanged:
+        return FileChanged(f"upload of {key!r} in bucket {self.bucket!r} not completed: "
+                           f"{path} changed while its parts were read")
+
     def _check_crc(self, action: str, key: str, what: str, expected: int,
                    reported: int | None) -> None:
         if reported != expected:
@@ -233,15 +240,17 @@ class TosStorage(StorageClient):
             raise ValueError(f"cannot resume the upload of {resume.key!r} as {key!r}")
         if not path.is_file():
             raise self._error("upload of", key, f"{path} is not a file")
-        size = path.stat().st_size
+        # Taken before the first byte is read: a multipart upload is completed only if the
+        # file is still in this state once its last part is stored.
+        state = file_state(path)
         content_type = content_type or guess_content_type(path)
         with self._translate("upload of", key):
-            if size > self.multipart_threshold:
-                crc, reused = self._put_multipart(key, path, size, content_type, on_part,
+            if state.size > self.multipart_threshold:
+                crc, reused = self._put_multipart(key, path, state, content_type, on_part,
                                                   resume)
             else:
                 crc, reused = self._put_single(key, path, content_type), 0
-        return ObjectInfo(key, size, crc, reused)
+        return ObjectInfo(key, state.size, crc, reused)
 
     def _put_single(self, key: str, path: Path, content_type: str) -> int:
         crc = file_crc64(path)
@@ -252,11 +261,16 @@ class TosStorage(StorageClient):
         self._check_crc("upload of", key, "the object", crc, output.hash_crc64_ecma)
         return crc
 
-    def _put_multipart(self, key: str, path: Path, size: int, content_type: str,
+    def _put_multipart(self, key: str, path: Path, state: FileState, content_type: str,
                        on_part: PartDone | None,
                        resume: PendingUpload | None) -> tuple[int, int]:
         """The completed object's CRC-64 and how many of its bytes were reused from
-        ``resume``'s stored parts; a resumed upload that is gone is started afresh."""
+        ``resume``'s stored parts; a resumed upload that is gone is started afresh.
+
+        The parts are read at different times: if the file left ``state`` (taken before
+        the first of them, reused parts' checks included) by the time the last one is
+        stored, they are not one version of it, and the upload is aborted, not completed
+        (FileChanged). The completed object's CRC-64 is then the one of those very reads."""
         stored = None if resume is None else self._stored_parts(key, resume.upload_id)
         if resume is not None and stored is not None:
             upload_id = resume.upload_id
@@ -265,8 +279,10 @@ class TosStorage(StorageClient):
                 self.bucket, key, content_type=content_type, **self._write_options()
             ).upload_id
         try:
-            parts, crc, reused = self._upload_parts(key, path, size, upload_id, on_part,
+            parts, crc, reused = self._upload_parts(key, path, state.size, upload_id, on_part,
                                                     stored or {})
+            if file_state(path) != state:
+                raise self._changed(key, path)
             output = self._client.complete_multipart_upload(
                 self.bucket, key, upload_id, parts=parts
             )

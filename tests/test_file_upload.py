@@ -576,6 +576,7 @@ def test_manifest_is_as_the_path_rewrite_expects_and_check_stays_clean(
         ("object_key", "text", None, "NO", None),
         ("public_url", "text", None, "NO", None),
         ("size", "bigint", 64, "NO", None),
+        ("mtime_ns", "bigint", 64, "NO", None),
         ("crc64", "numeric", 20, "NO", None),
         ("status", "text", None, "NO", None),
         ("acl", "text", None, "YES", None),
