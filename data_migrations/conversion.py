@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
+from data_migrations import interrupts
 from data_migrations import source as src
 from data_migrations.report import shorten
 from data_migrations.values import BadValue, ColumnType, converter_for, row_converter
@@ -176,6 +177,7 @@ _worker_plans: dict[str, TablePlan] = {}
 def start_worker(source_path: str) -> None:
     """A worker's start: its own read-only connection to the source."""
     global _worker_source
+    interrupts.ignored_in_workers()
     _worker_source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
     threading.Thread(target=_end_with_parent, daemon=True).start()
 

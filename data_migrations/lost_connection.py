@@ -11,9 +11,10 @@ are recognised with the dialect's own test for a disconnect.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 import sqlalchemy as sa
 
@@ -54,15 +55,23 @@ def is_lost_connection(exc: BaseException, dialect: sa.Dialect) -> bool:
 def failed_step(exc: BaseException) -> str:
     """The revision whose code was running, e.g. ``0002 copy_sqlite_rows``."""
     for error in _chain(exc):
-        steps = [frame for frame, _ in traceback.walk_tb(error.__traceback__)
-                 if frame.f_code.co_name in ("upgrade", "downgrade")
-                 and "down_revision" in frame.f_globals]
-        if steps:
-            frame = steps[-1]
-            revision, _, name = Path(frame.f_code.co_filename).stem.partition("_")
-            direction = "" if frame.f_code.co_name == "upgrade" else f" ({frame.f_code.co_name})"
-            return f"{revision} {name}{direction}"
+        step = running_step(frame for frame, _ in traceback.walk_tb(error.__traceback__))
+        if step is not None:
+            return step
     return "the run"
+
+
+def running_step(frames: Iterable[FrameType]) -> str | None:
+    """The innermost revision's ``upgrade`` or ``downgrade`` among ``frames`` (outermost
+    first), named as ``0002 copy_sqlite_rows``, or None."""
+    steps = [frame for frame in frames if frame.f_code.co_name in ("upgrade", "downgrade")
+             and "down_revision" in frame.f_globals]
+    if not steps:
+        return None
+    frame = steps[-1]
+    revision, _, name = Path(frame.f_code.co_filename).stem.partition("_")
+    direction = "" if frame.f_code.co_name == "upgrade" else f" ({frame.f_code.co_name})"
+    return f"{revision} {name}{direction}"
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

@@ -31,7 +31,7 @@ from urllib.parse import quote as percent_encoded
 import sqlalchemy as sa
 
 import settings
-from data_migrations import run_lock
+from data_migrations import interrupts, run_lock
 from data_migrations import source as src
 from data_migrations.conversion import TablePlan
 from data_migrations.copy_record import CopyRecord, read_record
@@ -270,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     """Check the cutover: the table of checks is the answer, on stdout; what verify says
     on the way and its failures are log lines on stderr."""
     log_to_stderr()
+    with interrupts.interruptible(interrupts.named("verify"), "verify changes nothing"):
+        return verify_command(argv)
+
+
+def verify_command(argv: list[str] | None) -> int:
     x_args = settings.x_arguments(argv, "python -m data_migrations.verify")
     try:
         cutover = settings.read(x_args)
