@@ -109,7 +109,7 @@ def test_an_interrupted_file_upload_rolls_back_and_a_rerun_uploads_exactly(
 ) -> None:
     tos_server.faults = Faults(latency=0.1)
     process = started([*ALEMBIC, "upgrade", "head"], env, tmp_path)
-    line = interrupted(process, signal.SIGINT, lambda: len(tos_storage.list()) >= 3)
+    line = interrupted(process, signal.SIGINT, lambda: len(list(tos_storage.list())) >= 3)
     assert line == ("interrupted during 0003 upload_files; nothing of this step was "
                     "committed; run the same command again")
     assert version(pg_engine) == "0002"
