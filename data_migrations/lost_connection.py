@@ -26,8 +26,9 @@ class ConnectionLost(DataMigrationError):
 
 
 @contextmanager
-def translated(connection: sa.Connection) -> Iterator[None]:
-    """Turn a lost connection inside the block into ``ConnectionLost``."""
+def translated(connection: sa.Connection, during: str | None = None) -> Iterator[None]:
+    """Turn a lost connection inside the block into ``ConnectionLost``; ``during`` names
+    the command when it is one step (``verify``), else the message names the revision."""
     try:
         yield
     except Exception as exc:
@@ -37,8 +38,9 @@ def translated(connection: sa.Connection) -> Iterator[None]:
         # on it and log that failure with a traceback.
         connection.invalidate()
         raise ConnectionLost(
-            f"the connection to PostgreSQL was lost during {failed_step(exc)}; nothing of "
-            f"this step was committed; run the same command again to resume") from None
+            f"the connection to PostgreSQL was lost during {during or failed_step(exc)}; "
+            "nothing of this step was committed; run the same command again to resume"
+        ) from None
 
 
 def is_lost_connection(exc: BaseException, dialect: sa.Dialect) -> bool:

@@ -31,7 +31,7 @@ from urllib.parse import quote as percent_encoded
 import sqlalchemy as sa
 
 import settings
-from data_migrations import interrupts, run_lock
+from data_migrations import interrupts, lost_connection, run_lock
 from data_migrations import source as src
 from data_migrations.conversion import TablePlan
 from data_migrations.copy_record import CopyRecord, read_record
@@ -279,7 +279,7 @@ def verify_command(argv: list[str] | None) -> int:
     try:
         cutover = settings.read(x_args)
         engine = sa.create_engine(cutover.database_url())
-        with engine.connect() as connection:
+        with engine.connect() as connection, lost_connection.translated(connection, "verify"):
             run_lock.take(connection, "verify")  # one cutover run at a time
             connection.execute(sa.text("SET TimeZone = 'UTC'"))
             checks, notes = run_checks(connection, cutover)
