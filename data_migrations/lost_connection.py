@@ -10,6 +10,7 @@ are recognised with the dialect's own test for a disconnect.
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -41,6 +42,25 @@ def translated(connection: sa.Connection, during: str | None = None) -> Iterator
             f"the connection to PostgreSQL was lost during {during or failed_step(exc)}; "
             "nothing of this step was committed; run the same command again to resume"
         ) from None
+
+
+@contextmanager
+def driver_dumps_silenced() -> Iterator[None]:
+    """Around psycopg2's ``COPY``: when the server ends the session under it (a restart,
+    ``pg_terminate_backend``), psycopg2 prints the pending error through ``sys.excepthook``
+    (``AdminShutdown`` ... ``SystemError: <function decode ...>``) before raising its own.
+    The raised one is the run's failure, told in one line; the print would precede it as
+    a dump."""
+    previous = sys.excepthook
+    sys.excepthook = _unprinted
+    try:
+        yield
+    finally:
+        sys.excepthook = previous
+
+
+def _unprinted(*_: object) -> None:
+    return None
 
 
 def is_lost_connection(exc: BaseException, dialect: sa.Dialect) -> bool:
