@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from devtools.postgres_server import PG_CTL, running_server
 from devtools.tos_server import Faults
 from storage import StorageClient
 from tests.conftest import ROOT, TosServer, stored, tos_env
@@ -60,14 +61,7 @@ def interrupted(process: subprocess.Popen[str], signum: int, when: Callable[[], 
 def test_an_interrupted_row_copy_rolls_back_and_a_rerun_copies_exactly(
     signum: int, tmp_path: Path, pg_url: str, pg_engine: sa.Engine
 ) -> None:
-    dev = DevDatabase(tmp_path / "meeting_agent.db")
-    dev.add_minimal_tree()
-    with sqlite3.connect(dev.path) as conn:  # enough rows that their COPY takes a while
-        conn.execute("DELETE FROM audit_logs")
-    conn.close()
-    fill_audit_logs(dev, AUDIT_ROWS)
-    (tmp_path / "uploads").mkdir()
-    (tmp_path / "work" / "bucket").mkdir(parents=True)  # the local storage provider's
+    dev = audit_heavy_dev(tmp_path)
     env = {**os.environ, "DATABASE_URL": pg_url, "SOURCE_DATABASE_URL": dev.url}
     process = started([*ALEMBIC, "upgrade", "head"], env)
     workers: list[int] = []
@@ -94,6 +88,52 @@ def test_an_interrupted_row_copy_rolls_back_and_a_rerun_copies_exactly(
     with pg_engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(DISTINCT id), min(id), max(id) "
                                     "FROM audit_logs")).one() == (AUDIT_ROWS, 1, AUDIT_ROWS)
+
+
+def audit_heavy_dev(tmp_path: Path) -> DevDatabase:
+    """A dev file whose audit_logs take a while to COPY, and the folders a cutover needs."""
+    dev = DevDatabase(tmp_path / "meeting_agent.db")
+    dev.add_minimal_tree()
+    with sqlite3.connect(dev.path) as conn:
+        conn.execute("DELETE FROM audit_logs")
+    conn.close()
+    fill_audit_logs(dev, AUDIT_ROWS)
+    (tmp_path / "uploads").mkdir()
+    (tmp_path / "work" / "bucket").mkdir(parents=True)  # the local storage provider's
+    return dev
+
+
+def test_a_postgresql_restart_during_the_copy_is_one_line_and_a_rerun_copies_exactly(
+    tmp_path: Path
+) -> None:
+    dev = audit_heavy_dev(tmp_path)
+    with running_server() as server, server.database("restarted") as url:
+        engine = sa.create_engine(url)
+        env = {**os.environ, "DATABASE_URL": url, "SOURCE_DATABASE_URL": dev.url}
+        process = started([*ALEMBIC, "upgrade", "0002"], env)
+        wait_for("the copy of audit_logs is streaming", lambda: session_of(
+            engine, process, "state = 'active' AND query LIKE 'COPY %audit_logs%'"))
+        engine.dispose()
+        # Its own output files: the new server must not hold this test's pipes open.
+        subprocess.run([str(PG_CTL), "restart", "-D", f"{server.socket_dir}/data", "-m", "fast",
+                        "-w", "-l", f"{server.socket_dir}/restarted.log"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+                       timeout=120)
+        stdout, stderr = process.communicate(timeout=120)
+        output = stdout + stderr
+        assert process.returncode != 0, output
+        for dump in ("Traceback", "AdminShutdown", "SystemError", "The above exception"):
+            assert dump not in output, output
+        failed = [line for line in output.splitlines() if line.startswith("FAILED:")]
+        assert failed == ["FAILED: the connection to PostgreSQL was lost during 0002 "
+                          "copy_sqlite_rows; nothing of this step was committed; run the same "
+                          "command again to resume"], output
+        rerun = subprocess.run([*ALEMBIC, "upgrade", "0002"], env=env, capture_output=True,
+                               text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr
+        assert version(engine) == "0002"
+        assert counts(engine)["audit_logs"] == AUDIT_ROWS
+        engine.dispose()
 
 
 @pytest.fixture
