@@ -207,9 +207,10 @@ def worker_pool(source: sqlite3.Connection, workers: int) -> ProcessPoolExecutor
     if workers < 2:
         return None
     # Started fresh rather than forked: a fork would share the PostgreSQL connection.
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=start_worker,
-                               initargs=(str(src.database_path(source)),))
+    with interrupts.blocked_while_starting_workers():  # and its resource tracker
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=start_worker,
+                                   initargs=(str(src.database_path(source)),))
 
 
 def in_order(pool: Executor, work: Callable[..., Converted], items: Iterable[tuple],
@@ -219,7 +220,8 @@ def in_order(pool: Executor, work: Callable[..., Converted], items: Iterable[tup
     pending: deque[Future[Converted]] = deque()
     try:
         for item in items:
-            pending.append(pool.submit(work, *item))
+            with interrupts.blocked_while_starting_workers():  # a submit may start one
+                pending.append(pool.submit(work, *item))
             if len(pending) >= window:
                 yield pending.popleft().result()
         while pending:

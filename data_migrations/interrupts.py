@@ -115,6 +115,23 @@ def _take_over(handler: Callable[[int, FrameType | None], None]
     return previous
 
 
+@contextmanager
+def blocked_while_starting_workers() -> Iterator[None]:
+    """Around starting worker processes: SIGINT and SIGTERM wait until the block ends. A
+    process started inside is born with them blocked (the mask is inherited through fork
+    and exec), so one sent to the whole group cannot kill it before it ignores them
+    (``ignored_in_workers``): a worker dead that way breaks the pool, whose manager thread
+    then prints a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def ignored_in_workers() -> None:
     """In a worker process: leave SIGINT and SIGTERM to the command's process, which stops
     its workers itself. Ctrl-C reaches every process of the terminal's group."""
