@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -43,12 +44,13 @@ from data_migrations.parallel import Done, run_in_parallel
 from data_migrations.presync_record import PresyncRecord, RecordedFile
 from data_migrations.report import Progress, bulleted, record_step, size_text, table
 from settings import ConfigError
+from settings.declared import DEFAULT_EXCLUSIONS
 from settings.steps import UploadOptions
 from settings.storage import StorageSettings
 from storage import ObjectInfo, PendingUpload, StorageClient, StorageError, file_crc64
 from storage.factory import build_storage
 from storage.options import ObjectOptions
-from storage.tos import guess_content_type
+from storage.tos import LEFTOVER_UPLOADS_NOT_LISTED, guess_content_type
 
 log = logging.getLogger("cutover.files")
 
@@ -223,7 +225,8 @@ def upload_files(connection: sa.Connection, options: UploadOptions,
         # The chain's preflight (data_migrations/preflight.py) ran the storage preflight.
         ledger = ManifestLedger(connection, manifest_table(manifest), storage, settings)
         run = FileUpload(storage, settings, ledger, record, options, retry_backoff)
-        report = run.run(scan, time.monotonic() - started)
+        with stopped_in("the files step", ledger):
+            report = run.run(scan, time.monotonic() - started)
     print_summary(report)
     record_step("files", seconds=sum(report.seconds.values()), phases=dict(report.seconds),
                 summary=f"{sum(report.files.values()):,} files in the bucket "
@@ -262,6 +265,7 @@ class FileUpload:
         # The uploads a killed run left, by key, to resume; the resumed ones' reused bytes.
         self.resumable: dict[str, PendingUpload] = {}
         self.resumed = ResumedUploads()
+        self.leftovers_unlisted = False  # the key may not list incomplete multipart uploads
 
     def run(self, scan: FolderScan, scan_seconds: float) -> UploadReport:
         report = UploadReport(scan, seconds={"scan": scan_seconds})
@@ -396,9 +400,20 @@ class FileUpload:
         bucket: the newest of each file in ``to_send`` is kept to be resumed from its stored
         parts, every other one is aborted; return how many were. An upload of any other key,
         under the key prefix or not, is someone else's and stays."""
-        leftovers = self.retrying(
-            lambda: [upload for upload in self.storage.pending_uploads() if upload.key in keys],
-            "listing of the incomplete multipart uploads")
+        try:
+            leftovers = self.retrying(
+                lambda: [upload for upload in self.storage.pending_uploads()
+                         if upload.key in keys],
+                "listing of the incomplete multipart uploads")
+        except ActionFailure as failure:
+            # Safe to do without: every upload of this run is new and completed or aborted
+            # by its own attempt; only a killed run's parts are left to the lifecycle rule.
+            if not denied(failure):
+                raise
+            if not self.leftovers_unlisted:
+                log.info(LEFTOVER_UPLOADS_NOT_LISTED)
+            self.leftovers_unlisted = True
+            return 0
         aborted = 0
         for upload in sorted(leftovers, key=started_at, reverse=True):  # the newest first
             if upload.key in to_send and upload.key not in self.resumable:
@@ -411,23 +426,16 @@ class FileUpload:
 
     def orphans(self, scan: FolderScan, present: dict[str, ObjectInfo],
                 report: UploadReport) -> None:
-        """The objects the presync stored whose files are no longer to be uploaded (deleted,
-        or excluded since; a refused file still exists and is none): listed, and with
-        ``prune_objects`` deleted and forgotten. Only keys the record holds, still holding
-        the bytes the presync stored, are ever touched; never anything else in the bucket."""
+        """The objects the presync stored whose files are gone (``orphans_of``): listed,
+        and with ``prune_objects`` deleted and forgotten, unless ``prune_refusal`` stops it."""
         if self.record is None:
             return
-        kept = {f.relative_path for f in scan.files} | {r.relative_path for r in scan.refused}
-        report.orphans = sorted(
-            path for path, entry in self.record.entries.items() if path not in kept
-            and difference(entry, present.get(path)) is None)
+        report.orphans = orphans_of(self.record, scan, present)
         if not report.orphans or not self.options.prune_objects:
             return
-        if not scan.files:
-            raise DataMigrationError(
-                f"-x prune=true would delete all {len(report.orphans):,} objects the presync "
-                f"stored, as UPLOADS_DIR {scan.root} holds no file to upload: check "
-                "UPLOADS_DIR; nothing was deleted")
+        refusal = prune_refusal(self.record, scan, report.orphans, self.options.prune_max_delete)
+        if refusal is not None:
+            raise DataMigrationError(refusal)
         delete_objects(self.storage, report.orphans, self.workers, self.retry_backoff,
                        "they stay listed; run again to delete them")
         self.record.forget(report.orphans)
@@ -438,6 +446,45 @@ class FileUpload:
         CRC-64: one listing, 1,000 objects a page, instead of a request per file."""
         return self.retrying(lambda: {info.key: info for info in self.storage.list()},
                              "listing of the bucket")
+
+
+def orphans_of(record: PresyncRecord, scan: FolderScan, present: dict[str, ObjectInfo]
+               ) -> list[str]:
+    """The objects the presync stored whose files are no longer to be uploaded (deleted,
+    or excluded since; a refused file still exists and is none). Only keys the record
+    holds, still holding the bytes the presync stored: never anything else in the bucket."""
+    kept = {f.relative_path for f in scan.files} | {r.relative_path for r in scan.refused}
+    return sorted(path for path, entry in record.entries.items() if path not in kept
+                  and difference(entry, present.get(path)) is None)
+
+
+def prune_refusal(record: PresyncRecord, scan: FolderScan, orphans: Sequence[str],
+                  max_delete: tuple[int, str]) -> str | None:
+    """Why ``-x prune=true`` must not delete ``orphans``, or None. Prune deletes only
+    what it can prove is gone: the folder must still look like the one the presync read
+    (at least half of the recorded files in it with their recorded size and modification
+    time: a wrong disk mounted there, or a stray file alone, has none of them), and the
+    deletion must stay within PRUNE_MAX_DELETE."""
+    recorded = len(record.entries)
+    files = {f.relative_path: f for f in scan.files}
+    missing = sum(1 for path in record.entries if path not in files)
+    other = sum(1 for path, entry in record.entries.items() if (file := files.get(path))
+                and (entry.size, entry.mtime_ns) != (file.size, file.mtime_ns))
+    if (missing + other) * 2 > recorded:
+        return (f"-x prune=true refused: UPLOADS_DIR {scan.root} does not look like the "
+                f"folder the presync read: of the {recorded:,} files its record {record.path} "
+                f"holds, {missing:,} are gone and {other:,} are other files (another size or "
+                "modification time), more than half (a wrong UPLOADS_DIR, another disk mounted "
+                "there?); nothing was deleted. Check UPLOADS_DIR; run without -x prune=true "
+                "to upload without deleting")
+    allowed = max_delete[0] if not max_delete[1] else math.ceil(recorded * max_delete[0] / 100)
+    if len(orphans) > allowed:
+        bound = f"{max_delete[0]}%, {allowed:,} objects" if max_delete[1] else f"{allowed:,}"
+        return (f"-x prune=true would delete {len(orphans):,} of the {recorded:,} objects the "
+                f"presync record {record.path} holds, more than PRUNE_MAX_DELETE allows "
+                f"({bound}); nothing was deleted. If the app did delete these files from "
+                f"UPLOADS_DIR {scan.root}, run with -x prune_max_delete={len(orphans)}")
+    return None
 
 
 def started_at(upload: PendingUpload) -> datetime:
@@ -555,6 +602,24 @@ def retrying(action: Callable[[], R], name: str,
         attempt += 1
 
 
+def denied(failure: ActionFailure) -> bool:
+    """The action kept failing because the key's policy does not allow it."""
+    return isinstance(failure.__cause__, StorageError) and failure.__cause__.denied
+
+
+@contextmanager
+def stopped_in(step: str, ledger: Ledger) -> Iterator[None]:
+    """A storage call outside any one file's upload (a listing, an abort) that kept failing
+    stops ``step`` in one line that says what a re-run does."""
+    try:
+        yield
+    except ActionFailure as failure:
+        raise DataMigrationError(
+            f"{step} stopped: {str(failure).rstrip('.')}. {ledger.after_failure} A re-run "
+            "resumes: the objects already uploaded stay in the bucket and are skipped."
+        ) from failure
+
+
 def _stopped(stopping: Event | None, wait: float) -> bool:
     """Wait ``wait`` seconds, or less once ``stopping`` is set; whether it is."""
     if stopping is None:
@@ -615,12 +680,21 @@ def print_plan(scan: FolderScan, options: UploadOptions, settings: StorageSettin
          ("to upload", len(scan.files) - len(presynced), size_text(scan.bytes - presynced_bytes)),
          ("excluded", len(scan.excluded), size_text(scan.excluded_bytes)),
          ("refused (not read)", len(scan.refused), "-")]))
+    log.info(exclusions_text(options.exclude))
     largest = sorted(scan.files, key=lambda f: f.size, reverse=True)[:LARGEST_SHOWN]
     if largest:
         log.info("Largest files:\n" + "\n".join(
                  f"  {size_text(f.size):>10}  {f.relative_path}" for f in largest))
     if scan.refused:
         log.info(f"Refused:\n{bulleted([str(r) for r in scan.refused])}")
+
+
+def exclusions_text(exclude: Sequence[str]) -> str:
+    """What the upload leaves out, and how UPLOAD_EXCLUDE made it so."""
+    if not exclude:
+        return "Excluded: nothing (UPLOAD_EXCLUDE=none replaces the defaults tmp/, *.part)."
+    return (f"Excluded: {', '.join(exclude)} (UPLOAD_EXCLUDE adds its globs to the defaults "
+            f"{', '.join(DEFAULT_EXCLUSIONS)}; `none` leaves nothing out).")
 
 
 def print_summary(report: UploadReport) -> None:

@@ -34,6 +34,7 @@ from data_migrations.file_upload import (
     print_plan,
     print_summary,
     scanned,
+    stopped_in,
 )
 from data_migrations.preflight import PreflightError
 from data_migrations.presync_record import PresyncRecord, RecordedFile
@@ -47,7 +48,8 @@ log = logging.getLogger("cutover.presync")
 
 # What the presync needs; the same checks the cutover's files step declares, without the
 # source database, which the presync does not read.
-CHECKS = (preflight.uploads_readable, preflight.storage_ready, preflight.work_dir_writable)
+CHECKS = (preflight.uploads_readable, preflight.storage_ready, preflight.prune_guarded,
+          preflight.work_dir_writable)
 # Record entries are committed at least this often, so a kill loses little work.
 RECORD_BATCH = 200
 RECORD_SECONDS = 1.0
@@ -139,7 +141,8 @@ def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
                  "before this run)")
         ledger = PresyncLedger(record, target.key_prefix, target.object_options)
         run = FileUpload(storage, target, ledger, record, options, retry_backoff)
-        report = run.run(scan, time.monotonic() - started)
+        with stopped_in("the presync", ledger):
+            report = run.run(scan, time.monotonic() - started)
     print_summary(report)
     changed = set(ledger.changed)
     left = [f for f in scan.files if f.relative_path in changed and f.source.exists()]

@@ -215,12 +215,12 @@ def fetch_targets(connection: sa.Connection, columns: list[PathColumn]) -> list[
     """Every distinct URL of the rewritten columns that is an uploaded object, with its size
     (a URL that is none is the ``urls`` check's failure)."""
     manifest = src.quote(FILE_MANIFEST)
-    selects = [f"SELECT m.public_url, m.size FROM {src.quote(c.table)} AS t JOIN {manifest} "
-               f"AS m ON m.public_url = t.{src.quote(c.column)}" for c in columns]
+    selects = [f"SELECT m.public_url, m.size, m.acl FROM {src.quote(c.table)} AS t JOIN "
+               f"{manifest} AS m ON m.public_url = t.{src.quote(c.column)}" for c in columns]
     if not selects:
         return []
     rows = connection.execute(sa.text(" UNION ".join(selects) + " ORDER BY 1")).all()
-    return [Target(url, size) for url, size in rows]
+    return [Target(url, size, acl) for url, size, acl in rows]
 
 
 def fetch_checks(connection: sa.Connection, columns: list[PathColumn], count: int | None,

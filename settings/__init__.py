@@ -114,7 +114,8 @@ class Settings:
             unsafe_files=self[declared.UNSAFE_FILES], dry_run=self[declared.DRY_RUN],
             purge_objects=self[declared.PURGE_OBJECTS], work_dir=self[declared.WORK_DIR],
             checksum_every_file=self[declared.CHECKSUM_EVERY_FILE],
-            prune_objects=self[declared.PRUNE_OBJECTS])
+            prune_objects=self[declared.PRUNE_OBJECTS],
+            prune_max_delete=self[declared.PRUNE_MAX_DELETE])
 
     def path_options(self) -> PathOptions:
         return PathOptions(

@@ -230,11 +230,17 @@ def test_exclusions_are_left_out_and_counted(
     assert summary(capfd.readouterr().err)["excluded"] == 3
 
     command.downgrade(alembic_config(pg_url), "0002")
-    monkeypatch.setenv("UPLOAD_EXCLUDE", "*.log")
+    monkeypatch.setenv("UPLOAD_EXCLUDE", "*.log")  # added to tmp/ and *.part
+    command.upgrade(upgrade_config(pg_url), "0003")
+    assert set(stored(bucket)) == {"keep.mp3", "x.log"}  # x.log stayed from the first run
+    assert summary(capfd.readouterr().err)["excluded"] == 4
+
+    command.downgrade(alembic_config(pg_url), "0002")
+    monkeypatch.setenv("UPLOAD_EXCLUDE", "none")
     command.upgrade(upgrade_config(pg_url), "0003")
     assert set(stored(bucket)) == {"keep.mp3", "x.log", "tmp/a.wav", "audio/tmp/b.wav",
-                                   "audio/c.mp3.part"}  # x.log stayed from the first run
-    assert summary(capfd.readouterr().err)["excluded"] == 1
+                                   "audio/c.mp3.part"}
+    assert summary(capfd.readouterr().err)["excluded"] == 0
 
 
 def test_exclusion_patterns() -> None:

@@ -53,9 +53,13 @@ WRITTEN = {
     "PURGE_OBJECTS": "true",
     "CHECKSUM_EVERY_FILE": "true",
     "PRUNE_OBJECTS": "true",
+    "PRUNE_MAX_DELETE": "25%",
     "WORK_DIR": "./elsewhere/work",
     "VERIFY_URLS": "sample:50",
     "REPORTS_DIR": "./elsewhere/reports",
+    "LOCK_TIMEOUT": "10s",
+    "LOCK_RETRIES": "0",
+    "LOCK_RETRY_BACKOFF": "500ms",
 }
 
 

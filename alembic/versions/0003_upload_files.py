@@ -59,8 +59,8 @@ MANIFEST = "cutover_file_manifest"
 
 # What the upload needs, checked before the first pending revision writes anything.
 PREFLIGHT = (preflight.source_intact, preflight.uploads_readable, preflight.storage_ready,
-             preflight.presync_record_usable, preflight.work_dir_writable,
-             preflight.reports_dir_writable)
+             preflight.presync_record_usable, preflight.prune_guarded,
+             preflight.work_dir_writable, preflight.reports_dir_writable)
 
 
 def upgrade() -> None:
