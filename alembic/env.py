@@ -29,7 +29,7 @@ from sqlalchemy.exc import OperationalError
 
 import models
 import settings
-from data_migrations import preflight, run_guard, run_lock
+from data_migrations import interrupts, preflight, run_guard, run_lock
 from data_migrations.errors import DataMigrationError
 from data_migrations.online import lock_retry
 from data_migrations.report import write_cutover_report
@@ -177,11 +177,15 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-try:
-    read_settings()
-    if context.is_offline_mode():
-        run_migrations_offline()
-    else:
-        run_migrations_online()
-except (settings.ConfigError, StorageError, DataMigrationError) as exc:
-    raise CommandError(str(exc)) from None
+# Ctrl-C or SIGTERM: one line naming the revision, exit 130 or 143 (data_migrations/interrupts).
+with interrupts.interruptible(
+        interrupts.revision_or(f"alembic {run_lock.describe(config.cmd_opts, False)}"),
+        "nothing of this step was committed"):
+    try:
+        read_settings()
+        if context.is_offline_mode():
+            run_migrations_offline()
+        else:
+            run_migrations_online()
+    except (settings.ConfigError, StorageError, DataMigrationError) as exc:
+        raise CommandError(str(exc)) from None

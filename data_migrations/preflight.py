@@ -170,6 +170,8 @@ def storage_ready(cutover: Settings) -> list[str]:
         return [str(error)]
     if options.dry_run:  # the plan touches no storage
         return []
+    if writable(declared.WORK_DIR, cutover):  # the probe's scratch file goes there
+        return []  # work_dir_writable names it
     try:
         with closing(build_storage(storage_settings, options.work_dir)) as storage:
             doing_without = storage.preflight(retried)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from contextlib import closing
 
 import settings
-from data_migrations import preflight, presync_record
+from data_migrations import interrupts, preflight, presync_record
 from data_migrations.errors import DataMigrationError
 from data_migrations.file_upload import (
     RETRY_BACKOFF_SECONDS,
@@ -153,6 +153,12 @@ def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
 
 def main(argv: list[str] | None = None) -> int:
     log_to_stderr()
+    with interrupts.interruptible(interrupts.named("the presync"),
+                                  "the files recorded so far stay recorded"):
+        return presync_command(argv)
+
+
+def presync_command(argv: list[str] | None) -> int:
     try:
         cutover = settings.read(settings.x_arguments(argv, "python -m data_migrations.presync"))
         problems = [problem for check in CHECKS for problem in check(cutover)]

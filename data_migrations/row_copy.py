@@ -30,6 +30,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from data_migrations import lost_connection
 from data_migrations import source as src
 from data_migrations.conversion import (
     NULL_TEXT,
@@ -215,8 +216,9 @@ class RowCopy:
         else:
             cursor = self.connection.connection.dbapi_connection.cursor()
             columns = ", ".join(map(src.quote, plan.columns))
-            cursor.copy_expert(f"COPY {src.quote(plan.name)} ({columns}) FROM STDIN",
-                               _LineReader(lines), size=COPY_CHUNK_BYTES)
+            with lost_connection.driver_dumps_silenced():
+                cursor.copy_expert(f"COPY {src.quote(plan.name)} ({columns}) FROM STDIN",
+                                   _LineReader(lines), size=COPY_CHUNK_BYTES)
         progress.advance(0)
         result.seconds = progress.seconds
 

@@ -36,7 +36,7 @@ from urllib.parse import quote as percent_encoded
 import sqlalchemy as sa
 
 import settings
-from data_migrations import run_lock
+from data_migrations import interrupts, lost_connection, run_lock
 from data_migrations import source as src
 from data_migrations.conversion import TablePlan
 from data_migrations.copy_record import CopyRecord, read_record
@@ -347,11 +347,16 @@ def main(argv: list[str] | None = None) -> int:
     """Check the cutover: the table of checks is the answer, on stdout; what verify says
     on the way and its failures are log lines on stderr."""
     log_to_stderr()
+    with interrupts.interruptible(interrupts.named("verify"), "verify changes nothing"):
+        return verify_command(argv)
+
+
+def verify_command(argv: list[str] | None) -> int:
     x_args = settings.x_arguments(argv, "python -m data_migrations.verify")
     try:
         cutover = settings.read(x_args)
         engine = sa.create_engine(cutover.database_url())
-        with engine.connect() as connection:
+        with engine.connect() as connection, lost_connection.translated(connection, "verify"):
             run_lock.take(connection, "verify")  # one cutover run at a time
             connection.execute(sa.text("SET TimeZone = 'UTC'"))
             checks, notes = run_checks(connection, cutover)

@@ -140,12 +140,13 @@ def exclusions(label: str, value: str) -> tuple[str, ...]:
     if value.lower() == "none":
         return ()
     given = [item.strip() for item in value.split(",")] if value else []
+    named = "UPLOAD_EXCLUDE (-x exclude)"  # both names, however it was given
     if "" in given:
-        raise ConfigError(f"UPLOAD_EXCLUDE (-x {label}) {value!r} holds an empty pattern (two "
+        raise ConfigError(f"{named} {value!r} holds an empty pattern (two "
                           "commas, or one at an end): remove it")
     for item in given:
         if problem := glob_problem(item):
-            raise ConfigError(f"UPLOAD_EXCLUDE (-x {label}) pattern {item!r} {problem}")
+            raise ConfigError(f"{named} pattern {item!r} {problem}")
     return tuple(dict.fromkeys([*DEFAULT_EXCLUSIONS, *given]))
 
 

@@ -117,9 +117,15 @@ def test_the_environment_wins_over_the_file_and_x_over_both(
     assert settings.read({"bad_rows": "reject"}).copy_options().bad_rows == "reject"
 
 
-def test_a_bad_value_names_the_setting() -> None:
+def test_a_bad_value_names_the_setting_as_it_was_given(monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
     with pytest.raises(ConfigError, match="orphans must be one of reject, set_null, got 'x'"):
         settings.read({"orphans": "x"})
+    monkeypatch.setenv("VERIFY_URLS", "sample:-1")
+    with pytest.raises(ConfigError, match=r"^VERIFY_URLS must be all, none or sample:N"):
+        settings.read()
+    with pytest.raises(ConfigError, match=r"^urls must be all, none or sample:N"):
+        settings.read({"urls": "sample:0"})
 
 
 def documented_settings_table() -> dict[str, tuple[str, str | None]]:

@@ -234,9 +234,9 @@ BAD_STORAGE_CONFIG = "storage:\n  bucket: meeting-agent\n  secret_key: ${CUTOVER
 
 
 @pytest.mark.parametrize(("settings", "config", "message"), [
-    ({"STORAGE_ACL": "public"}, None, "acl must be one of private, public-read or unset"),
-    ({"STORAGE_CLASS": "GLACIER"}, None, "storage_class must be one of STANDARD, IA"),
-    ({"STORAGE_SSE": "KMS"}, None, "sse must be one of AES256 or unset"),
+    ({"STORAGE_ACL": "public"}, None, "STORAGE_ACL must be one of private, public-read or unset"),
+    ({"STORAGE_CLASS": "GLACIER"}, None, "STORAGE_CLASS must be one of STANDARD, IA"),
+    ({"STORAGE_SSE": "KMS"}, None, "STORAGE_SSE must be one of AES256 or unset"),
     ({"STORAGE_CONFIG": "config/missing.yaml"}, None,
      "STORAGE_CONFIG config/missing.yaml does not exist"),
     ({}, "database:\n  url: postgresql://db/meetings\n",
