@@ -9,12 +9,13 @@ ALEMBIC := $(BIN)/alembic
 SQL_DIR := sql
 ENV ?=
 REV ?=
+FROM ?=
 ROWS ?= 1000000
 export ENV PG_BIN
 
 .PHONY: help install test lint demo migrate plan verify sql sql-downgrade downgrade current \
 	history check presync adopt-dev upgrade-dev adopt-target revision postgres-binaries bench \
-	bench-rows bench-upload bench-rate-limit bench-cutover
+	bench-rows bench-upload bench-rate-limit bench-cutover bench-backfill
 
 help:
 	@echo "make demo                      the whole cutover and rollback on sample data"
@@ -23,8 +24,8 @@ help:
 	@echo "make presync ENV=prod          before the freeze: upload the files, then only what changed"
 	@echo "make migrate ENV=prod          alembic upgrade head against DATABASE_URL"
 	@echo "make verify ENV=prod           re-check a finished cutover; non-zero exit on any failure"
-	@echo "make sql ENV=prod              write the upgrade SQL for review (no database needed)"
-	@echo "make sql-downgrade ENV=prod    write the downgrade SQL (head to base) for review"
+	@echo "make sql ENV=prod              the SQL the target has yet to run, for review (FROM=rev without a database)"
+	@echo "make sql-downgrade ENV=prod    the downgrade SQL from the target's revision (to REV=x or base)"
 	@echo "make downgrade ENV=prod REV=x  roll back to revision x (e.g. REV=0001, REV=base)"
 	@echo "make current | history | check ENV=prod"
 	@echo "make adopt-dev DEV_DB=./meeting_agent.db   stamp an existing dev file at the baseline"
@@ -36,6 +37,7 @@ help:
 	@echo "make bench-upload              time the file upload against a slow local TOS server"
 	@echo "make bench-rate-limit          how closely STORAGE_RATE_LIMIT holds the upload rate"
 	@echo "make bench-cutover             the freeze window, cold and after a presync (long: ~2 GiB)"
+	@echo "make bench-backfill            a batched backfill of 1M audit_logs rows while the app writes"
 
 install: $(VENV)/.installed
 
@@ -55,8 +57,11 @@ postgres-binaries:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; \
 	fi
 
+# ruff, then squawk on the SQL of every revision after the cutover's own (.squawk.toml's
+# rules; devtools/lint_revisions.py): a finding is a FAILED line naming the revision file.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/python -m devtools.lint_revisions
 
 test: install postgres-binaries lint
 	$(BIN)/pytest
@@ -81,15 +86,17 @@ plan: install
 verify: install
 	$(BIN)/python -m data_migrations.commands.verify
 
+# From the target's revision (its alembic_version; FROM=<rev> without a database), each
+# revision with the SET lock_timeout lines make migrate runs; see
+# data_migrations/online/sql_review.py. A failure writes no file.
 sql: install
-	@mkdir -p $(SQL_DIR)
-	$(ALEMBIC) upgrade head --sql > $(SQL_DIR)/upgrade-$(or $(ENV),default).sql
-	@echo "Upgrade SQL written to $(SQL_DIR)/upgrade-$(or $(ENV),default).sql"
+	@$(BIN)/python -m data_migrations.online.sql_review upgrade \
+		--out $(SQL_DIR)/upgrade-$(or $(ENV),default).sql $(if $(FROM),--from $(FROM))
 
 sql-downgrade: install
-	@mkdir -p $(SQL_DIR)
-	$(ALEMBIC) downgrade head:base --sql > $(SQL_DIR)/downgrade-$(or $(ENV),default).sql
-	@echo "Downgrade SQL written to $(SQL_DIR)/downgrade-$(or $(ENV),default).sql"
+	@$(BIN)/python -m data_migrations.online.sql_review downgrade \
+		--out $(SQL_DIR)/downgrade-$(or $(ENV),default).sql $(if $(FROM),--from $(FROM)) \
+		$(if $(REV),--to $(REV))
 
 downgrade: install
 	@if [ -z "$(REV)" ]; then echo "REV is not set: make downgrade ENV=... REV=<revision|base>" >&2; exit 2; fi
@@ -142,3 +149,8 @@ bench-rate-limit: install
 # ~2 GiB of uploads; see bench/cutover.py. Not part of bench: it takes minutes.
 bench-cutover: install postgres-binaries
 	$(BIN)/python -m bench.cutover
+
+# A batched backfill of ROWS audit_logs rows (data_migrations/online/backfill.py) while an
+# app writer inserts and updates them: rows/s, and the writer's p50/p99/worst latency.
+bench-backfill: install postgres-binaries
+	$(BIN)/python -m bench.backfill --rows $(ROWS)

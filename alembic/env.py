@@ -8,6 +8,8 @@ comes from DATABASE_URL. A tool that drives Alembic from Python may instead pass
 DATABASE_URL they render PostgreSQL SQL.
 Before the first pending revision of an online upgrade (the plan too) writes anything,
 the preflight runs the checks every pending revision declares (data_migrations/run/preflight.py).
+Each revision waits for its locks at most LOCK_TIMEOUT and is retried
+(data_migrations/online/lock_retry.py), except the cutover's data revisions.
 Expected failures (settings, storage, a data step's findings) become one ``FAILED: ...``
 line each instead of a traceback.
 """
@@ -27,6 +29,8 @@ from sqlalchemy.exc import OperationalError
 
 import models
 import settings
+from data_migrations import interrupts
+from data_migrations.online import lock_retry
 from data_migrations.run import preflight, run_guard, run_lock
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.report import write_cutover_report
@@ -84,14 +88,21 @@ def configure_options(url_backend: str, dry_run: bool = False) -> dict:
     }
 
 
+def configure(**options: object) -> lock_retry.LockRetry:
+    """Configure the run, each revision under its lock timeout."""
+    context.configure(**options)
+    retry = lock_retry.LockRetry.of(settings.of_run(), context.script, config)
+    retry.install(context.get_context())
+    return retry
+
+
 def run_migrations_offline() -> None:
     url = target_url(required=False)
     if url is None:
-        context.configure(dialect_name="postgresql", literal_binds=True,
-                          **configure_options("postgresql"))
+        configure(dialect_name="postgresql", literal_binds=True,
+                  **configure_options("postgresql"))
     else:
-        context.configure(url=url, literal_binds=True,
-                          **configure_options(url.get_backend_name()))
+        configure(url=url, literal_binds=True, **configure_options(url.get_backend_name()))
     with context.begin_transaction():
         context.run_migrations()
 
@@ -120,20 +131,29 @@ def pending_revisions(connection: Connection) -> list[Script]:
 
 
 def migrate_on(connection: Connection, dry_run: bool, cutover: settings.Settings) -> None:
-    context.configure(connection=connection,
+    retry = configure(connection=connection,
                       **configure_options(connection.dialect.name, dry_run))
     preflight.run(cutover, pending_revisions(connection))
     if not dry_run:
-        with context.begin_transaction():
-            context.run_migrations()
+        retry.run(migrate)
         write_cutover_report(cutover[declared.REPORTS_DIR])
         return
+    retry.run(lambda: rolled_back(connection))
+    log.info("Dry run: every change was rolled back; the database is as it was.")
+
+
+def migrate() -> None:
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def rolled_back(connection: Connection) -> None:
+    """The dry run: the whole chain in one transaction, rolled back."""
     transaction = connection.begin()
     try:
         context.run_migrations()
     finally:
         transaction.rollback()
-    log.info("Dry run: every change was rolled back; the database is as it was.")
 
 
 def run_migrations_online() -> None:
@@ -158,11 +178,15 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-try:
-    read_settings()
-    if context.is_offline_mode():
-        run_migrations_offline()
-    else:
-        run_migrations_online()
-except (settings.ConfigError, StorageError, DataMigrationError) as exc:
-    raise CommandError(str(exc)) from None
+# Ctrl-C or SIGTERM: one line naming the revision, exit 130 or 143 (data_migrations/interrupts).
+with interrupts.interruptible(
+        interrupts.revision_or(f"alembic {run_lock.describe(config.cmd_opts, False)}"),
+        "nothing of this step was committed"):
+    try:
+        read_settings()
+        if context.is_offline_mode():
+            run_migrations_offline()
+        else:
+            run_migrations_online()
+    except (settings.ConfigError, StorageError, DataMigrationError) as exc:
+        raise CommandError(str(exc)) from None

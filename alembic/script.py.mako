@@ -17,9 +17,26 @@ branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
 
 
+<%
+    # After go-live (alembic.ini [cutover] released = true) a revision runs on the live
+    # database: its template says what that asks of it.
+    live = config.get_section_option("cutover", "released", "false").strip() == "true"
+%>
 def upgrade() -> None:
+% if live:
+    # Runs on the live database in one transaction under LOCK_TIMEOUT (-x lock_timeout):
+    # a lock not granted in time rolls it back and retries it. Keep it short.
+    # An index on an existing table: data_migrations.online.indexes.create_index_concurrently.
+    # Changing rows of a live table: data_migrations.online.backfill (batches, a commit each).
+    # Review the SQL: make sql ENV=prod.
+% endif
     ${upgrades if upgrades else "pass"}
 
 
 def downgrade() -> None:
+% if live:
+    # Undo exactly what upgrade() did, in reverse order, under the same lock timeout:
+    # drop_index_concurrently for its indexes, and data a backfill changed, if the old
+    # values can be known. Review it: make sql-downgrade ENV=prod.
+% endif
     ${downgrades if downgrades else "pass"}

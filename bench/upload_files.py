@@ -89,8 +89,8 @@ def upload(folder: Path, port: int, work: Path, database_url: str) -> dict[str, 
     with engine.connect() as connection, connection.begin() as transaction:
         connection.execute(sa.text(
             f"CREATE TABLE {MANIFEST} (relative_path TEXT PRIMARY KEY, object_key TEXT, "
-            "public_url TEXT, size BIGINT, crc64 NUMERIC(20, 0), status TEXT, acl TEXT, "
-            "storage_class TEXT, sse TEXT)"))
+            "public_url TEXT, size BIGINT, mtime_ns BIGINT, crc64 NUMERIC(20, 0), status TEXT, "
+            "acl TEXT, storage_class TEXT, sse TEXT)"))
         read = bench_settings(port, folder, work)
         configured = read.storage()
         storage = build_storage(configured, work)

@@ -67,12 +67,16 @@ class Settings:
 
     texts: Mapping[str, str]
     explicit: frozenset[str] = field(default=frozenset())
+    # The settings given by -x: a bad value of one is named by its -x name, any other by
+    # its variable's name, as the operator wrote it.
+    by_x: frozenset[str] = field(default=frozenset())
     # Each value parsed once, on first use: read() parses all but the storage ones.
     _parsed: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __getitem__(self, setting: Setting) -> Any:
         if setting.name not in self._parsed:
-            self._parsed[setting.name] = setting.parse(setting.label, self.texts[setting.name])
+            label = setting.label if setting.name in self.by_x else setting.name
+            self._parsed[setting.name] = setting.parse(label, self.texts[setting.name])
         return self._parsed[setting.name]
 
     def __repr__(self) -> str:
@@ -110,7 +114,8 @@ class Settings:
             unsafe_files=self[declared.UNSAFE_FILES], dry_run=self[declared.DRY_RUN],
             purge_objects=self[declared.PURGE_OBJECTS], work_dir=self[declared.WORK_DIR],
             checksum_every_file=self[declared.CHECKSUM_EVERY_FILE],
-            prune_objects=self[declared.PRUNE_OBJECTS])
+            prune_objects=self[declared.PRUNE_OBJECTS],
+            prune_max_delete=self[declared.PRUNE_MAX_DELETE])
 
     def path_options(self) -> PathOptions:
         return PathOptions(
@@ -131,7 +136,7 @@ class Settings:
                 values[setting.name] = self[setting]
                 continue
             try:
-                values[setting.name] = setting.parse(setting.label, given.text)
+                values[setting.name] = setting.parse(setting.name, given.text)
             except ConfigError as error:
                 raise ConfigError(f"{given.where}: {error}") from None
         return StorageSettings.from_values(values)
@@ -165,7 +170,8 @@ def read(x_args: Mapping[str, str] | None = None, *, load_env_file: bool = True,
     source = os.environ if environ is None else environ
     given = x_args or {}
     read = Settings({s.name: _raw(s, given, source) for s in DECLARED},
-                    frozenset(s.name for s in DECLARED if _is_given(s, given, source)))
+                    frozenset(s.name for s in DECLARED if _is_given(s, given, source)),
+                    frozenset(s.name for s in DECLARED if s.x is not None and s.x in given))
     for setting in DECLARED:
         if not setting.storage:  # parsed now, so that a bad value stops the run at its start
             read[setting]

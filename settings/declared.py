@@ -52,6 +52,10 @@ class Setting:
 
 # ------------------------------------------------------------------ parsers
 
+# The globs UPLOAD_EXCLUDE always leaves out (unless it is `none`): the app's scratch
+# folder and its half-written files; a setting adds to them, so that excluding one more
+# folder never uploads the app's temporary files.
+DEFAULT_EXCLUSIONS = ("tmp/", "*.part")
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 # The canned ACLs an upload may ask for: the app's files are read-only for the public or
 # private; write grants to anyone have no place in a cutover.
@@ -94,6 +98,29 @@ def count(label: str, value: str) -> int:
     return int(value)
 
 
+def whole_number(label: str, value: str) -> int:
+    """A whole number, 0 included."""
+    if not value.isdigit():
+        raise ConfigError(f"{label} must be a whole number (0 or more), got {value!r}")
+    return int(value)
+
+
+DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|min)", re.IGNORECASE)
+DURATION_UNITS = {"ms": 0.001, "s": 1.0, "min": 60.0}
+
+
+def duration(label: str, value: str) -> float:
+    """Seconds, written with a unit (``500ms``, ``3s``, ``1min``) so that nobody reads a
+    bare number as PostgreSQL's milliseconds; ``0`` is none."""
+    if value.strip() == "0":
+        return 0.0
+    match = DURATION.fullmatch(value.strip())
+    if not match:
+        raise ConfigError(f"{label} must be a duration such as 3s, 500ms or 1min "
+                          f"(0 for none), got {value!r}")
+    return float(match[1]) * DURATION_UNITS[match[2].lower()]
+
+
 def positive_int(label: str, value: str) -> int:
     if not value.isdigit() or int(value) == 0:
         raise ConfigError(f"{label} must be a positive integer, got {value!r}")
@@ -105,6 +132,61 @@ def patterns(label: str, value: str) -> tuple[str, ...]:
     if value.lower() == "none":
         return ()
     return tuple(p.strip() for p in value.split(",") if p.strip())
+
+
+def exclusions(label: str, value: str) -> tuple[str, ...]:
+    """UPLOAD_EXCLUDE: the globs the upload leaves out, each checked: the defaults
+    (``DEFAULT_EXCLUSIONS``) and the given ones after them; ``none`` means none at all."""
+    if value.lower() == "none":
+        return ()
+    given = [item.strip() for item in value.split(",")] if value else []
+    named = "UPLOAD_EXCLUDE (-x exclude)"  # both names, however it was given
+    if "" in given:
+        raise ConfigError(f"{named} {value!r} holds an empty pattern (two "
+                          "commas, or one at an end): remove it")
+    for item in given:
+        if problem := glob_problem(item):
+            raise ConfigError(f"{named} pattern {item!r} {problem}")
+    return tuple(dict.fromkeys([*DEFAULT_EXCLUSIONS, *given]))
+
+
+def glob_problem(pattern: str) -> str | None:
+    """Why an UPLOAD_EXCLUDE glob is malformed or can match nothing, or None. A relative
+    path below UPLOADS_DIR never starts with ``/``, holds no ``..`` segment and no
+    backslash (``/`` separates folders), and ``[`` opens a character class that must close."""
+    if pattern.strip("/") == "":
+        return "names no file or folder"
+    if "\\" in pattern:
+        return "holds a backslash: folders are separated by / and no file name holds \\"
+    if ".." in pattern.strip("/").split("/"):
+        return "holds a .. segment: the upload never reaches outside UPLOADS_DIR"
+    if _unclosed_class(pattern):
+        return "opens a [character class] it never closes"
+    return None
+
+
+def _unclosed_class(pattern: str) -> bool:
+    """A ``[`` with no ``]`` after it (fnmatch would take it for a literal ``[``, which
+    was never what was meant); ``[]...]`` and ``[!]...]`` hold a literal ``]``."""
+    at = 0
+    while (start := pattern.find("[", at)) >= 0:
+        end = start + 1 + (pattern[start + 1:start + 2] == "!")
+        end += pattern[end:end + 1] == "]"
+        close = pattern.find("]", end)
+        if close < 0:
+            return True
+        at = close + 1
+    return False
+
+
+def max_delete(label: str, value: str) -> tuple[int, str]:
+    """A count of objects (``50``) or a share of the recorded ones (``10%``), as
+    ``(number, "")`` or ``(percent, "%")``."""
+    number, percent = (value[:-1], "%") if value.endswith("%") else (value, "")
+    if not number.isdigit() or (percent and int(number) > 100):
+        raise ConfigError(f"{label} must be a count of objects like 50 or a share of the "
+                          f"recorded ones like 10% (0% to 100%), got {value!r}")
+    return int(number), percent
 
 
 def provider(label: str, value: str) -> str:
@@ -265,8 +347,10 @@ UPLOADS_DIR = Setting(
     "UPLOADS_DIR", path, "./uploads", "the app's uploads folder; only read, never written",
     x="uploads_dir")
 UPLOAD_EXCLUDE = Setting(
-    "UPLOAD_EXCLUDE", patterns, "tmp/,*.part",
-    "comma-separated globs left out of the upload; `none` for none", x="exclude")
+    "UPLOAD_EXCLUDE", exclusions, "",
+    "comma-separated globs left out of the upload, in addition to `tmp/` and `*.part`, "
+    "which always are; `none` leaves nothing out, not even those", x="exclude",
+    shown_default="`tmp/,*.part`")
 UNSAFE_FILES = Setting(
     "UNSAFE_FILES", choice("fail", "skip"), "fail",
     "links leading outside `UPLOADS_DIR` and special files: `fail` stops, `skip` leaves them "
@@ -356,11 +440,21 @@ PURGE_OBJECTS = Setting("PURGE_OBJECTS", flag, "false",
 CHECKSUM_EVERY_FILE = Setting(
     "CHECKSUM_EVERY_FILE", flag, "false",
     "the files step reads and checks every file, even one the presync record shows "
-    "unchanged", x="checksum")
+    "unchanged; make verify compares every file's bytes with its upload", x="checksum")
 PRUNE_OBJECTS = Setting(
     "PRUNE_OBJECTS", flag, "false",
     "the files step and the presync delete the objects a presync stored whose files are gone "
     "from `UPLOADS_DIR` (only keys the presync record holds)", x="prune")
+# rclone's --max-delete is unlimited unless given, and its users give it precisely to stop
+# a sync from a wrong or empty folder from emptying the bucket. Here the bound is a share,
+# so that it fits a folder of 200 files and one of 2 million alike: between two presyncs
+# (or the last one and the cutover) the app deletes a few files of its folder, not one in
+# ten; a run that would delete more stops with the count and how to allow it.
+PRUNE_MAX_DELETE = Setting(
+    "PRUNE_MAX_DELETE", max_delete, "10%",
+    "the most objects `-x prune=true` deletes in one run: a count (`50`) or a share of the "
+    "objects the presync record holds (`10%`); more stops the run, nothing deleted",
+    x="prune_max_delete")
 WORK_DIR = Setting(
     "WORK_DIR", path, "./work",
     "the source backup (`backups/`, which `make verify` compares with: keep it), rejects and "
@@ -371,6 +465,22 @@ VERIFY_URLS = Setting(
     "which URLs `make verify` fetches as the app does (no credentials, no proxy): `all`, "
     "`none`, or `sample:N` (N chosen at random)", x="urls")
 REPORTS_DIR = Setting("REPORTS_DIR", path, "./reports", "each run's JSON cutover report")
+# After go-live a schema revision runs on the live database: it waits for its locks at most
+# this long, so the app's statements queued behind it wait no longer (as GitLab's
+# with_lock_retries and strong_migrations do), and is rolled back and retried.
+LOCK_TIMEOUT = Setting(
+    "LOCK_TIMEOUT", duration, "3s",
+    "how long a schema revision waits for a lock (so the app queued behind it waits no "
+    "longer) before it is rolled back and retried, e.g. `3s`, `500ms`; `0` waits without "
+    "limit; the cutover's data revisions run without one", x="lock_timeout")
+LOCK_RETRIES = Setting(
+    "LOCK_RETRIES", whole_number, "5",
+    "retries of a revision whose lock was not granted in time; `0` fails at the first",
+    x="lock_retries")
+LOCK_RETRY_BACKOFF = Setting(
+    "LOCK_RETRY_BACKOFF", duration, "2s",
+    "the pause before the first retry, doubled before each next one (at most 1 min)",
+    x="lock_retry_backoff")
 
 DECLARED: tuple[Setting, ...] = (
     ENV, DATABASE_URL, SOURCE_DATABASE_URL, BAD_ROWS, ORPHANS, ROW_COPY_WORKERS, UPLOADS_DIR,
@@ -379,5 +489,6 @@ DECLARED: tuple[Setting, ...] = (
     STORAGE_KEY_PREFIX, STORAGE_PUBLIC_BASE_URL, STORAGE_PROXY, STORAGE_LOCAL_ROOT,
     MAX_CONCURRENT, STORAGE_MULTIPART_THRESHOLD, STORAGE_PART_SIZE, STORAGE_RATE_LIMIT,
     STORAGE_ACL, STORAGE_CLASS, STORAGE_SSE, STORAGE_SECURITY_TOKEN, STORAGE_CONFIG, DRY_RUN,
-    FORCE, PURGE_OBJECTS, CHECKSUM_EVERY_FILE, PRUNE_OBJECTS, WORK_DIR, VERIFY_URLS, REPORTS_DIR,
+    FORCE, PURGE_OBJECTS, CHECKSUM_EVERY_FILE, PRUNE_OBJECTS, PRUNE_MAX_DELETE, WORK_DIR,
+    VERIFY_URLS, REPORTS_DIR, LOCK_TIMEOUT, LOCK_RETRIES, LOCK_RETRY_BACKOFF,
 )

@@ -37,6 +37,9 @@ class UploadOptions:
     work_dir: Path
     checksum_every_file: bool
     prune_objects: bool
+    # At most this many of the recorded objects pruned in one run: (count, "") or
+    # (percent, "%"), as PRUNE_MAX_DELETE gives it.
+    prune_max_delete: tuple[int, str]
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,15 @@ import importlib
 from typing import TYPE_CHECKING
 
 from storage.base import (
+    FileChanged,
+    FileState,
     ObjectInfo,
     PendingUpload,
     PrefixedStorage,
     StorageClient,
     StorageError,
     file_crc64,
+    file_state,
 )
 from storage.local import LocalStorage
 
@@ -29,6 +32,8 @@ _LAZY = {
 }
 
 __all__ = [
+    "FileChanged",
+    "FileState",
     "LocalStorage",
     "ObjectInfo",
     "PendingUpload",
@@ -37,6 +42,7 @@ __all__ = [
     "StorageError",
     "TosStorage",
     "file_crc64",
+    "file_state",
 ]
 
 

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, TypeVar
 from urllib.parse import quote
 
 from storage.crc64 import file_crc64
 from storage.options import Correction
 
 __all__ = [
-    "ObjectInfo", "PartDone", "PendingUpload", "PrefixedStorage", "StorageClient", "StorageError",
-    "file_crc64", "join_url", "preflight_error", "preflight_step",
+    "FileChanged", "FileState", "ObjectInfo", "PartDone", "PendingUpload", "PrefixedStorage",
+    "Retry", "StorageClient", "StorageError", "file_crc64", "file_state", "join_url", "once",
+    "preflight_error", "preflight_step",
 ]
 
 # Preflight probes: objects under PROBE_FOLDER and scratch files in the client's
@@ -28,6 +31,8 @@ PROBE_FOLDER = ".preflight/"
 PROBE_PREFIX = "preflight-"
 PROBE_SUFFIX = ".txt"
 PROBE_NAME = re.compile(re.escape(PROBE_PREFIX) + "[0-9a-f]{32}" + re.escape(PROBE_SUFFIX))
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,47 @@ PartDone = Callable[[int], None]
 
 
 class StorageError(Exception):
-    """One readable line saying what failed; never carries a secret key."""
+    """One readable line saying what failed; never carries a secret key. ``denied``: the
+    store refused the call as not allowed to this key (TOS's 403 AccessDenied: the bucket
+    or IAM policy lacks the action), which no retry changes."""
+
+    def __init__(self, message: str, *, denied: bool = False) -> None:
+        super().__init__(message)
+        self.denied = denied
+
+
+class Retry(Protocol):
+    """Runs one storage call, again after a failure that may pass (the data steps give
+    theirs, data_migrations.files.upload.retrying); raises a StorageError once it gives up."""
+
+    def __call__(self, action: Callable[[], _T], name: str) -> _T: ...
+
+
+def once(action: Callable[[], _T], name: str) -> _T:
+    """The Retry that tries once."""
+    return action()
+
+
+class FileChanged(StorageError):
+    """The file changed while it was read: what was read is not one version of it."""
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What tells one version of a file from the next without reading it. The change time
+    and the inode catch a writer that puts the modification time back (``touch -r``) or
+    replaces the file by a rename; the size and modification time are what a record keeps."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+
+
+def file_state(path: Path) -> FileState:
+    """The file's state now (following links, as a read does)."""
+    stat = os.stat(path)
+    return FileState(stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
 
 
 def join_url(base_url: str, key: str) -> str:
@@ -130,63 +175,99 @@ class StorageClient(ABC):
         options (ACL, storage class, SSE); a store without such options has nothing to do."""
         return "none"
 
-    def preflight(self) -> None:
-        """Check the target is usable; raise StorageError naming the step that failed.
+    def preflight(self, retry: Retry = once) -> list[str]:
+        """Check the target is usable for every call a run makes; raise StorageError naming
+        the step that failed and, for a call the key's policy denies, the policy action.
+        Returns what a run will do without, for the operator to read.
 
-        Beyond check_access, a probe object is written, read back, compared and deleted,
-        so that permissions missing for one of those calls show up before a migration.
+        Beyond check_access: the probes a killed preflight left are listed and deleted; the
+        calls that could be checked on a key or upload that does not exist are (delete, the
+        back end's own in preflight_permissions), before anything is written; then a probe
+        object is written, read back, compared and deleted. Each call goes through
+        ``retry``.
         """
         self.check_access()
-        with preflight_step("probe cleanup"):
-            remove_leftover_probes(self, self.scratch_dir)
-        probe_round_trip(self, self.scratch_dir)
+        name = f"{PROBE_PREFIX}{uuid.uuid4().hex}{PROBE_SUFFIX}"
+        key = f"{PROBE_FOLDER}{name}"
+        with preflight_step("probe cleanup", "tos:ListBucket"):
+            leftovers = retry(partial(leftover_probes, self), f"listing of {PROBE_FOLDER}")
+        with preflight_step("probe cleanup", "tos:DeleteObject"):
+            # The probe's own key first, before it exists: whether the key may delete shows
+            # before anything is written.
+            for stale in (key, *leftovers):
+                retry(partial(self.delete, stale), f"delete of {stale}")
+        remove_probe_scratch(self.scratch_dir)
+        doing_without = self.preflight_permissions(key, retry)
+        probe_round_trip(self, key, retry)
+        return doing_without
+
+    def preflight_permissions(self, key: str, retry: Retry) -> list[str]:
+        """Check, on ``key`` (which does not exist) or an upload of it that does not exist,
+        the calls a run makes beyond writing, reading, listing and deleting objects; return
+        what a run will do without. A back end without policies has nothing to check."""
+        return []
 
 
-def preflight_error(step: str, reason: str) -> StorageError:
-    return StorageError(f"preflight failed at step '{step}': {reason}")
+def preflight_error(step: str, reason: str, *, denied: bool = False) -> StorageError:
+    return StorageError(f"preflight failed at step '{step}': {reason}", denied=denied)
 
 
 @contextmanager
-def preflight_step(step: str) -> Iterator[None]:
-    """Re-raise a StorageError from the block as a preflight failure of ``step``."""
+def preflight_step(step: str, action: str | None = None) -> Iterator[None]:
+    """Re-raise a StorageError from the block as a preflight failure of ``step``; one the
+    key's policy denied names ``action``, the policy action it lacks (``tos:PutObject``)."""
     try:
         yield
     except StorageError as error:
-        raise preflight_error(step, str(error)) from error
+        if action is None or not error.denied:
+            raise preflight_error(step, str(error)) from error
+        raise preflight_error(
+            step, f"the storage key may not call {action} ({error}); a run needs it: allow "
+            f"{action} to this key in the bucket policy or its IAM policy", denied=True,
+        ) from error
 
 
-def remove_leftover_probes(client: StorageClient, scratch_dir: Path) -> int:
-    """Delete the probe objects and probe scratch files a killed preflight left behind
-    (only names probe_round_trip makes); returns how many objects were deleted. One run
-    at a time (the run lock) means no other preflight's probe is in flight."""
-    leftovers = [info.key for info in client.list(PROBE_FOLDER)
-                 if PROBE_NAME.fullmatch(info.key[len(PROBE_FOLDER):])]
-    for key in leftovers:
-        client.delete(key)
+def leftover_probes(client: StorageClient) -> list[str]:
+    """The probe objects a killed preflight left behind (only names the preflight makes).
+    One run at a time (the run lock) means no other preflight's probe is in flight."""
+    return [info.key for info in client.list(PROBE_FOLDER)
+            if PROBE_NAME.fullmatch(info.key[len(PROBE_FOLDER):])]
+
+
+def remove_probe_scratch(scratch_dir: Path) -> None:
+    """The probe files a killed preflight left in the client's scratch folder."""
     for scratch in scratch_dir.glob(f"{PROBE_PREFIX}*{PROBE_SUFFIX}"):
         if PROBE_NAME.fullmatch(scratch.name):
             scratch.unlink(missing_ok=True)
-    return len(leftovers)
 
 
-def probe_round_trip(client: StorageClient, scratch_dir: Path) -> None:
-    name = f"{PROBE_PREFIX}{uuid.uuid4().hex}{PROBE_SUFFIX}"
-    key = f"{PROBE_FOLDER}{name}"
+def probe_round_trip(client: StorageClient, key: str, retry: Retry) -> None:
+    """``key`` written, read back, compared and deleted; the object is deleted also when a
+    check after the write fails."""
+    name = key[len(PROBE_FOLDER):]
     payload = f"storage preflight probe {key}\n".encode()
+    scratch_dir = client.scratch_dir
     scratch_dir.mkdir(parents=True, exist_ok=True)
     source = scratch_dir / name
     source.write_bytes(payload)
+    written = False
     try:
-        with preflight_step("probe write"):
-            client.put_file(key, source, "text/plain")
-        with preflight_step("probe read"):
-            _check_probe(client, key, payload, file_crc64(source))
-        with preflight_step("probe delete"):
-            client.delete(key)
+        with preflight_step("probe write", "tos:PutObject"):
+            retry(partial(client.put_file, key, source, "text/plain"), f"upload of {key}")
+            written = True
+        with preflight_step("probe read", "tos:GetObject"):
+            retry(partial(_check_probe, client, key, payload, file_crc64(source)),
+                  f"read of {key}")
+        with preflight_step("probe delete", "tos:DeleteObject"):
+            retry(partial(client.delete, key), f"delete of {key}")
+            written = False
             if client.stat(key) is not None:
                 raise StorageError(f"{key!r} is still there after delete")
     finally:
         source.unlink(missing_ok=True)
+        if written:  # a later check failed: leave nothing behind (a failure here too is
+            with suppress(StorageError):  # cleaned up by the next preflight)
+                client.delete(key)
 
 
 def _check_probe(client: StorageClient, key: str, payload: bytes, crc64: int) -> None:
@@ -254,3 +335,6 @@ class PrefixedStorage(StorageClient):
 
     def abort_upload(self, upload: PendingUpload) -> None:
         self.inner.abort_upload(replace(upload, key=self.prefix + upload.key))
+
+    def preflight_permissions(self, key: str, retry: Retry) -> list[str]:
+        return self.inner.preflight_permissions(self.prefix + key, retry)

@@ -22,13 +22,18 @@ from tos.models2 import GetObjectACLOutput, GetObjectOutput, UploadedPart
 from tos.utils import RateLimiter
 
 from storage.base import (
+    FileChanged,
+    FileState,
     ObjectInfo,
     PartDone,
     PendingUpload,
+    Retry,
     StorageClient,
     StorageError,
+    file_state,
     join_url,
     preflight_error,
+    preflight_step,
 )
 from storage.crc64 import crc64_combine, crc64_update, file_chunks, file_crc64
 from storage.options import BUCKET_DEFAULTS, Correction, ObjectOptions
@@ -44,6 +49,14 @@ NO_SUCH_BUCKET_EC = "0006-00000001"
 CRC_HEADER = "x-tos-hash-crc64ecma"
 SSE_HEADER = "x-tos-server-side-encryption"
 NO_SUCH_UPLOAD = "NoSuchUpload"
+ACCESS_DENIED = "AccessDenied"
+# An upload id no upload has: the preflight's permission checks aim their calls at it.
+NO_UPLOAD_ID = "0" * 32
+LEFTOVER_UPLOADS_NOT_LISTED = (
+    "The storage key may not call tos:ListMultipartUploads: the files step does without "
+    "finding the incomplete multipart uploads a killed run left, so none is resumed or "
+    "aborted (their files are sent whole again; their parts stay until the bucket's "
+    "lifecycle rule for incomplete multipart uploads removes them).")
 # The SDK's token bucket refuses a read larger than the bucket holds, forever: the bucket
 # holds at least the largest read of a request body (the SDK's 64 KiB chunks; requests
 # reads 16 KiB at a time) whatever the rate.
@@ -191,14 +204,19 @@ class TosStorage(StorageClient):
 
     # errors
 
-    def _error(self, action: str, key: str, reason: str) -> StorageError:
+    def _error(self, action: str, key: str, reason: str, *, denied: bool = False
+               ) -> StorageError:
         message = f"{action} {key!r} in bucket {self.bucket!r} failed: {reason}"
         for secret in self._secrets:
             message = message.replace(secret, "***")
-        return StorageError(message)
+        return StorageError(message, denied=denied)
 
     def _fail(self, action: str, key: str, error: TosError) -> NoReturn:
-        raise self._error(action, key, describe(error)) from error
+        raise self._error(action, key, describe(error), denied=is_denied(error)) from error
+
+    def _changed(self, key: str, path: Path) -> FileChanged:
+        return FileChanged(f"upload of {key!r} in bucket {self.bucket!r} not completed: "
+                           f"{path} changed while its parts were read")
 
     def _check_crc(self, action: str, key: str, what: str, expected: int,
                    reported: int | None) -> None:
@@ -222,15 +240,17 @@ class TosStorage(StorageClient):
             raise ValueError(f"cannot resume the upload of {resume.key!r} as {key!r}")
         if not path.is_file():
             raise self._error("upload of", key, f"{path} is not a file")
-        size = path.stat().st_size
+        # Taken before the first byte is read: a multipart upload is completed only if the
+        # file is still in this state once its last part is stored.
+        state = file_state(path)
         content_type = content_type or guess_content_type(path)
         with self._translate("upload of", key):
-            if size > self.multipart_threshold:
-                crc, reused = self._put_multipart(key, path, size, content_type, on_part,
+            if state.size > self.multipart_threshold:
+                crc, reused = self._put_multipart(key, path, state, content_type, on_part,
                                                   resume)
             else:
                 crc, reused = self._put_single(key, path, content_type), 0
-        return ObjectInfo(key, size, crc, reused)
+        return ObjectInfo(key, state.size, crc, reused)
 
     def _put_single(self, key: str, path: Path, content_type: str) -> int:
         crc = file_crc64(path)
@@ -241,11 +261,16 @@ class TosStorage(StorageClient):
         self._check_crc("upload of", key, "the object", crc, output.hash_crc64_ecma)
         return crc
 
-    def _put_multipart(self, key: str, path: Path, size: int, content_type: str,
+    def _put_multipart(self, key: str, path: Path, state: FileState, content_type: str,
                        on_part: PartDone | None,
                        resume: PendingUpload | None) -> tuple[int, int]:
         """The completed object's CRC-64 and how many of its bytes were reused from
-        ``resume``'s stored parts; a resumed upload that is gone is started afresh."""
+        ``resume``'s stored parts; a resumed upload that is gone is started afresh.
+
+        The parts are read at different times: if the file left ``state`` (taken before
+        the first of them, reused parts' checks included) by the time the last one is
+        stored, they are not one version of it, and the upload is aborted, not completed
+        (FileChanged). The completed object's CRC-64 is then the one of those very reads."""
         stored = None if resume is None else self._stored_parts(key, resume.upload_id)
         if resume is not None and stored is not None:
             upload_id = resume.upload_id
@@ -254,8 +279,10 @@ class TosStorage(StorageClient):
                 self.bucket, key, content_type=content_type, **self._write_options()
             ).upload_id
         try:
-            parts, crc, reused = self._upload_parts(key, path, size, upload_id, on_part,
+            parts, crc, reused = self._upload_parts(key, path, state.size, upload_id, on_part,
                                                     stored or {})
+            if file_state(path) != state:
+                raise self._changed(key, path)
             output = self._client.complete_multipart_upload(
                 self.bucket, key, upload_id, parts=parts
             )
@@ -456,12 +483,58 @@ class TosStorage(StorageClient):
     def public_url(self, key: str) -> str:
         return join_url(self.public_base_url, key)
 
+    def preflight_permissions(self, key: str, retry: Retry) -> list[str]:
+        """The multipart calls (abort, and the listings that find and resume a killed run's
+        uploads) and, with STORAGE_ACL, the object ACL calls, each made on ``key`` or an
+        upload of it that do not exist: TOS checks the policy first, so an allowed call
+        answers "no such key/upload" and a denied one 403, and nothing is written.
+        Without tos:ListMultipartUploads a run can still upload: it does without finding
+        the uploads a killed run left (and so without their part listing)."""
+        calls: list[tuple[str, str, Callable[[], object]]] = [
+            ("tos:AbortMultipartUpload", "abort of a multipart upload of",
+             partial(self._client.abort_multipart_upload, self.bucket, key, NO_UPLOAD_ID))]
+        if self.options.acl:
+            calls += [
+                ("tos:GetObjectAcl", "read of the ACL of",
+                 partial(self._client.get_object_acl, self.bucket, key)),
+                ("tos:PutObjectAcl", "setting of the ACL of",
+                 partial(self._client.put_object_acl, self.bucket, key,
+                         acl=ACLType(self.options.acl)))]
+        for action, what, call in calls:
+            with preflight_step("permissions", action):
+                retry(partial(self._absent_target_call, what, key, call), f"{what} {key}")
+        try:
+            retry(lambda: next(iter(self.pending_uploads(key)), None),
+                  f"listing of the multipart uploads under {key}")
+        except StorageError as error:
+            if not error.denied:
+                raise preflight_error("permissions", str(error)) from error
+            return [LEFTOVER_UPLOADS_NOT_LISTED]
+        with preflight_step("permissions", "tos:ListMultipartUploadParts"):
+            retry(partial(self._absent_target_call, "listing of the parts of an upload of", key,
+                          partial(self._client.list_parts, self.bucket, key, NO_UPLOAD_ID)),
+                  f"listing of the parts of an upload of {key}")
+        return []
+
+    def _absent_target_call(self, what: str, key: str, call: Callable[[], object]) -> None:
+        """``call`` on a key or upload that does not exist: its 404 is the expected answer."""
+        try:
+            call()
+        except TosServerError as error:
+            if error.status_code != 404:
+                self._fail(what, key, error)
+        except TosError as error:
+            self._fail(what, key, error)
+
     def check_access(self) -> None:
         try:
             self._client.head_bucket(self.bucket)
         except TosServerError as error:
             if error.status_code in (401, 403):
-                step, reason = "credentials", "the access key or secret key was refused"
+                # A HEAD answer has no body to tell a wrong key from a policy without the
+                # action.
+                step, reason = "credentials", ("the access key or secret key was refused, or "
+                                               "the key may not call tos:HeadBucket")
             elif error.status_code == 404:
                 step, reason = "bucket", "the bucket does not exist"
             else:
@@ -528,6 +601,12 @@ def canned_acl(output: GetObjectACLOutput) -> str:
 
 def guess_content_type(path: Path) -> str:
     return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+
+def is_denied(error: TosError) -> bool:
+    """TOS refused the call as not allowed to this key by its bucket or IAM policy."""
+    return isinstance(error, TosServerError) and error.status_code == 403 \
+        and error.code == ACCESS_DENIED
 
 
 def _is_no_such_upload(error: TosServerError) -> bool:

@@ -20,10 +20,11 @@ Upgrade, step by step:
      Every object is written with STORAGE_ACL, STORAGE_CLASS and STORAGE_SSE; one already
      there with the right bytes but another ACL gets the ACL set in place, one with
      another storage class or encryption is sent again.
-  5. Records each file in cutover_file_manifest (key, public URL, size, CRC-64, ACL,
-     storage class, SSE), which revision 0004 joins to rewrite the stored paths, and
-     checks every row against the bucket: any missing or different object fails the
-     upgrade; otherwise all rows are 'verified'.
+  5. Records each file in cutover_file_manifest (key, public URL, size, modification
+     time, CRC-64, ACL, storage class, SSE), which revision 0004 joins to rewrite the
+     stored paths, and checks every row against its file and the bucket: a file that
+     changed while the step ran (the app is not frozen), or a missing or different object,
+     fails the upgrade; otherwise all rows are 'verified'.
 -x dry_run=true prints what would be uploaded and touches no storage. --sql prints a
 comment (folder, target, counts): uploading needs a live run. The work is in
 data_migrations/files/upload.py.
@@ -60,8 +61,8 @@ MANIFEST = "cutover_file_manifest"
 
 # What the upload needs, checked before the first pending revision writes anything.
 PREFLIGHT = (preflight.source_intact, preflight.uploads_readable, preflight.storage_ready,
-             preflight.presync_record_usable, preflight.work_dir_writable,
-             preflight.reports_dir_writable)
+             preflight.presync_record_usable, preflight.prune_guarded,
+             preflight.work_dir_writable, preflight.reports_dir_writable)
 
 
 def upgrade() -> None:
@@ -80,6 +81,9 @@ def upgrade() -> None:
         sa.Column("object_key", sa.Text(), nullable=False),
         sa.Column("public_url", sa.Text(), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
+        # The file's modification time (ns) when it was read: make verify lists the files
+        # changed since their upload.
+        sa.Column("mtime_ns", sa.BigInteger(), nullable=False),
         sa.Column("crc64", sa.Numeric(20, 0), nullable=False),
         sa.Column("status", sa.Text(), nullable=False),
         # How the object was written (STORAGE_ACL, STORAGE_CLASS, STORAGE_SSE); NULL: the

@@ -60,7 +60,9 @@ MANIFEST = "cutover_file_manifest"
 REWRITES = "cutover_path_rewrites"
 
 # What the rewrite needs, checked before the first pending revision writes anything.
-PREFLIGHT = (preflight.source_intact, preflight.reports_dir_writable)
+PREFLIGHT = (preflight.source_intact,
+             preflight.ReferencedFilesKept(FILE_PATH_COLUMNS, MANIFEST),
+             preflight.reports_dir_writable)
 
 
 def upgrade() -> None:

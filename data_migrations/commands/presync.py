@@ -8,9 +8,9 @@ cutover's files step then reads only those files too, so the freeze holds the ro
 last changes, not the whole folder.
 
 It needs no database: the record lives next to the other working files, and a file is
-recorded only once its object is confirmed, with the size and modification time the scan
-saw (a file that changed while it was read is not recorded, so the next run sends it
-again).
+recorded only once its object is confirmed, with the size and modification time it had
+when it was read (a file that changed while it was read, or since, is not recorded, so the
+next run sends it again).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from contextlib import closing
 
 import settings
+from data_migrations import interrupts
 from data_migrations.files import presync_record
 from data_migrations.files.presync_record import PresyncRecord, RecordedFile
 from data_migrations.files.upload import (
@@ -34,6 +35,7 @@ from data_migrations.files.upload import (
     print_plan,
     print_summary,
     scanned,
+    stopped_in,
 )
 from data_migrations.run import preflight
 from data_migrations.run.errors import DataMigrationError
@@ -48,7 +50,8 @@ log = logging.getLogger("cutover.presync")
 
 # What the presync needs; the same checks the cutover's files step declares, without the
 # source database, which the presync does not read.
-CHECKS = (preflight.uploads_readable, preflight.storage_ready, preflight.work_dir_writable)
+CHECKS = (preflight.uploads_readable, preflight.storage_ready, preflight.prune_guarded,
+          preflight.work_dir_writable)
 # Record entries are committed at least this often, so a kill loses little work.
 RECORD_BATCH = 200
 RECORD_SECONDS = 1.0
@@ -88,9 +91,9 @@ class PresyncLedger:
 
     @staticmethod
     def still_as_scanned(outcome: Outcome) -> bool:
-        """The file is as the scan saw it (size, modification time), so what was stored is
-        the file as the record will describe it; a file the app changed or deleted while
-        it was read is not."""
+        """The file is as it was read (size, modification time), so what was stored is the
+        file as the record will describe it; a file the app changed or deleted since is
+        not."""
         file = outcome.file
         if outcome.status == "vanished":
             return False
@@ -140,7 +143,8 @@ def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
                  "before this run)")
         ledger = PresyncLedger(record, target.key_prefix, target.object_options)
         run = FileUpload(storage, target, ledger, record, options, retry_backoff)
-        report = run.run(scan, time.monotonic() - started)
+        with stopped_in("the presync", ledger):
+            report = run.run(scan, time.monotonic() - started)
     print_summary(report)
     changed = set(ledger.changed)
     left = [f for f in scan.files if f.relative_path in changed and f.source.exists()]
@@ -151,6 +155,12 @@ def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
 
 def main(argv: list[str] | None = None) -> int:
     log_to_stderr()
+    with interrupts.interruptible(interrupts.named("the presync"),
+                                  "the files recorded so far stay recorded"):
+        return presync_command(argv)
+
+
+def presync_command(argv: list[str] | None) -> int:
     try:
         cutover = settings.read(
             settings.x_arguments(argv, "python -m data_migrations.commands.presync"))

@@ -10,27 +10,33 @@
 - sequences: every identity sequence is past its table's largest id;
 - files: every object in the upload manifest is in the bucket with the manifest's size
   and CRC-64, and every URL in a file-path column is one of those objects;
+- disk: every file of the manifest is in UPLOADS_DIR as it was uploaded (size, modification
+  time, and with ``-x checksum=true`` CRC-64): one the app changed since holds bytes the
+  bucket lacks;
 - fetch: every such URL (``-x urls=sample:N``: N of them, ``-x urls=none``: none) answers
   a request made as the app makes it, with no credentials, with the object's size
   (data_migrations/files/url_fetch.py).
 
 Rows the app wrote to the dev file after the snapshot are counted per table and shown as
-a note, not a failure: the cutover never meant to copy them. Prints a pass/fail table and
-exits non-zero on any failure.
+a note, not a failure: the cutover never meant to copy them. The files changed since their
+upload are listed the same way, and fail the ``disk`` check; files deleted since are a
+note. Prints a pass/fail table and exits non-zero on any failure.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, replace
+from pathlib import Path
 from urllib.parse import quote as percent_encoded
 
 import sqlalchemy as sa
 
 import settings
+from data_migrations import interrupts
 from data_migrations.files.upload import difference
 from data_migrations.files.url_fetch import Target, chosen, fetch_all
 from data_migrations.paths.rewrite import PathColumn, rewritten_columns
@@ -43,13 +49,13 @@ from data_migrations.rows.row_copy import (
     target_checksum,
     target_plan,
 )
-from data_migrations.run import run_lock
+from data_migrations.run import lost_connection, run_lock
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.report import log_to_stderr, table
 from data_migrations.run.storage_factory import build_storage
 from settings import declared
 from settings.steps import CopyOptions
-from storage import StorageClient, StorageError
+from storage import StorageClient, StorageError, file_crc64
 
 # The bookkeeping tables of revisions 0002, 0003 and 0004.
 COPIED_KEYS = "cutover_copied_keys"
@@ -57,6 +63,9 @@ FILE_MANIFEST = "cutover_file_manifest"
 PATH_REWRITES = "cutover_path_rewrites"
 
 log = logging.getLogger("cutover.verify")
+# The files changed since their upload that the notes name, and the check's detail.
+CHANGED_LISTED = 20
+CHANGED_SHOWN = 5
 
 # Per table: (rows, checksum).
 Figures = dict[str, tuple[int, int]]
@@ -200,6 +209,71 @@ def file_checks(connection: sa.Connection, storage: StorageClient, key_prefix: s
         yield _url_check(connection, column, manifest)
 
 
+def manifest_files(connection: sa.Connection) -> Sequence[sa.Row]:
+    """Each manifest row's file as uploaded: relative path, size, modification time (None
+    in a manifest written before it was recorded) and CRC-64."""
+    manifest = src.quote(FILE_MANIFEST)
+    columns = {c["name"] for c in sa.inspect(connection).get_columns(FILE_MANIFEST)}
+    mtime = "mtime_ns" if "mtime_ns" in columns else "NULL"
+    return connection.execute(sa.text(
+        f"SELECT relative_path, size, {mtime} AS mtime_ns, crc64 FROM {manifest} "
+        "ORDER BY relative_path")).all()
+
+
+def file_change(row: sa.Row, uploads_dir: Path, checksum: bool) -> str | None:
+    """How the file on disk differs from its upload, if it does; "gone" when it is."""
+    path = uploads_dir / row.relative_path
+    try:
+        stat = path.stat()
+        if stat.st_size != row.size:
+            return f"{row.size:,} bytes uploaded, {stat.st_size:,} now"
+        if row.mtime_ns is not None and stat.st_mtime_ns != row.mtime_ns:
+            return "modified since its upload"
+        if checksum and file_crc64(path) != int(row.crc64):
+            return "other bytes than uploaded (CRC-64), same size and modification time"
+    except FileNotFoundError:
+        return "gone"
+    except OSError as error:  # not readable by verify: not known to be as uploaded
+        return f"cannot be read ({error.strerror})"
+    return None
+
+
+def disk_check(connection: sa.Connection, uploads_dir: Path,
+               checksum: bool) -> tuple[list[Check], list[str]]:
+    """Every manifest file against UPLOADS_DIR now: those changed since their upload fail
+    the check and are listed in the notes, as the rows written after the snapshot are;
+    those deleted since are a note (the bucket holds them)."""
+    if not uploads_dir.is_dir():
+        return [], [f"UPLOADS_DIR {uploads_dir} is not here: the files cannot be compared "
+                    "with their uploads"]
+    rows = manifest_files(connection)
+    found = {row.relative_path: change for row in rows
+             if (change := file_change(row, uploads_dir, checksum))}
+    changed = [f"{path}: {change}" for path, change in found.items() if change != "gone"]
+    notes = disk_notes(len(found) - len(changed), changed,
+                       any(row.mtime_ns is None for row in rows), checksum)
+    compared = "size, modification time" + (", CRC-64" if checksum else "")
+    detail = (f"{len(rows) - len(found):,} files as uploaded ({compared})" if not changed
+              else f"{len(changed):,} files changed since their upload: "
+              + ", ".join(line.partition(":")[0] for line in changed[:CHANGED_SHOWN]))
+    return [Check("disk", "files since their upload", not changed, detail)], notes
+
+
+def disk_notes(gone: int, changed: list[str], no_mtimes: bool, checksum: bool) -> list[str]:
+    """What the disk check found beyond pass or fail, and the changed files by name."""
+    notes = [] if not gone else [f"{gone:,} files of the manifest are gone from UPLOADS_DIR "
+                                 "since their upload (the bucket holds them; not a failure)"]
+    if no_mtimes:
+        notes.append("the manifest records no modification times: files compared by size"
+                     + (" and CRC-64" if checksum else " (-x checksum=true compares bytes)"))
+    if changed:
+        more = len(changed) - CHANGED_LISTED
+        notes += ["files changed in UPLOADS_DIR since their upload (the bucket holds the bytes "
+                  "they had then):", *(f"  {line}" for line in changed[:CHANGED_LISTED])]
+        notes += [f"  ... and {more:,} more"] if more > 0 else []
+    return notes
+
+
 def _url_check(connection: sa.Connection, column: PathColumn, manifest: str) -> Check:
     value = f"t.{src.quote(column.column)}"
     stray = connection.execute(sa.text(
@@ -215,12 +289,12 @@ def fetch_targets(connection: sa.Connection, columns: list[PathColumn]) -> list[
     """Every distinct URL of the rewritten columns that is an uploaded object, with its size
     (a URL that is none is the ``urls`` check's failure)."""
     manifest = src.quote(FILE_MANIFEST)
-    selects = [f"SELECT m.public_url, m.size FROM {src.quote(c.table)} AS t JOIN {manifest} "
-               f"AS m ON m.public_url = t.{src.quote(c.column)}" for c in columns]
+    selects = [f"SELECT m.public_url, m.size, m.acl FROM {src.quote(c.table)} AS t JOIN "
+               f"{manifest} AS m ON m.public_url = t.{src.quote(c.column)}" for c in columns]
     if not selects:
         return []
     rows = connection.execute(sa.text(" UNION ".join(selects) + " ORDER BY 1")).all()
-    return [Target(url, size) for url, size in rows]
+    return [Target(url, size, acl) for url, size, acl in rows]
 
 
 def fetch_checks(connection: sa.Connection, columns: list[PathColumn], count: int | None,
@@ -261,6 +335,10 @@ def run_checks(connection: sa.Connection,
         unprefixed = replace(storage_settings, key_prefix="")
         with closing(build_storage(unprefixed, options.work_dir)) as storage:
             checks += file_checks(connection, storage, storage_settings.key_prefix, rewritten)
+        disk, noted = disk_check(connection, cutover[declared.UPLOADS_DIR],
+                                 cutover[declared.CHECKSUM_EVERY_FILE])
+        checks += disk
+        notes += noted
         checks += fetch_checks(connection, rewritten, cutover[declared.VERIFY_URLS],
                                storage_settings.max_concurrent)
     return checks, notes
@@ -270,11 +348,16 @@ def main(argv: list[str] | None = None) -> int:
     """Check the cutover: the table of checks is the answer, on stdout; what verify says
     on the way and its failures are log lines on stderr."""
     log_to_stderr()
+    with interrupts.interruptible(interrupts.named("verify"), "verify changes nothing"):
+        return verify_command(argv)
+
+
+def verify_command(argv: list[str] | None) -> int:
     x_args = settings.x_arguments(argv, "python -m data_migrations.commands.verify")
     try:
         cutover = settings.read(x_args)
         engine = sa.create_engine(cutover.database_url())
-        with engine.connect() as connection:
+        with engine.connect() as connection, lost_connection.translated(connection, "verify"):
             run_lock.take(connection, "verify")  # one cutover run at a time
             connection.execute(sa.text("SET TimeZone = 'UTC'"))
             checks, notes = run_checks(connection, cutover)

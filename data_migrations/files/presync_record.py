@@ -23,9 +23,10 @@ import hashlib
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from data_migrations.run.errors import DataMigrationError
 from settings.steps import UploadOptions
@@ -128,13 +129,24 @@ def opened(options: UploadOptions, settings: StorageSettings, *, create: bool,
            who: str) -> Iterator[PresyncRecord | None]:
     """The record of the folder and target, locked for the block; None when there is
     none and ``create`` is false (the lock is taken all the same, so that no presync
-    starts one meanwhile). ``who`` names the holder for a run that finds it locked."""
+    starts one meanwhile, and its file removed again: no presync, no lock file). ``who``
+    names the holder for a run that finds it locked."""
     path = record_path(options, settings)
     with unusable(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path.with_suffix(".lock"), who):
-        if not create and not path.is_file():
-            yield None
+    lock_path = path.with_suffix(".lock")
+    with _locked(lock_path, who):
+        if path.exists() and not path.is_file():
+            raise DataMigrationError(
+                f"the presync record {path} is not a file (a folder?); move it out of "
+                "WORK_DIR (the cutover then reads every file) and run the presync again")
+        if not create and not path.exists():
+            try:
+                yield None
+            finally:
+                lock_path.unlink(missing_ok=True)
+                with suppress(OSError):  # holds other records: it stays
+                    path.parent.rmdir()
             return
         with unusable(path):
             connection = sqlite3.connect(path, isolation_level=None)
@@ -162,17 +174,7 @@ def _check_target(connection: sqlite3.Connection, path: Path, description: str,
 @contextmanager
 def _locked(lock_path: Path, who: str) -> Iterator[None]:
     """An exclusive lock on ``lock_path`` for the block, or one line naming the holder."""
-    with unusable(lock_path.with_suffix(".sqlite")):
-        lock = lock_path.open("a+")
-    with lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "another process"
-            raise DataMigrationError(
-                f"the presync record {lock_path.with_suffix('.sqlite')} is in use by {holder}; "
-                "wait for it to finish (one presync or files step at a time)") from None
+    with _lock_file(lock_path) as lock:
         lock.truncate(0)
         lock.write(f"{who} (pid {os.getpid()})\n")
         lock.flush()
@@ -180,3 +182,34 @@ def _locked(lock_path: Path, who: str) -> Iterator[None]:
             yield
         finally:
             lock.truncate(0)
+
+
+@contextmanager
+def _lock_file(lock_path: Path) -> Iterator[TextIO]:
+    """The lock file, open and locked. A run that found no record removes the file while
+    it holds the lock; one that opened it before then locks a file no longer there, so it
+    opens the path again until what it locked is what the path names."""
+    while True:
+        with unusable(lock_path.with_suffix(".sqlite")):
+            lock = lock_path.open("a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            lock.close()
+            raise DataMigrationError(
+                f"the presync record {lock_path.with_suffix('.sqlite')} is in use by {holder}; "
+                "wait for it to finish (one presync or files step at a time)") from None
+        if _same_file(lock, lock_path):
+            break
+        lock.close()
+    with lock:
+        yield lock
+
+
+def _same_file(lock: TextIO, lock_path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(lock.fileno()), lock_path.stat())
+    except FileNotFoundError:
+        return False

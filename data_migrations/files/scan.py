@@ -66,6 +66,16 @@ class Exclusions:
     def file(self, relative_path: str) -> bool:
         return any(_matches(p, relative_path) for p in self.files)
 
+    def excluding(self, relative_path: str) -> str | None:
+        """The pattern that leaves the file out, by a folder above it or by itself; None
+        when none does."""
+        parts = relative_path.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if found := next((p for p in self.folders if _matches(p, folder)), None):
+                return found + "/"
+        return next((p for p in self.files if _matches(p, relative_path)), None)
+
 
 def _matches(pattern: str, relative_path: str) -> bool:
     if "/" in pattern:

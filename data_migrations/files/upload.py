@@ -8,10 +8,13 @@ content is uploaded again and named in the summary. A presync (data_migrations/c
 run before the freeze leaves a record of what it stored: a file unchanged since (size and
 modification time) whose object the listing shows as recorded is taken without being read
 at all. Files go up on MAX_CONCURRENT threads, each retried as a whole a few times when a
-transient failure outlives the SDK's own retries. The outcomes go to a ledger: the
-manifest, written in batches as files finish (or the presync record, for a presync); at
-the end every manifest row is checked against a fresh listing of the bucket (size and
-CRC-64) and marked 'verified'.
+transient failure outlives the SDK's own retries. A file's state is taken before it is read
+and again after its last byte is stored: one that changed meanwhile is sent again, and one
+that keeps changing is "changing while read" (the cutover fails naming it, a presync leaves
+it out); the cutover also fails on a file changed after it was stored, before the step
+ends. The outcomes go to a ledger: the manifest, written in batches as files finish (or
+the presync record, for a presync); at the end every manifest row is checked against a
+fresh listing of the bucket (size and CRC-64) and marked 'verified'.
 
 It all runs inside the revision's transaction: a failure rolls the manifest back, while
 the objects already uploaded stay and are skipped next time. The uploads folder is only
@@ -22,10 +25,11 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -44,11 +48,20 @@ from data_migrations.run.parallel import Done, run_in_parallel
 from data_migrations.run.report import Progress, bulleted, record_step, size_text, table
 from data_migrations.run.storage_factory import build_storage
 from settings import ConfigError
+from settings.declared import DEFAULT_EXCLUSIONS
 from settings.steps import UploadOptions
 from settings.storage import StorageSettings
-from storage import ObjectInfo, PendingUpload, StorageClient, StorageError, file_crc64
+from storage import (
+    FileChanged,
+    ObjectInfo,
+    PendingUpload,
+    StorageClient,
+    StorageError,
+    file_crc64,
+    file_state,
+)
 from storage.options import ObjectOptions
-from storage.tos import guess_content_type
+from storage.tos import LEFTOVER_UPLOADS_NOT_LISTED, guess_content_type
 
 log = logging.getLogger("cutover.files")
 
@@ -58,6 +71,11 @@ R = TypeVar("R")
 # Alembic config attribute RETRY_BACKOFF_ATTRIBUTE when one is given (tests do).
 RETRY_BACKOFF_SECONDS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
 RETRY_BACKOFF_ATTRIBUTE = "storage_retry_backoff_seconds"
+# The waits before a file that changed while it was read is read again: four reads over
+# about 3.5 s, so that a file the app was finishing is taken once done, while one it keeps
+# writing is named ("changing while read") instead of holding the run.
+CHANGE_WAITS_SECONDS: tuple[float, ...] = (0.5, 1.0, 2.0)
+CHANGING_SHOWN = 5
 MANIFEST_BATCH = 1000
 LARGEST_SHOWN = 10
 ORPHANS_SHOWN = 5
@@ -68,14 +86,15 @@ STATUS_ROWS = (("presynced", "from the presync (unchanged, not read)"),
                ("resent", "re-uploaded (storage class or encryption differed)"),
                ("acl_set", "already in the bucket, ACL corrected"),
                ("skipped", "skipped (already in the bucket)"),
-               ("vanished", "deleted while the run read them (not recorded)"))
+               ("vanished", "deleted while the run read them (not recorded)"),
+               ("changing", "changing while read (left out, not recorded)"))
 
 
 def manifest_table(name: str) -> sa.TableClause:
     """The columns of the manifest that revision 0003 creates, for reading and writing."""
     return sa.table(name, *(sa.column(c) for c in (
-        "relative_path", "object_key", "public_url", "size", "crc64", "status", "acl",
-        "storage_class", "sse")))
+        "relative_path", "object_key", "public_url", "size", "mtime_ns", "crc64", "status",
+        "acl", "storage_class", "sse")))
 
 
 class PartsStored:
@@ -122,8 +141,12 @@ class ActionFailure(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
+    """What became of a file. ``file`` is the file as it was read: its size and
+    modification time are those of the bytes stored (the scan's for a file not read).
+    ``status`` is one of STATUS_ROWS'."""
+
     file: LocalFile
-    status: str  # presynced | uploaded | replaced | resent | acl_set | skipped
+    status: str
     stored: ObjectInfo
 
 
@@ -133,6 +156,7 @@ class UploadReport:
     files: Counter[str] = field(default_factory=Counter)
     bytes: Counter[str] = field(default_factory=Counter)
     replaced: list[str] = field(default_factory=list)
+    changing: list[str] = field(default_factory=list)  # kept changing while read: left out
     verified: int = 0
     aborted: int = 0  # incomplete multipart uploads of these files, left by failed attempts
     resumed: ResumedUploads = field(default_factory=ResumedUploads)
@@ -223,7 +247,8 @@ def upload_files(connection: sa.Connection, options: UploadOptions,
         # The chain's preflight (data_migrations/run/preflight.py) ran the storage preflight.
         ledger = ManifestLedger(connection, manifest_table(manifest), storage, settings)
         run = FileUpload(storage, settings, ledger, record, options, retry_backoff)
-        report = run.run(scan, time.monotonic() - started)
+        with stopped_in("the files step", ledger):
+            report = run.run(scan, time.monotonic() - started)
     print_summary(report)
     record_step("files", seconds=sum(report.seconds.values()), phases=dict(report.seconds),
                 summary=f"{sum(report.files.values()):,} files in the bucket "
@@ -262,6 +287,7 @@ class FileUpload:
         # The uploads a killed run left, by key, to resume; the resumed ones' reused bytes.
         self.resumable: dict[str, PendingUpload] = {}
         self.resumed = ResumedUploads()
+        self.leftovers_unlisted = False  # the key may not list incomplete multipart uploads
 
     def run(self, scan: FolderScan, scan_seconds: float) -> UploadReport:
         report = UploadReport(scan, seconds={"scan": scan_seconds})
@@ -309,6 +335,8 @@ class FileUpload:
         report.bytes[outcome.status] += outcome.stored.size
         if outcome.status == "replaced":
             report.replaced.append(outcome.file.relative_path)
+        if outcome.status == "changing":
+            report.changing.append(outcome.file.relative_path)
         self.ledger.add(outcome)
 
     def upload(self, files: list[LocalFile], present: dict[str, ObjectInfo],
@@ -343,49 +371,60 @@ class FileUpload:
     def upload_one(self, file: LocalFile, present: ObjectInfo | None) -> Outcome:
         """Upload the file unless the bucket holds its bytes already, written with the
         upload options (ACL, storage class, SSE) or brought to them in place; a file deleted
-        since the scan is "vanished" (what that means is the ledger's to say)."""
+        since the scan is "vanished", one that changed each time it was read "changing"
+        (what either means is the ledger's to say)."""
         try:
             return self.send(file, present)
         except FileNotFoundError:
             return Outcome(file, "vanished", ObjectInfo(file.relative_path, 0, None))
+        except FileChanged:
+            return Outcome(file, "changing", ObjectInfo(file.relative_path, file.size, None))
 
     def send(self, file: LocalFile, present: ObjectInfo | None) -> Outcome:
         if present is None:
-            return Outcome(file, "uploaded", self.put_with_retries(file))
-        if (present.size, present.crc64) != (file.size, file_crc64(file.source)):
-            return Outcome(file, "replaced", self.put_with_retries(file))
+            return self.put(file, "uploaded")
+        crc, read = self.retrying(partial(read_unchanged, file, partial(file_crc64, file.source)),
+                                  file.relative_path)
+        if (present.size, present.crc64) != (read.size, crc):
+            return self.put(file, "replaced")
         correction = self.retrying(lambda: self.storage.conform(file.relative_path),
                                    file.relative_path)
         if correction == "resend":
-            return Outcome(file, "resent", self.put_with_retries(file))
-        return Outcome(file, "acl_set" if correction == "acl" else "skipped", present)
+            return self.put(file, "resent")
+        return Outcome(read, "acl_set" if correction == "acl" else "skipped", present)
 
-    def put_with_retries(self, file: LocalFile) -> ObjectInfo:
-        """Upload the file, retried whole; the first attempt finishes the multipart upload a
-        killed run left for it, if any, from its stored parts."""
+    def put(self, file: LocalFile, status: str) -> Outcome:
+        stored, read = self.put_with_retries(file)
+        return Outcome(read, status, stored)
+
+    def put_with_retries(self, file: LocalFile) -> tuple[ObjectInfo, LocalFile]:
+        """Upload the file, retried whole, and say which version of it was stored; the first
+        attempt finishes the multipart upload a killed run left for it, if any, from its
+        stored parts."""
         name = file.relative_path
         content_type = guess_content_type(PurePosixPath(name))
         resume = self.resumable.pop(name, None)
 
         resumed = False
 
-        def attempt() -> ObjectInfo:
+        def attempt() -> tuple[ObjectInfo, LocalFile]:
             nonlocal resume, resumed
             self.parts_stored.forget(name)
             if not file.source.is_file():  # deleted since the scan: no attempt will find it
                 raise FileNotFoundError(errno.ENOENT, "deleted since the scan", str(file.source))
             given, resume = resume, None  # a failed attempt aborts it: retries start afresh
             resumed = given is not None
-            return self.storage.put_file(name, file.source, content_type,
-                                         partial(self.parts_stored.stored, name), given)
+            return read_unchanged(file, partial(
+                self.storage.put_file, name, file.source, content_type,
+                partial(self.parts_stored.stored, name), given))
 
-        stored = self.retrying(attempt, name)
+        stored, read = self.retrying(attempt, name)
         if resumed:
             self.resumed.add(stored.reused_bytes)
             # The resumed upload was started with the options of its run: today's win.
             if self.retrying(lambda: self.storage.conform(name), name) == "resend":
                 return self.retrying(attempt, name)
-        return stored
+        return stored, read
 
     def retrying(self, action: Callable[[], R], name: str) -> R:
         return retrying(action, name, self.retry_backoff, self.stopping)
@@ -396,9 +435,20 @@ class FileUpload:
         bucket: the newest of each file in ``to_send`` is kept to be resumed from its stored
         parts, every other one is aborted; return how many were. An upload of any other key,
         under the key prefix or not, is someone else's and stays."""
-        leftovers = self.retrying(
-            lambda: [upload for upload in self.storage.pending_uploads() if upload.key in keys],
-            "listing of the incomplete multipart uploads")
+        try:
+            leftovers = self.retrying(
+                lambda: [upload for upload in self.storage.pending_uploads()
+                         if upload.key in keys],
+                "listing of the incomplete multipart uploads")
+        except ActionFailure as failure:
+            # Safe to do without: every upload of this run is new and completed or aborted
+            # by its own attempt; only a killed run's parts are left to the lifecycle rule.
+            if not denied(failure):
+                raise
+            if not self.leftovers_unlisted:
+                log.info(LEFTOVER_UPLOADS_NOT_LISTED)
+            self.leftovers_unlisted = True
+            return 0
         aborted = 0
         for upload in sorted(leftovers, key=started_at, reverse=True):  # the newest first
             if upload.key in to_send and upload.key not in self.resumable:
@@ -411,23 +461,16 @@ class FileUpload:
 
     def orphans(self, scan: FolderScan, present: dict[str, ObjectInfo],
                 report: UploadReport) -> None:
-        """The objects the presync stored whose files are no longer to be uploaded (deleted,
-        or excluded since; a refused file still exists and is none): listed, and with
-        ``prune_objects`` deleted and forgotten. Only keys the record holds, still holding
-        the bytes the presync stored, are ever touched; never anything else in the bucket."""
+        """The objects the presync stored whose files are gone (``orphans_of``): listed,
+        and with ``prune_objects`` deleted and forgotten, unless ``prune_refusal`` stops it."""
         if self.record is None:
             return
-        kept = {f.relative_path for f in scan.files} | {r.relative_path for r in scan.refused}
-        report.orphans = sorted(
-            path for path, entry in self.record.entries.items() if path not in kept
-            and difference(entry, present.get(path)) is None)
+        report.orphans = orphans_of(self.record, scan, present)
         if not report.orphans or not self.options.prune_objects:
             return
-        if not scan.files:
-            raise DataMigrationError(
-                f"-x prune=true would delete all {len(report.orphans):,} objects the presync "
-                f"stored, as UPLOADS_DIR {scan.root} holds no file to upload: check "
-                "UPLOADS_DIR; nothing was deleted")
+        refusal = prune_refusal(self.record, scan, report.orphans, self.options.prune_max_delete)
+        if refusal is not None:
+            raise DataMigrationError(refusal)
         delete_objects(self.storage, report.orphans, self.workers, self.retry_backoff,
                        "they stay listed; run again to delete them")
         self.record.forget(report.orphans)
@@ -438,6 +481,45 @@ class FileUpload:
         CRC-64: one listing, 1,000 objects a page, instead of a request per file."""
         return self.retrying(lambda: {info.key: info for info in self.storage.list()},
                              "listing of the bucket")
+
+
+def orphans_of(record: PresyncRecord, scan: FolderScan, present: dict[str, ObjectInfo]
+               ) -> list[str]:
+    """The objects the presync stored whose files are no longer to be uploaded (deleted,
+    or excluded since; a refused file still exists and is none). Only keys the record
+    holds, still holding the bytes the presync stored: never anything else in the bucket."""
+    kept = {f.relative_path for f in scan.files} | {r.relative_path for r in scan.refused}
+    return sorted(path for path, entry in record.entries.items() if path not in kept
+                  and difference(entry, present.get(path)) is None)
+
+
+def prune_refusal(record: PresyncRecord, scan: FolderScan, orphans: Sequence[str],
+                  max_delete: tuple[int, str]) -> str | None:
+    """Why ``-x prune=true`` must not delete ``orphans``, or None. Prune deletes only
+    what it can prove is gone: the folder must still look like the one the presync read
+    (at least half of the recorded files in it with their recorded size and modification
+    time: a wrong disk mounted there, or a stray file alone, has none of them), and the
+    deletion must stay within PRUNE_MAX_DELETE."""
+    recorded = len(record.entries)
+    files = {f.relative_path: f for f in scan.files}
+    missing = sum(1 for path in record.entries if path not in files)
+    other = sum(1 for path, entry in record.entries.items() if (file := files.get(path))
+                and (entry.size, entry.mtime_ns) != (file.size, file.mtime_ns))
+    if (missing + other) * 2 > recorded:
+        return (f"-x prune=true refused: UPLOADS_DIR {scan.root} does not look like the "
+                f"folder the presync read: of the {recorded:,} files its record {record.path} "
+                f"holds, {missing:,} are gone and {other:,} are other files (another size or "
+                "modification time), more than half (a wrong UPLOADS_DIR, another disk mounted "
+                "there?); nothing was deleted. Check UPLOADS_DIR; run without -x prune=true "
+                "to upload without deleting")
+    allowed = max_delete[0] if not max_delete[1] else math.ceil(recorded * max_delete[0] / 100)
+    if len(orphans) > allowed:
+        bound = f"{max_delete[0]}%, {allowed:,} objects" if max_delete[1] else f"{allowed:,}"
+        return (f"-x prune=true would delete {len(orphans):,} of the {recorded:,} objects the "
+                f"presync record {record.path} holds, more than PRUNE_MAX_DELETE allows "
+                f"({bound}); nothing was deleted. If the app did delete these files from "
+                f"UPLOADS_DIR {scan.root}, run with -x prune_max_delete={len(orphans)}")
+    return None
 
 
 def started_at(upload: PendingUpload) -> datetime:
@@ -455,8 +537,10 @@ def vouches_for(recorded: RecordedFile, file: LocalFile, present: ObjectInfo | N
 
 
 class ManifestLedger:
-    """The cutover's ledger: manifest rows in batches, then every row checked against the
-    bucket and marked 'verified'."""
+    """The cutover's ledger: manifest rows in batches, then every row checked against its
+    file, which must not have changed since it was read, and against the bucket, and marked
+    'verified'. The app is frozen for the cutover: a file that changed while the step ran
+    fails it, naming the file."""
 
     after_failure = "Nothing was recorded (the manifest is rolled back)."
 
@@ -468,6 +552,8 @@ class ManifestLedger:
         self.key_prefix = settings.key_prefix
         self.object_options = settings.object_options
         self.batch: list[dict[str, object]] = []
+        self.files: list[LocalFile] = []  # each as it was read (or scanned)
+        self.changing: list[str] = []  # changing each time it was read: no row
 
     def add(self, outcome: Outcome) -> None:
         key = outcome.file.relative_path
@@ -476,10 +562,14 @@ class ManifestLedger:
                 f"{key} was deleted from UPLOADS_DIR while the files step ran: the app must be "
                 "stopped for the cutover. Nothing was recorded (the manifest is rolled back); "
                 "stop the app and run the upgrade again.")
+        if outcome.status == "changing":
+            self.changing.append(key)
+            return
+        self.files.append(outcome.file)
         self.batch.append({
             "relative_path": key, "object_key": self.key_prefix + key,
             "public_url": self.storage.public_url(key), "size": outcome.stored.size,
-            "crc64": outcome.stored.crc64,
+            "mtime_ns": outcome.file.mtime_ns, "crc64": outcome.stored.crc64,
             "status": "uploaded" if outcome.status in SENT else "skipped",
             **self.object_options.manifest_values()})
         if len(self.batch) >= MANIFEST_BATCH:
@@ -491,9 +581,12 @@ class ManifestLedger:
             self.batch.clear()
 
     def verify(self, listing: Listing) -> int:
-        """Check every manifest row against a fresh listing of the bucket; any difference
-        fails the step."""
+        """Check every manifest row against its file and a fresh listing of the bucket; any
+        difference fails the step."""
         self.flush()
+        changed = self.changing + [f.relative_path for f in self.files if changed_since(f)]
+        if changed:
+            raise DataMigrationError(changing_message(changed))
         columns = self.manifest.c
         rows = self.connection.execute(
             sa.select(columns.relative_path, columns.size, columns.crc64)).all()
@@ -509,6 +602,26 @@ class ManifestLedger:
                 "missing or different objects are uploaded again.")
         self.connection.execute(sa.update(self.manifest).values(status="verified"))
         return len(rows)
+
+
+def changed_since(file: LocalFile) -> bool:
+    """The file is no longer as it was read (size, modification time), or is gone."""
+    try:
+        now = file_state(file.source)
+    except FileNotFoundError:
+        return True
+    return (now.size, now.mtime_ns) != (file.size, file.mtime_ns)
+
+
+def changing_message(paths: list[str]) -> str:
+    """The cutover's failure for files the app changed while the files step ran."""
+    shown = sorted(paths)
+    more = f" and {len(shown) - CHANGING_SHOWN:,} more" if len(shown) > CHANGING_SHOWN else ""
+    return (f"{len(shown):,} files in UPLOADS_DIR changed while the files step read or stored "
+            f"them (changing while read): {', '.join(shown[:CHANGING_SHOWN])}{more}. The app "
+            "still writes to UPLOADS_DIR: freeze it (stop every writer to the folder), then "
+            "run the upgrade again; it resumes, skipping the files already stored. Nothing "
+            "was recorded (the manifest is rolled back).")
 
 
 class Stored(Protocol):
@@ -536,23 +649,64 @@ def difference(row: Stored, stored: ObjectInfo | None) -> str | None:
 def retrying(action: Callable[[], R], name: str,
              backoff: Sequence[float] = RETRY_BACKOFF_SECONDS, stopping: Event | None = None) -> R:
     """``action()``, tried again after each wait of ``backoff`` while it fails in a way
-    that may pass.
+    that may pass, and after each of CHANGE_WAITS_SECONDS while the file it reads changes
+    under it (FileChanged, raised once those are spent).
 
     The SDK already retries single requests; this retries the whole action (a file's upload
     with all its parts, a stat) for what still gets through: a store that is down for a
     while, a connection dropped on every SDK attempt, a long spell of 5xx. Once
     ``stopping`` is set, no new attempt starts."""
-    waits = iter(backoff)
+    waits, change_waits = iter(backoff), iter(CHANGE_WAITS_SECONDS)
     attempt = 1
     while True:
         try:
             return action()
+        except FileChanged:
+            wait = next(change_waits, None)
+            if wait is None or _stopped(stopping, wait):
+                raise
         except StorageError as error:
             wait = next(waits, None)
             if wait is None or is_permanent(error) or _stopped(stopping, wait):
                 raise ActionFailure(f"{name} (after {attempt} attempt"
                                     f"{'s' if attempt > 1 else ''}): {error}") from error
         attempt += 1
+
+
+def read_unchanged(file: LocalFile, read: Callable[[], R]) -> tuple[R, LocalFile]:
+    """``read()`` of the file, and the file as it was read. Its state (size, modification
+    and change times, inode) is taken before the first byte is read and again after the
+    last one is stored: a file that left it meanwhile raises FileChanged, also when that
+    is what made the read fail (the CRC-64 of the bytes checked here against that of the
+    bytes sent, a multipart upload not completed)."""
+    before = file_state(file.source)
+    try:
+        result = read()
+    except StorageError as error:
+        if isinstance(error, FileChanged) or file_state(file.source) != before:
+            raise FileChanged(f"{file.relative_path} changed while it was read") from error
+        raise
+    if file_state(file.source) != before:
+        raise FileChanged(f"{file.relative_path} changed while it was read")
+    return result, replace(file, size=before.size, mtime_ns=before.mtime_ns)
+
+
+def denied(failure: ActionFailure) -> bool:
+    """The action kept failing because the key's policy does not allow it."""
+    return isinstance(failure.__cause__, StorageError) and failure.__cause__.denied
+
+
+@contextmanager
+def stopped_in(step: str, ledger: Ledger) -> Iterator[None]:
+    """A storage call outside any one file's upload (a listing, an abort) that kept failing
+    stops ``step`` in one line that says what a re-run does."""
+    try:
+        yield
+    except ActionFailure as failure:
+        raise DataMigrationError(
+            f"{step} stopped: {str(failure).rstrip('.')}. {ledger.after_failure} A re-run "
+            "resumes: the objects already uploaded stay in the bucket and are skipped."
+        ) from failure
 
 
 def _stopped(stopping: Event | None, wait: float) -> bool:
@@ -592,7 +746,8 @@ def plan_manifest(connection: sa.Connection, manifest: sa.TableClause, scan: Fol
     path rewrite's dry run checks the stored paths against the files to be uploaded.
     Nothing is read from the files and nothing is sent to the storage."""
     rows = [{"relative_path": f.relative_path, "object_key": settings.key_prefix + f.relative_path,
-             "public_url": storage.public_url(f.relative_path), "size": f.size, "crc64": 0,
+             "public_url": storage.public_url(f.relative_path), "size": f.size,
+             "mtime_ns": f.mtime_ns, "crc64": 0,
              "status": "verified", **settings.object_options.manifest_values()}
             for f in scan.files]
     for start in range(0, len(rows), MANIFEST_BATCH):
@@ -615,12 +770,21 @@ def print_plan(scan: FolderScan, options: UploadOptions, settings: StorageSettin
          ("to upload", len(scan.files) - len(presynced), size_text(scan.bytes - presynced_bytes)),
          ("excluded", len(scan.excluded), size_text(scan.excluded_bytes)),
          ("refused (not read)", len(scan.refused), "-")]))
+    log.info(exclusions_text(options.exclude))
     largest = sorted(scan.files, key=lambda f: f.size, reverse=True)[:LARGEST_SHOWN]
     if largest:
         log.info("Largest files:\n" + "\n".join(
                  f"  {size_text(f.size):>10}  {f.relative_path}" for f in largest))
     if scan.refused:
         log.info(f"Refused:\n{bulleted([str(r) for r in scan.refused])}")
+
+
+def exclusions_text(exclude: Sequence[str]) -> str:
+    """What the upload leaves out, and how UPLOAD_EXCLUDE made it so."""
+    if not exclude:
+        return "Excluded: nothing (UPLOAD_EXCLUDE=none replaces the defaults tmp/, *.part)."
+    return (f"Excluded: {', '.join(exclude)} (UPLOAD_EXCLUDE adds its globs to the defaults "
+            f"{', '.join(DEFAULT_EXCLUSIONS)}; `none` leaves nothing out).")
 
 
 def print_summary(report: UploadReport) -> None:
@@ -641,6 +805,9 @@ def print_summary(report: UploadReport) -> None:
              f"stored parts kept), {report.aborted:,} aborted (only uploads of these files' "
              "keys).")
     print_orphans(report)
+    if report.changing:
+        log.info(f"Changing each time they were read, left out (the next run sends them "
+                 f"again):\n{bulleted(sorted(report.changing))}")
     if report.replaced:
         log.info(f"Re-uploaded because the bucket held other content:\n"
                  f"{bulleted(sorted(report.replaced))}")

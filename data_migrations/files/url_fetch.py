@@ -5,6 +5,8 @@ ranged ``GET`` where ``HEAD`` is refused; ``MAX_CONCURRENT`` at a time, each wit
 timeout. A URL passes when it answers 2xx with the size the manifest recorded. The
 failures are grouped by class (403, 404, another status, a wrong size, a host that cannot
 be reached and why), each class with its count, the first few URLs and its cause in words.
+A 403 means a private object, unless the manifest says the object was written public-read:
+then it means no object at that URL (a private bucket hides which keys exist).
 
 requests (already installed: the tos SDK depends on it) rather than urllib: it keeps a
 pool of keep-alive connections per host, so fetching a hundred thousand URLs on one CDN
@@ -42,6 +44,13 @@ CAUSES = {
          "sign URLs",
     404: "no object at that URL: check STORAGE_PUBLIC_BASE_URL",
 }
+# Canned ACLs that let anyone read an object.
+PUBLIC_READ = frozenset({"public-read", "public-read-write"})
+# A 403 for an object written public-read: TOS (as S3) answers an anonymous request for a
+# key it does not have with 403 in a private bucket, so as not to tell which keys exist.
+PUBLIC_403_CAUSE = ("the objects were written public-read (the manifest's acl), so this is "
+                    "most likely no object at that URL, which a private bucket answers with "
+                    "403: check STORAGE_PUBLIC_BASE_URL, or the origin its CDN fetches from")
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class Target:
 
     url: str
     size: int
+    acl: str | None = None  # the canned ACL it was written with; None: the bucket's default
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,8 @@ def _check(session: requests.Session, target: Target) -> Failure | None:
         status, size = _fetch(session, target.url)
     except requests.RequestException as error:
         return _unreachable(target.url, error)
+    if status == 403 and target.acl in PUBLIC_READ:
+        return Failure(f"{status} {_reason(status)}", PUBLIC_403_CAUSE)
     if status in CAUSES:
         return Failure(f"{status} {_reason(status)}", CAUSES[status])
     if not 200 <= status < 300:

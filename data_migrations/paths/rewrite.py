@@ -17,13 +17,14 @@ downgrade restores them byte for byte.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from data_migrations.rows.source import quote
+from data_migrations.rows.source import column_names, quote
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.report import bulleted, record_step, shorten, table
 
@@ -162,6 +163,36 @@ def _reason(value: str, relative: str | None) -> str:
     if slashed.startswith("/") or slashed[1:3] == ":/" or "/../" in f"/{slashed}/":
         return "outside the uploads folder (add its folder to UPLOADS_PATH_ALIASES?)"
     return "cannot be resolved to a file under the uploads folder"
+
+
+def source_paths(source: sqlite3.Connection, columns: Sequence[PathColumn]) -> dict[str, str]:
+    """The values the dev database's file-path columns hold, each with a row that holds
+    it (``table.column key=...``): what this step will read once the rows are copied."""
+    found: dict[str, str] = {}
+    for col in columns:
+        if col.column not in column_names(source, col.table):
+            continue  # not in the source: the row copy brings no value for it
+        for key, value in source.execute(
+                f"SELECT {quote(col.key)}, {quote(col.column)} FROM {quote(col.table)} "
+                f"WHERE {quote(col.column)} IS NOT NULL AND {quote(col.column)} <> ''"):
+            found.setdefault(str(value), f"{col.table}.{col.column} {col.key}={key}")
+    return found
+
+
+def relative_paths(connection: sa.Connection, values: Sequence[str], paths: PathSql
+                   ) -> dict[str, str]:
+    """The path below the uploads folder each stored value names, as this step reads it
+    (the same SQL function), by value; values that are URLs or lead outside the folder
+    are left out. The function is created in the connection's transaction, rolled back
+    at the end: nothing stays."""
+    try:
+        connection.execute(paths.create_function())
+        rows = connection.execute(sa.text(
+            f"SELECT v, {paths.relative('v')} FROM unnest(CAST(:stored AS text[])) AS v "
+            f"WHERE {paths.is_path('v')}"), {"stored": list(values)}).all()
+    finally:
+        connection.rollback()
+    return {value: relative for value, relative in rows if relative is not None}
 
 
 def save_originals(col: PathColumn, paths: PathSql, manifest: str,

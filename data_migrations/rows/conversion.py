@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
+from data_migrations import interrupts
 from data_migrations.rows import source as src
 from data_migrations.rows.values import BadValue, ColumnType, converter_for, row_converter
 from data_migrations.run.report import shorten
@@ -176,6 +177,7 @@ _worker_plans: dict[str, TablePlan] = {}
 def start_worker(source_path: str) -> None:
     """A worker's start: its own read-only connection to the source."""
     global _worker_source
+    interrupts.ignored_in_workers()
     _worker_source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
     threading.Thread(target=_end_with_parent, daemon=True).start()
 
@@ -205,9 +207,10 @@ def worker_pool(source: sqlite3.Connection, workers: int) -> ProcessPoolExecutor
     if workers < 2:
         return None
     # Started fresh rather than forked: a fork would share the PostgreSQL connection.
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=start_worker,
-                               initargs=(str(src.database_path(source)),))
+    with interrupts.blocked_while_starting_workers():  # and its resource tracker
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=start_worker,
+                                   initargs=(str(src.database_path(source)),))
 
 
 def in_order(pool: Executor, work: Callable[..., Converted], items: Iterable[tuple],
@@ -217,7 +220,8 @@ def in_order(pool: Executor, work: Callable[..., Converted], items: Iterable[tup
     pending: deque[Future[Converted]] = deque()
     try:
         for item in items:
-            pending.append(pool.submit(work, *item))
+            with interrupts.blocked_while_starting_workers():  # a submit may start one
+                pending.append(pool.submit(work, *item))
             if len(pending) >= window:
                 yield pending.popleft().result()
         while pending:

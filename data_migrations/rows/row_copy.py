@@ -45,6 +45,7 @@ from data_migrations.rows.conversion import (
 )
 from data_migrations.rows.refusal import Refusals
 from data_migrations.rows.values import column_type
+from data_migrations.run import lost_connection
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.report import Progress, RejectsFile, record_step, table
 from settings.steps import CopyOptions
@@ -215,8 +216,9 @@ class RowCopy:
         else:
             cursor = self.connection.connection.dbapi_connection.cursor()
             columns = ", ".join(map(src.quote, plan.columns))
-            cursor.copy_expert(f"COPY {src.quote(plan.name)} ({columns}) FROM STDIN",
-                               _LineReader(lines), size=COPY_CHUNK_BYTES)
+            with lost_connection.driver_dumps_silenced():
+                cursor.copy_expert(f"COPY {src.quote(plan.name)} ({columns}) FROM STDIN",
+                                   _LineReader(lines), size=COPY_CHUNK_BYTES)
         progress.advance(0)
         result.seconds = progress.seconds
 

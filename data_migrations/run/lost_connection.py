@@ -10,10 +10,12 @@ are recognised with the dialect's own test for a disconnect.
 
 from __future__ import annotations
 
+import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 import sqlalchemy as sa
 
@@ -25,8 +27,9 @@ class ConnectionLost(DataMigrationError):
 
 
 @contextmanager
-def translated(connection: sa.Connection) -> Iterator[None]:
-    """Turn a lost connection inside the block into ``ConnectionLost``."""
+def translated(connection: sa.Connection, during: str | None = None) -> Iterator[None]:
+    """Turn a lost connection inside the block into ``ConnectionLost``; ``during`` names
+    the command when it is one step (``verify``), else the message names the revision."""
     try:
         yield
     except Exception as exc:
@@ -36,8 +39,28 @@ def translated(connection: sa.Connection) -> Iterator[None]:
         # on it and log that failure with a traceback.
         connection.invalidate()
         raise ConnectionLost(
-            f"the connection to PostgreSQL was lost during {failed_step(exc)}; nothing of "
-            f"this step was committed; run the same command again to resume") from None
+            f"the connection to PostgreSQL was lost during {during or failed_step(exc)}; "
+            "nothing of this step was committed; run the same command again to resume"
+        ) from None
+
+
+@contextmanager
+def driver_dumps_silenced() -> Iterator[None]:
+    """Around psycopg2's ``COPY``: when the server ends the session under it (a restart,
+    ``pg_terminate_backend``), psycopg2 prints the pending error through ``sys.excepthook``
+    (``AdminShutdown`` ... ``SystemError: <function decode ...>``) before raising its own.
+    The raised one is the run's failure, told in one line; the print would precede it as
+    a dump."""
+    previous = sys.excepthook
+    sys.excepthook = _unprinted
+    try:
+        yield
+    finally:
+        sys.excepthook = previous
+
+
+def _unprinted(*_: object) -> None:
+    return None
 
 
 def is_lost_connection(exc: BaseException, dialect: sa.Dialect) -> bool:
@@ -54,15 +77,23 @@ def is_lost_connection(exc: BaseException, dialect: sa.Dialect) -> bool:
 def failed_step(exc: BaseException) -> str:
     """The revision whose code was running, e.g. ``0002 copy_sqlite_rows``."""
     for error in _chain(exc):
-        steps = [frame for frame, _ in traceback.walk_tb(error.__traceback__)
-                 if frame.f_code.co_name in ("upgrade", "downgrade")
-                 and "down_revision" in frame.f_globals]
-        if steps:
-            frame = steps[-1]
-            revision, _, name = Path(frame.f_code.co_filename).stem.partition("_")
-            direction = "" if frame.f_code.co_name == "upgrade" else f" ({frame.f_code.co_name})"
-            return f"{revision} {name}{direction}"
+        step = running_step(frame for frame, _ in traceback.walk_tb(error.__traceback__))
+        if step is not None:
+            return step
     return "the run"
+
+
+def running_step(frames: Iterable[FrameType]) -> str | None:
+    """The innermost revision's ``upgrade`` or ``downgrade`` among ``frames`` (outermost
+    first), named as ``0002 copy_sqlite_rows``, or None."""
+    steps = [frame for frame in frames if frame.f_code.co_name in ("upgrade", "downgrade")
+             and "down_revision" in frame.f_globals]
+    if not steps:
+        return None
+    frame = steps[-1]
+    revision, _, name = Path(frame.f_code.co_filename).stem.partition("_")
+    direction = "" if frame.f_code.co_name == "upgrade" else f" ({frame.f_code.co_name})"
+    return f"{revision} {name}{direction}"
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

@@ -12,28 +12,38 @@ creates when they are missing (WORK_DIR, REPORTS_DIR).
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+import sqlalchemy as sa
 from alembic.script import Script, ScriptDirectory
 from alembic.script.revision import RevisionError
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from data_migrations.files import presync_record
 from data_migrations.files import upload as file_upload
-from data_migrations.files.scan import scan_folder
+from data_migrations.files.scan import Exclusions, scan_folder
+from data_migrations.paths import rewrite as path_rewrite
 from data_migrations.rows.source import open_source, quote
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.report import Progress
 from data_migrations.run.storage_factory import build_storage
 from settings import ConfigError, Settings, declared
+from settings.steps import PathOptions
 from storage import StorageError
 
 log = logging.getLogger("cutover.preflight")
 
 Check = Callable[[Settings], list[str]]
+R = TypeVar("R")
 WRITE_PROBE_PREFIX = ".preflight-"  # the file that shows a folder takes writes
 LISTED = 20  # refused uploads entries named before "... and N more"
 # SQLite virtual machine steps between two looks at the clock during the integrity check.
@@ -150,8 +160,9 @@ def uploads_readable(cutover: Settings) -> list[str]:
 
 def storage_ready(cutover: Settings) -> list[str]:
     """The storage settings are complete, nothing the upload writes lies in UPLOADS_DIR,
-    and (unless this is a dry run) the storage preflight passes: credentials, bucket, a
-    probe object written, read back and deleted."""
+    and (unless this is a dry run) the storage preflight passes: credentials, bucket, every
+    policy action a run calls (one it can do without is logged, not a problem), a probe
+    object written, read back and deleted; each call retried as the data steps retry."""
     options = cutover.upload_options()
     try:
         storage_settings = cutover.storage()
@@ -161,12 +172,28 @@ def storage_ready(cutover: Settings) -> list[str]:
         return [str(error)]
     if options.dry_run:  # the plan touches no storage
         return []
+    if writable(declared.WORK_DIR, cutover):  # the probe's scratch file goes there
+        return []  # work_dir_writable names it
     try:
         with closing(build_storage(storage_settings, options.work_dir)) as storage:
-            storage.preflight()
+            doing_without = storage.preflight(retried)
     except (StorageError, OSError) as error:
         return [str(error)]
+    for note in doing_without:
+        log.info(note)
     return []
+
+
+def retried(action: Callable[[], R], name: str) -> R:
+    """A storage call of the preflight, retried as the data steps retry theirs (a burst of
+    5xx, a store down for a while); what still fails is a StorageError, as from one call."""
+    try:
+        return file_upload.retrying(action, name)
+    except file_upload.ActionFailure as failure:
+        cause = failure.__cause__
+        if isinstance(cause, StorageError) and cause.denied:
+            raise cause from cause.__cause__  # refused at once: the call's own error says all
+        raise StorageError(str(failure)) from cause
 
 
 def presync_record_usable(cutover: Settings) -> list[str]:
@@ -185,6 +212,99 @@ def presync_record_usable(cutover: Settings) -> list[str]:
             return []
     except DataMigrationError as error:
         return [str(error)]
+
+
+def prune_guarded(cutover: Settings) -> list[str]:
+    """With ``-x prune=true``, what the files step would delete passes prune's guards
+    (file_upload.prune_refusal): checked here, before the first step writes, so that a
+    cutover never stops at its files step over prune after the rows step committed."""
+    options = cutover.upload_options()
+    if not options.prune_objects or options.dry_run or not options.uploads_dir.is_dir():
+        return []  # the plan touches no storage; a missing folder is uploads_readable's
+    try:
+        target = cutover.storage()
+    except ConfigError:  # storage_ready names it
+        return []
+    if not presync_record.record_path(options, target).exists():
+        return []  # no presync, nothing to prune (and no lock file to leave)
+    try:
+        with presync_record.opened(options, target, create=False,
+                                   who="the preflight of a cutover") as record, \
+                closing(build_storage(target, options.work_dir)) as storage:
+            if record is None or not record.entries:
+                return []
+            scan = scan_folder(options.uploads_dir, options.exclude)
+            present = {info.key: info for info in storage.list()}
+            orphans = file_upload.orphans_of(record, scan, present)
+            refusal = file_upload.prune_refusal(record, scan, orphans,
+                                                options.prune_max_delete) if orphans else None
+    except (DataMigrationError, StorageError, OSError):
+        # A record that cannot be used, or storage that cannot be listed: named by
+        # presync_record_usable and storage_ready (and the presync's own opening of it).
+        return []
+    return [refusal] if refusal else []
+
+
+@dataclass(frozen=True)
+class ReferencedFilesKept:
+    """The path rewrite's check: no UPLOAD_EXCLUDE pattern leaves out a file that rows
+    of the dev database reference, as the rewrite (data_migrations/paths/rewrite.py) reads
+    their ``columns``; otherwise the rows and files steps would commit and the rewrite
+    stop over paths it cannot rewrite. Skipped once the files step has written its
+    ``manifest``: the rewrite checks against that itself."""
+
+    columns: tuple[path_rewrite.PathColumn, ...]
+    manifest: str
+
+    def __call__(self, cutover: Settings) -> list[str]:
+        options, path_options = cutover.upload_options(), cutover.path_options()
+        try:
+            source = cutover.source_database_path()
+            url = cutover.database_url()
+        except ConfigError:  # source_intact names the source; no URL: a connection handed in
+            return []
+        if source is None or not options.exclude or path_options.missing_files != "fail":
+            return []  # with missing_files=keep the rewrite leaves such paths and lists them
+        try:
+            with open_source(source) as connection:
+                stored = path_rewrite.source_paths(connection, self.columns)
+        except sqlite3.Error:  # source_intact names it
+            return []
+        referenced = self.referenced(url, stored, path_options)
+        return excluded_references(referenced, options.exclude, options.uploads_dir)
+
+    def referenced(self, url: URL, stored: dict[str, str], options: PathOptions
+                   ) -> dict[str, str]:
+        """The files the stored values name, by relative path, each with a row naming it."""
+        paths = path_rewrite.PathSql(path_rewrite.normalized_aliases(options.aliases,
+                                                                     options.uploads_dir))
+        engine = sa.create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                if sa.inspect(connection).has_table(self.manifest):
+                    return {}
+                relative = path_rewrite.relative_paths(connection, list(stored), paths)
+        except SQLAlchemyError:  # the run's own connection names the database
+            return {}
+        finally:
+            engine.dispose()
+        return {path: stored[value] for value, path in relative.items()}
+
+
+def excluded_references(referenced: dict[str, str], exclude: Sequence[str],
+                        uploads_dir: Path) -> list[str]:
+    """One line per pattern that leaves out files rows reference, with an example."""
+    exclusions = Exclusions(exclude)
+    by_pattern: dict[str, list[str]] = {}
+    for relative in sorted(referenced):
+        pattern = exclusions.excluding(relative)
+        if pattern is not None and os.path.lexists(uploads_dir / relative):
+            by_pattern.setdefault(pattern, []).append(relative)
+    return [f"UPLOAD_EXCLUDE pattern {pattern!r} leaves out {len(files):,} files that rows "
+            f"reference, e.g. {files[0]} ({referenced[files[0]]}): the path rewrite could not "
+            "point those rows at their objects. Take the pattern out of UPLOAD_EXCLUDE (or "
+            "run with -x missing_files=keep to leave those paths as they are)"
+            for pattern, files in by_pattern.items()]
 
 
 def writable(setting: declared.Setting, cutover: Settings) -> list[str]:

@@ -3,10 +3,13 @@
     python -m devtools.tos_server --root DIR --port 9000 --access-key AK --secret-key SK
         [--bucket NAME ...] [--latency-ms 20] [--error-rate 0.1] [--drop-rate 0.1]
         [--bandwidth-mib 50] [--bucket-acl NAME=public-read ...] [--domain HOST=BUCKET ...]
+        [--deny ListMultipartUploads ...]
 
 ``--bucket-acl`` makes every object of a bucket readable without a signature;
 ``--domain`` binds a custom domain to one bucket (``--domain 127.0.0.1=NAME`` serves
-``http://127.0.0.1:<port>/<key>`` from that bucket, as a CDN bound to it would).
+``http://127.0.0.1:<port>/<key>`` from that bucket, as a CDN bound to it would);
+``--deny`` answers the key's requests for that policy action (tos:<ACTION>) with 403
+AccessDenied, as a policy that lacks it would.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from devtools.tos_server.faults import Faults
 from devtools.tos_server.http import TosServer
-from devtools.tos_server.operations import CANNED_ACLS
+from devtools.tos_server.operations import CANNED_ACLS, POLICY_ACTIONS
 
 
 def _rate(text: str) -> float:
@@ -68,6 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--domain", type=_pair, action="append", default=[],
                         metavar="HOST=BUCKET",
                         help="bind a custom domain (host, or host:port) to one bucket")
+    parser.add_argument("--deny", action="append", default=[], metavar="ACTION",
+                        choices=sorted(set(POLICY_ACTIONS.values())),
+                        help="a policy action the key may not call, e.g. ListMultipartUploads")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     if not args.access_key or not args.secret_key:
@@ -82,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(message)s")
     faults = Faults(latency=args.latency_ms / 1000, error_rate=args.error_rate,
                     error_status=args.error_status, drop_rate=args.drop_rate, seed=args.seed,
-                    bandwidth=args.bandwidth_mib * 1024 * 1024)
+                    bandwidth=args.bandwidth_mib * 1024 * 1024, denied=frozenset(args.deny))
     server = TosServer(args.root, access_key=args.access_key, secret_key=args.secret_key,
                        buckets=args.bucket, host=args.host, port=args.port, faults=faults,
                        bucket_acls=dict(args.bucket_acl), domains=dict(args.domain))

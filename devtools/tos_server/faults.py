@@ -1,5 +1,6 @@
-"""Misbehaviour the local TOS server injects on demand: latency, 5xx answers, dropped
-connections, a corrupted CRC header, a bandwidth cap per connection."""
+"""Misbehaviour the local TOS server injects on demand: latency, 5xx answers (at random or
+in a burst), dropped connections, a corrupted CRC header, a bandwidth cap per connection,
+policy actions denied to the test's key."""
 
 from __future__ import annotations
 
@@ -27,6 +28,13 @@ class Faults:
     corrupt_crc: bool = False  # answer a wrong x-tos-hash-crc64ecma everywhere
     bandwidth: float = 0.0  # bytes a second each connection moves, either way; 0: no cap
     methods: frozenset[str] = frozenset()  # HTTP methods errors and drops hit; empty: all
+    # The next this many requests (of ``methods``) are answered with error_status, as during
+    # a short outage; counts down.
+    error_burst: int = 0
+    # Policy actions the key may not call ("ListMultipartUploads" for tos:ListMultipartUploads,
+    # see operations.POLICY_ACTIONS): a signed request for one is answered 403 AccessDenied,
+    # as TOS answers a key whose bucket or IAM policy lacks the action.
+    denied: frozenset[str] = frozenset()
     seed: int = 0
     drops: int = field(default=0, init=False)  # how many were injected, for tests to check
     errors: int = field(default=0, init=False)
@@ -41,6 +49,10 @@ class Faults:
         if self.methods and method not in self.methods:
             return None
         with self._lock:
+            if self.error_burst > 0:
+                self.error_burst -= 1
+                self.errors += 1
+                return "error"
             roll = self._rng.random()
             if roll < self.drop_rate:
                 self.drops += 1
@@ -49,8 +61,6 @@ class Faults:
                 self.errors += 1
                 return "error"
         return None
-
-
 
 
 class Throttle:

@@ -28,6 +28,7 @@ from devtools.tos_server.errors import TosError, status_error
 from devtools.tos_server.faults import FaultOutcome, Faults, Throttle
 from devtools.tos_server.operations import (
     CRC_HEADER,
+    POLICY_ACTIONS,
     Reply,
     allows_anonymous,
     error_reply,
@@ -96,12 +97,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if outcome == "error":
                 raise status_error(owner.faults.error_status)
             request = parse_request(self.command, self.path, self.headers, owner.domains)
-            if is_signed(request):
+            signed = is_signed(request)
+            if signed:
                 verify_signature(request, owner.credentials)
             elif not allows_anonymous(owner.store, request, owner.bucket_acls):
                 raise access_denied("Anonymous access is refused: sign the request, or make "
                                     "the object public-read.")
-            return route(request)(owner.store, request, body)
+            handler = route(request)
+            # The key's policy is checked before the resource is looked up: a denied key
+            # learns nothing of what exists.
+            if signed and (action := POLICY_ACTIONS[handler]) in owner.faults.denied:
+                raise access_denied(f"Access Denied: the policy does not allow tos:{action}.")
+            return handler(owner.store, request, body)
         except TosError as error:
             return error_reply(error, request_id, self.path)
         except ConnectionError:

@@ -500,6 +500,19 @@ def route(request: TosRequest) -> Handler:
     return handler
 
 
+# The policy action (``tos:<name>``) each operation needs, as TOS's bucket and IAM policies
+# name them; a multipart upload's create, parts and completion are PutObject, as on S3.
+POLICY_ACTIONS: dict[Handler, str] = {
+    create_bucket: "CreateBucket", head_bucket: "HeadBucket", delete_bucket: "DeleteBucket",
+    list_objects_v2: "ListBucket", list_multipart_uploads: "ListMultipartUploads",
+    put_object: "PutObject", create_multipart_upload: "PutObject", upload_part: "PutObject",
+    complete_multipart_upload: "PutObject", get_object: "GetObject", head_object: "GetObject",
+    delete_object: "DeleteObject", put_object_acl: "PutObjectAcl",
+    get_object_acl: "GetObjectAcl", abort_multipart_upload: "AbortMultipartUpload",
+    list_parts: "ListMultipartUploadParts",
+}
+
+
 def allows_anonymous(store: ObjectStore, request: TosRequest,
                      bucket_acls: Mapping[str, str]) -> bool:
     """Whether an unsigned request may go ahead: a read of an object in a public-read

@@ -16,6 +16,7 @@ from alembic import command
 
 from data_migrations.commands.adopt_dev import alembic_config
 from tests.dev_data import TASK_1, TASK_2, DevDatabase
+from tests.run.test_run_guard import session_of, wait_for
 
 CutOver = Callable[..., str]
 
@@ -187,3 +188,28 @@ def test_verify_without_a_recorded_copy_says_so(pg_url: str) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("FAILED: the target holds no record of a row copy")
     assert "Traceback" not in result.stderr
+
+
+def test_a_connection_lost_during_verify_is_one_line_saying_so(
+        cut_over: CutOver, pg_engine: sa.Engine) -> None:
+    url = cut_over()
+    env = {**os.environ, "DATABASE_URL": url}
+    env.pop("SOURCE_DATABASE_URL", None)
+    with pg_engine.connect() as blocker:  # verify waits on this lock, inside its checks
+        blocker.execute(sa.text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+        process = subprocess.Popen([sys.executable, "-m", "data_migrations.commands.verify"],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        backend = wait_for("verify waits for the table", lambda: session_of(
+            pg_engine, process, "wait_event_type = 'Lock'"))
+        with pg_engine.connect() as admin:
+            assert admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"),
+                                 {"pid": backend}).scalar()
+        stdout, stderr = process.communicate(timeout=120)
+        blocker.rollback()
+    assert process.returncode == 2
+    assert "Traceback" not in stdout + stderr
+    failed = [line for line in stderr.splitlines() if line.startswith("FAILED:")]
+    assert failed == [stderr.splitlines()[-1]]
+    assert failed == ["FAILED: the connection to PostgreSQL was lost during verify; nothing of "
+                      "this step was committed; run the same command again to resume"]

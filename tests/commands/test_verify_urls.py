@@ -23,7 +23,7 @@ from alembic import command
 from tos.enum import ACLType
 
 from data_migrations.commands.adopt_dev import alembic_config
-from data_migrations.files.url_fetch import Target, fetch_all
+from data_migrations.files.url_fetch import PUBLIC_403_CAUSE, Target, fetch_all
 from devtools.sample import UPLOADS_ALIAS, generate_dev_database
 from devtools.tos_server import TosServer
 from devtools.tos_server.__main__ import parse_args
@@ -153,6 +153,31 @@ def test_a_wrong_public_base_url_path_is_named_as_a_404(
         assert row.split()[1:4] == ["404", "Not", "Found"]
         assert MISSING_CAUSE in row
         assert f"http://127.0.0.1:{server.port}/media/" in row
+
+
+def test_a_403_over_public_read_objects_names_the_base_url_not_the_acl(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects written public-read in a private bucket, and a base URL with a wrong path:
+    TOS answers 403 for a key it does not have, as S3 does. Verify names the base URL;
+    with the right base URL the same objects pass."""
+    monkeypatch.setenv("STORAGE_ACL", "public-read")
+    with local_tos(tmp_path / "tos") as server:
+        base = f"http://127.0.0.1:{server.port}"
+        env = cut_over(tmp_path, pg_url, server, f"{base}/media", monkeypatch)
+        result = verify(env)
+        assert result.returncode == 1, result.stdout + result.stderr
+        [row] = fetch_rows(result.stdout)
+        assert row.split()[1:4] == ["403", "Forbidden", "FAIL"]
+        assert PUBLIC_403_CAUSE in row and PRIVATE_CAUSE not in row
+        assert "check STORAGE_PUBLIC_BASE_URL" in row
+        assert f"{base}/media/" in row
+
+        monkeypatch.setenv("STORAGE_PUBLIC_BASE_URL", base)  # files and paths again
+        command.downgrade(alembic_config(pg_url), "0002")
+        command.upgrade(alembic_config(pg_url), "head")
+        right = verify({**env, "STORAGE_PUBLIC_BASE_URL": base})
+        assert right.returncode == 0, right.stdout + right.stderr
 
 
 def test_a_host_that_refuses_connections_is_named_with_the_error(

@@ -230,11 +230,17 @@ def test_exclusions_are_left_out_and_counted(
     assert summary(capfd.readouterr().err)["excluded"] == 3
 
     command.downgrade(alembic_config(pg_url), "0002")
-    monkeypatch.setenv("UPLOAD_EXCLUDE", "*.log")
+    monkeypatch.setenv("UPLOAD_EXCLUDE", "*.log")  # added to tmp/ and *.part
+    command.upgrade(upgrade_config(pg_url), "0003")
+    assert set(stored(bucket)) == {"keep.mp3", "x.log"}  # x.log stayed from the first run
+    assert summary(capfd.readouterr().err)["excluded"] == 4
+
+    command.downgrade(alembic_config(pg_url), "0002")
+    monkeypatch.setenv("UPLOAD_EXCLUDE", "none")
     command.upgrade(upgrade_config(pg_url), "0003")
     assert set(stored(bucket)) == {"keep.mp3", "x.log", "tmp/a.wav", "audio/tmp/b.wav",
-                                   "audio/c.mp3.part"}  # x.log stayed from the first run
-    assert summary(capfd.readouterr().err)["excluded"] == 1
+                                   "audio/c.mp3.part"}
+    assert summary(capfd.readouterr().err)["excluded"] == 0
 
 
 def test_exclusion_patterns() -> None:
@@ -570,6 +576,7 @@ def test_manifest_is_as_the_path_rewrite_expects_and_check_stays_clean(
         ("object_key", "text", None, "NO", None),
         ("public_url", "text", None, "NO", None),
         ("size", "bigint", 64, "NO", None),
+        ("mtime_ns", "bigint", 64, "NO", None),
         ("crc64", "numeric", 20, "NO", None),
         ("status", "text", None, "NO", None),
         ("acl", "text", None, "YES", None),

@@ -396,7 +396,8 @@ def test_command_line_options_and_a_bad_option_value(
     no_workers = subprocess.run([*base, "upgrade", "0002"], capture_output=True, text=True,
                                 env={**env, "ROW_COPY_WORKERS": "0"}, timeout=120)
     assert no_workers.returncode != 0 and "Traceback" not in no_workers.stderr
-    assert "FAILED: workers must be a whole number of at least 1, got '0'" in no_workers.stdout
+    assert ("FAILED: ROW_COPY_WORKERS must be a whole number of at least 1, got '0'"
+            in no_workers.stdout)
     ok = subprocess.run([*base, "-x", "bad_rows=reject", "upgrade", "0002"], env=env,
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -236,3 +236,25 @@ def test_a_malformed_rate_limit_is_one_line_naming_it(
         "FAILED: STORAGE_RATE_LIMIT must be a rate in bytes per second such as 20MB, 512KB or "
         "16MiB, got 'fast'"]
     assert untouched(pg_engine)
+
+
+@pytest.mark.parametrize("where", ["closed", "under /proc"])
+def test_a_work_dir_that_takes_no_files_is_one_line_naming_it(
+        where: str, env: dict[str, str], tmp_path: Path, tos_server: TosServer,
+        pg_engine: sa.Engine) -> None:
+    """The storage probe's scratch file goes to WORK_DIR too: it adds no raw second line."""
+    env.update(tos_env(tos_server))
+    tmp_path.chmod(0o755)
+    work = tmp_path / "work" if where == "closed" else Path("/proc/cutover-work")
+    reason = "Permission denied" if where == "closed" else "No such file or directory"
+    if where == "closed":
+        work.mkdir()
+        work.chmod(0o555)
+    try:
+        env["WORK_DIR"] = str(work)
+        lines = failed_lines(upgrade_head(env, tmp_path, ALEMBIC_WITHOUT_OVERRIDE))
+    finally:
+        if where == "closed":
+            work.chmod(0o755)
+    assert lines == [f"FAILED: WORK_DIR {work} is not writable ({reason})"]
+    assert untouched(pg_engine)

@@ -237,6 +237,8 @@ def test_a_connection_lost_during_the_copy_is_one_line_and_a_rerun_resumes(
     stdout, stderr = process.communicate(timeout=120)
     line = only_failed_line(subprocess.CompletedProcess(upgrade, process.returncode,
                                                         stdout, stderr))
+    for dump in ("AdminShutdown", "SystemError", "The above exception"):  # psycopg2's
+        assert dump not in stdout + stderr, stderr
     assert line == ("FAILED: the connection to PostgreSQL was lost during 0002 "
                     "copy_sqlite_rows; nothing of this step was committed; run the same "
                     "command again to resume")

@@ -53,9 +53,13 @@ WRITTEN = {
     "PURGE_OBJECTS": "true",
     "CHECKSUM_EVERY_FILE": "true",
     "PRUNE_OBJECTS": "true",
+    "PRUNE_MAX_DELETE": "25%",
     "WORK_DIR": "./elsewhere/work",
     "VERIFY_URLS": "sample:50",
     "REPORTS_DIR": "./elsewhere/reports",
+    "LOCK_TIMEOUT": "10s",
+    "LOCK_RETRIES": "0",
+    "LOCK_RETRY_BACKOFF": "500ms",
 }
 
 
@@ -113,15 +117,21 @@ def test_the_environment_wins_over_the_file_and_x_over_both(
     assert settings.read({"bad_rows": "reject"}).copy_options().bad_rows == "reject"
 
 
-def test_a_bad_value_names_the_setting() -> None:
+def test_a_bad_value_names_the_setting_as_it_was_given(monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
     with pytest.raises(ConfigError, match="orphans must be one of reject, set_null, got 'x'"):
         settings.read({"orphans": "x"})
+    monkeypatch.setenv("VERIFY_URLS", "sample:-1")
+    with pytest.raises(ConfigError, match=r"^VERIFY_URLS must be all, none or sample:N"):
+        settings.read()
+    with pytest.raises(ConfigError, match=r"^urls must be all, none or sample:N"):
+        settings.read({"urls": "sample:0"})
 
 
-def readme_settings_table() -> dict[str, tuple[str, str | None]]:
-    """The README's settings table: variable -> (default, -x name)."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+def documented_settings_table() -> dict[str, tuple[str, str | None]]:
+    """The settings table of docs/configuration.md: variable -> (default, -x name)."""
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    section = text.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     table: dict[str, tuple[str, str | None]] = {}
     for row in rows:
@@ -136,8 +146,8 @@ def readme_settings_table() -> dict[str, tuple[str, str | None]]:
     return table
 
 
-def test_the_readme_lists_exactly_the_declared_settings() -> None:
-    documented = readme_settings_table()
+def test_the_configuration_page_lists_exactly_the_declared_settings() -> None:
+    documented = documented_settings_table()
     declared = {s.name: (s.readme_default, s.x) for s in DECLARED}
     assert documented == declared
 

@@ -1,0 +1,79 @@
+"""Indexes built and dropped without blocking the app's writes.
+
+``CREATE INDEX CONCURRENTLY`` cannot run inside a transaction, so both helpers run in
+Alembic's ``autocommit_block()``: the revision's transaction is committed before it, and a
+new one begins after it (with ``transaction_per_migration``, the version row then moves in
+that new one). A build that was interrupted (a kill, a cancelled statement, a unique index
+that met a duplicate) leaves an INVALID index behind that PostgreSQL still maintains on every
+write but never uses; ``IF NOT EXISTS`` would take it for done. So a retry first drops an
+invalid index of that name, then builds it again. In ``--sql`` mode the statements are
+rendered as they will run, without the catalog query. The plan (``-x dry_run=true``), one
+transaction rolled back, skips them with a line that says so.
+
+    from data_migrations.online.indexes import create_index_concurrently
+
+    def upgrade() -> None:
+        create_index_concurrently("ix_tasks_priority", "tasks", ["priority"])
+
+    def downgrade() -> None:
+        drop_index_concurrently("ix_tasks_priority", "tasks")
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from data_migrations.online.run import is_dry_run
+
+log = logging.getLogger("cutover.online")
+
+INVALID_INDEX = sa.text(
+    "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+    "WHERE c.relname = :name AND NOT i.indisvalid "
+    "AND c.relnamespace = coalesce(to_regnamespace(:schema), "
+    "(SELECT oid FROM pg_namespace WHERE nspname = current_schema()))")
+
+
+def create_index_concurrently(name: str, table: str, columns: Sequence[str], *,
+                              unique: bool = False, where: str | None = None,
+                              schema: str | None = None) -> None:
+    """``CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS``, after dropping an invalid
+    leftover of an interrupted attempt; ``where`` makes it a partial index."""
+    if _skipped_in_dry_run(f"index {name} is not built"):
+        return
+    context = op.get_context()
+    with context.autocommit_block():
+        if not context.as_sql and _is_invalid(name, schema):
+            log.info("Index %s: an earlier attempt left it INVALID; dropping it to build "
+                     "it again", name)
+            op.drop_index(name, table_name=table, schema=schema,
+                          postgresql_concurrently=True, if_exists=True)
+        op.create_index(name, table, list(columns), unique=unique, schema=schema,
+                        postgresql_concurrently=True, if_not_exists=True,
+                        postgresql_where=sa.text(where) if where else None)
+
+
+def drop_index_concurrently(name: str, table: str, *, schema: str | None = None) -> None:
+    """``DROP INDEX CONCURRENTLY IF EXISTS``: valid or not, the index is gone after it."""
+    if _skipped_in_dry_run(f"index {name} is not dropped"):
+        return
+    with op.get_context().autocommit_block():
+        op.drop_index(name, table_name=table, schema=schema, postgresql_concurrently=True,
+                      if_exists=True)
+
+
+def _skipped_in_dry_run(what: str) -> bool:
+    """The plan runs in one transaction it rolls back: CONCURRENTLY cannot run there."""
+    if is_dry_run():
+        log.info("Dry run: %s (CONCURRENTLY runs outside the transaction)", what)
+        return True
+    return False
+
+
+def _is_invalid(name: str, schema: str | None) -> bool:
+    found = op.get_bind().execute(INVALID_INDEX, {"name": name, "schema": schema})
+    return found.first() is not None

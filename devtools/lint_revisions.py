@@ -1,0 +1,143 @@
+"""``make lint``'s check of the revisions that run on the live database: squawk on their SQL.
+
+Each revision after the cutover's own is rendered alone as ``alembic upgrade <down>:<rev>
+--sql`` would print it for the DBA, and squawk (PyPI ``squawk-cli``) checks it with the rule
+set of ``.squawk.toml`` beside alembic.ini. A finding is one ``FAILED:`` line that names the
+revision file, the rule, squawk's message and the statement; any finding fails the check.
+
+The cutover's own revisions (CUTOVER_HEAD and every revision before it, those written before
+the release too) are exempt: they build and fill an empty target that no app serves from
+while they run, so their plain CREATE INDEX and NOT NULL columns stall no one.
+
+    python -m devtools.lint_revisions [--config alembic.ini]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.script import Script, ScriptDirectory
+
+ROOT = Path(__file__).resolve().parent.parent
+CUTOVER_HEAD = "0004"  # the last revision of the cutover itself
+SQUAWK_CONFIG = ".squawk.toml"
+
+
+class LintError(Exception):
+    """The revisions cannot be checked; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One squawk finding, mapped back to the revision file it came from."""
+
+    revision_file: str
+    rule: str
+    message: str
+    statement: str
+
+    def line(self) -> str:
+        return f"FAILED: {self.revision_file}: {self.rule}: {self.message} ({self.statement})"
+
+
+def live_revisions(script: ScriptDirectory) -> list[Script]:
+    """The revisions after the cutover's own, in the order they run."""
+    if script.get_revision(CUTOVER_HEAD) is None:
+        raise LintError(f"revision {CUTOVER_HEAD} (the cutover's last) is not in "
+                        f"{script.dir}")
+    exempt = {r.revision for r in script.iterate_revisions(CUTOVER_HEAD, "base")}
+    return [r for r in reversed(list(script.walk_revisions())) if r.revision not in exempt]
+
+
+def rendered_sql(ini: Path, revision: Script) -> str:
+    """The revision's upgrade as ``--sql`` renders it: offline, PostgreSQL, no settings of
+    this shell (no ENV, no DATABASE_URL, no .env: a scratch working directory)."""
+    if not isinstance(revision.down_revision, str):
+        raise LintError(f"{relative(ini, revision)}: revises {revision.down_revision!r}; "
+                        "the check renders a revision after exactly one other")
+    environment = {**os.environ, "ENV": "", "DATABASE_URL": "",
+                   "PYTHONPATH": os.pathsep.join([str(ini.parent), os.environ.get(
+                       "PYTHONPATH", "")])}
+    with tempfile.TemporaryDirectory() as scratch:
+        done = subprocess.run(
+            [sys.executable, "-m", "alembic", "-c", str(ini), "upgrade",
+             f"{revision.down_revision}:{revision.revision}", "--sql"],
+            cwd=scratch, env=environment, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        reason = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+        raise LintError(f"{relative(ini, revision)}: its SQL cannot be rendered: "
+                        f"{reason[-1] if reason else f'exit {done.returncode}'}")
+    return done.stdout
+
+
+def relative(ini: Path, revision: Script) -> str:
+    assert revision.path is not None
+    return os.path.relpath(revision.path, ini.parent)
+
+
+def squawk_findings(ini: Path, sql_files: dict[Path, str]) -> list[Finding]:
+    """squawk on the rendered files (keyed by the revision file each came from)."""
+    squawk = Path(sys.executable).parent / "squawk"
+    if not squawk.exists():
+        raise LintError(f"{squawk} is not installed: make install (squawk-cli, test extras)")
+    rules = ini.parent / SQUAWK_CONFIG
+    if not rules.is_file():
+        raise LintError(f"{rules} does not exist: the rule set of the revision check")
+    done = subprocess.run(
+        [str(squawk), "--config", str(rules), "--reporter", "json", *map(str, sql_files)],
+        capture_output=True, text=True, check=False)
+    try:
+        reported = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        reported = None
+    if not isinstance(reported, list) or (done.returncode != 0 and not reported):
+        raise LintError(f"squawk failed (exit {done.returncode}): "
+                        f"{(done.stderr or done.stdout).strip()}")
+    findings = []
+    for found in reported:
+        path = Path(found["file"])
+        lines = path.read_text(encoding="utf-8").splitlines()
+        statement = " ".join(lines[found["line"]:found["line_end"] + 1]).strip()
+        findings.append(Finding(sql_files[path], found["rule_name"], found["message"],
+                                statement))
+    return findings
+
+
+def check(ini: Path) -> list[Finding]:
+    script = ScriptDirectory.from_config(Config(str(ini)))
+    revisions = live_revisions(script)
+    if not revisions:
+        return []
+    with tempfile.TemporaryDirectory() as scratch:
+        sql_files = {}
+        for revision in revisions:
+            path = Path(scratch) / f"{Path(str(revision.path)).stem}.sql"
+            path.write_text(rendered_sql(ini, revision), encoding="utf-8")
+            sql_files[path] = relative(ini, revision)
+        return squawk_findings(ini, sql_files)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "alembic.ini")
+    ini = parser.parse_args(argv).config.resolve()
+    try:
+        findings = check(ini)
+    except LintError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    for finding in findings:
+        print(finding.line(), file=sys.stderr)
+    return 1 if findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Prune deletes only what it can prove is gone: after a presync, a folder that no longer
+looks like the recorded one, or a deletion beyond PRUNE_MAX_DELETE, stops the presync and
+the cutover in one line with nothing deleted, and the cutover before anything is written.
+Real processes, the real SDK against the local TOS server, a real PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from storage import StorageClient
+from tests.commands.test_presync import failed_lines, files_in, ok, presync, record_rows
+from tests.conftest import TosServer, stored, tos_env
+from tests.runs import cutover_environment, upgrade_head
+
+
+@pytest.fixture
+def env(tmp_path: Path, pg_url: str, tos_server: TosServer) -> dict[str, str]:
+    """A generated dev file with its uploads, cut over to the local TOS server."""
+    return {**cutover_environment(tmp_path, pg_url), **tos_env(tos_server),
+            "VERIFY_URLS": "none"}
+
+
+@pytest.fixture
+def uploads(env: dict[str, str]) -> Path:
+    return Path(env["UPLOADS_DIR"])
+
+
+def one_failure(result: subprocess.CompletedProcess) -> str:
+    """The run's single FAILED line (no traceback), after a non-zero exit."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    (failure,) = failed_lines(result)
+    return failure
+
+
+def replace_folder(uploads: Path, files: dict[str, bytes]) -> None:
+    """UPLOADS_DIR now holds ``files`` only: the app's folder moved away, something else
+    mounted at its path."""
+    uploads.rename(uploads.with_name("uploads-moved-away"))
+    for relative, data in files.items():
+        (uploads / relative).parent.mkdir(parents=True, exist_ok=True)
+        (uploads / relative).write_bytes(data)
+
+
+def another_apps_files(recorded: list[str]) -> dict[str, bytes]:
+    """Five files of another app, two of them at paths the record holds."""
+    return {recorded[0]: b"another app's bytes", recorded[1]: b"and more of them",
+            "report.pdf": b"%PDF", "index.html": b"<html>", "data/export.csv": b"a,b"}
+
+
+@pytest.mark.parametrize("folder", ["a stray .DS_Store only", "another app's five files"])
+def test_a_folder_that_no_longer_looks_like_the_recorded_one_is_never_pruned(
+    folder: str, env: dict[str, str], tmp_path: Path, uploads: Path,
+    tos_storage: StorageClient, pg_engine: sa.Engine
+) -> None:
+    ok(presync(env, tmp_path))
+    objects = stored(tos_storage)
+    recorded = sorted(record_rows(Path(env["WORK_DIR"])))
+    assert len(recorded) == len(objects) > 10
+    replace_folder(uploads, {".DS_Store": b"\0\0\0\1Bud1"} if folder.startswith("a stray")
+                   else another_apps_files(recorded))
+
+    for result in (presync(env, tmp_path, "prune=true"),
+                   upgrade_head({**env, "PRUNE_OBJECTS": "true"}, tmp_path)):
+        failure = one_failure(result)
+        assert f"FAILED: -x prune=true refused: UPLOADS_DIR {uploads} does not look like the " \
+               "folder the presync read" in failure
+        assert "more than half" in failure and "nothing was deleted" in failure
+        assert stored(tos_storage) == objects  # nothing deleted, nothing uploaded
+    assert sa.inspect(pg_engine).get_table_names() == []  # the cutover wrote nothing
+    assert sorted(record_rows(Path(env["WORK_DIR"]))) == recorded
+
+
+def test_prune_deletes_at_most_prune_max_delete_of_the_recorded_objects(
+    env: dict[str, str], tmp_path: Path, uploads: Path, tos_storage: StorageClient,
+    pg_engine: sa.Engine
+) -> None:
+    ok(presync(env, tmp_path))
+    objects = stored(tos_storage)
+    files = sorted(files_in(uploads))
+    gone = files[:len(files) // 5]  # a fifth of the folder: more than the default 10%
+    for relative in gone:
+        (uploads / relative).unlink()
+
+    for result in (presync(env, tmp_path, "prune=true"),
+                   upgrade_head({**env, "PRUNE_OBJECTS": "true"}, tmp_path)):
+        failure = one_failure(result)
+        assert f"FAILED: -x prune=true would delete {len(gone)} of the {len(objects)} objects" \
+               in failure
+        allowed = -(-len(objects) // 10)
+        assert f"more than PRUNE_MAX_DELETE allows (10%, {allowed} objects); nothing was " \
+               f"deleted" in failure and f"-x prune_max_delete={len(gone)}" in failure
+        assert stored(tos_storage) == objects
+    assert sa.inspect(pg_engine).get_table_names() == []
+
+    failure = one_failure(presync(env, tmp_path, "prune=true",
+                                  f"prune_max_delete={len(gone) - 1}"))
+    assert f"more than PRUNE_MAX_DELETE allows ({len(gone) - 1})" in failure
+    assert stored(tos_storage) == objects
+
+    output = ok(presync(env, tmp_path, "prune=true", f"prune_max_delete={len(gone)}"))
+    assert f"Deleted {len(gone)} objects the presync stored" in output
+    assert set(stored(tos_storage)) == set(objects) - set(gone)
+
+
+def test_a_presync_record_replaced_by_a_folder_is_one_line_before_anything_is_written(
+    env: dict[str, str], tmp_path: Path, tos_storage: StorageClient, pg_engine: sa.Engine
+) -> None:
+    ok(presync(env, tmp_path))
+    objects = stored(tos_storage)
+    (record,) = (Path(env["WORK_DIR"]) / "presync").glob("*.sqlite")
+    record.unlink()
+    record.mkdir()
+    for result in (upgrade_head(env, tmp_path), presync(env, tmp_path)):
+        failure = one_failure(result)
+        assert f"the presync record {record} is not a file" in failure
+    assert sa.inspect(pg_engine).get_table_names() == []
+    assert stored(tos_storage) == objects
+
+
+def test_a_cutover_without_a_presync_leaves_no_lock_file(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    ok(upgrade_head(env, tmp_path))
+    work = Path(env["WORK_DIR"])
+    assert work.is_dir()
+    assert not (work / "presync").exists()
