@@ -11,7 +11,7 @@ the preflight runs the checks every pending revision declares (data_migrations/r
 Each revision waits for its locks at most LOCK_TIMEOUT and is retried
 (data_migrations/online/lock_retry.py), except the cutover's data revisions.
 Expected failures (settings, storage, a data step's findings) become one ``FAILED: ...``
-line each instead of a traceback.
+line each instead of a traceback (data_migrations/run/failure.py).
 """
 
 from __future__ import annotations
@@ -22,20 +22,16 @@ from logging.config import fileConfig
 
 from alembic import context
 from alembic.script import Script
-from alembic.util import CommandError
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.exc import OperationalError
 
 import models
 import settings
 from data_migrations import interrupts
 from data_migrations.online import lock_retry
-from data_migrations.run import preflight, run_guard, run_lock
-from data_migrations.run.errors import DataMigrationError
+from data_migrations.run import failure, preflight, run_guard, run_lock
 from data_migrations.run.report import write_cutover_report
 from settings import declared
-from storage import StorageError
 
 log = logging.getLogger("cutover.run")
 
@@ -168,25 +164,18 @@ def run_migrations_online() -> None:
     url = target_url(required=True)
     assert url is not None
     engine = create_engine(url, poolclass=pool.NullPool)
-    try:
-        connection = engine.connect()
-    except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise CommandError(f"cannot connect to {settings.mask_url(url)}: {reason}") from None
-    with connection:
+    with failure.connect(engine) as connection:
         run_on(connection)
     engine.dispose()
 
 
-# Ctrl-C or SIGTERM: one line naming the revision, exit 130 or 143 (data_migrations/interrupts).
+# Ctrl-C or SIGTERM: one line naming the revision, exit 130 or 143 (data_migrations/interrupts);
+# expected failures become one FAILED line (data_migrations/run/failure.py).
 with interrupts.interruptible(
         interrupts.revision_or(f"alembic {run_lock.describe(config.cmd_opts, False)}"),
-        "nothing of this step was committed"):
-    try:
-        read_settings()
-        if context.is_offline_mode():
-            run_migrations_offline()
-        else:
-            run_migrations_online()
-    except (settings.ConfigError, StorageError, DataMigrationError) as exc:
-        raise CommandError(str(exc)) from None
+        "nothing of this step was committed"), failure.as_alembic_failure():
+    read_settings()
+    if context.is_offline_mode():
+        run_migrations_offline()
+    else:
+        run_migrations_online()

@@ -25,13 +25,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 import settings
+from data_migrations.run import failure
 from data_migrations.run.report import log_to_stderr
+from data_migrations.run.run_guard import BASELINE_REVISION
 from settings.urls import parse_source_url
 
 log = logging.getLogger("cutover.adopt")
 
 ROOT = Path(__file__).resolve().parents[2]
-BASELINE_REVISION = "0001"
 IGNORED_TABLES = {"alembic_version"}
 
 Signature = dict[str, dict[str, Any]]
@@ -137,19 +138,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("url", help="the dev database, e.g. sqlite:///./meeting_agent.db")
     args = parser.parse_args(argv)
     log_to_stderr()
-    try:
-        url = parse_source_url("dev database", args.url)
-        if not Path(url.database or "").is_file():
-            raise settings.ConfigError(f"dev database file not found: {url.database}")
-        found = adopt(args.url)
-    except settings.ConfigError as exc:
-        log.error(f"FAILED: adopt: {exc}")
-        return 2
+    return failure.exit_code(lambda: adopt_file(args.url), prefix="adopt: ")
+
+
+def adopt_file(given: str) -> int:
+    """Adopt the dev file ``given`` names: 0 stamped, 1 not stamped (the differences
+    listed)."""
+    url = parse_source_url("dev database", given)
+    if not Path(url.database or "").is_file():
+        raise settings.ConfigError(f"dev database file not found: {url.database}")
+    found = adopt(given)
     if found:
-        print(f"Not stamped: {args.url} differs from the baseline {BASELINE_REVISION}:")
+        print(f"Not stamped: {given} differs from the baseline {BASELINE_REVISION}:")
         print("\n".join(f"  - {line}" for line in found))
         return 1
-    print(f"Stamped {args.url} at the baseline {BASELINE_REVISION}.")
+    print(f"Stamped {given} at the baseline {BASELINE_REVISION}.")
     return 0
 
 

@@ -23,49 +23,23 @@ import sqlalchemy as sa
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
-import models
 import settings
 from data_migrations.commands.adopt_dev import (
-    BASELINE_REVISION,
     Signature,
     differences,
     revisions,
     schema_signature,
     stamp_baseline,
 )
-from data_migrations.run import lost_connection, run_lock
-from data_migrations.run.errors import DataMigrationError
+from data_migrations.run import failure, lost_connection, run_lock
 from data_migrations.run.report import log_to_stderr
+from data_migrations.run.run_guard import (
+    BASELINE_REVISION,
+    TargetNotAdopted,
+    unadopted_tables,
+)
 
 log = logging.getLogger("cutover.adopt")
-
-
-class TargetNotAdopted(DataMigrationError):
-    """The target holds the app's tables but knows nothing of Alembic."""
-
-
-def unadopted_tables(connection: sa.Connection) -> list[str]:
-    """The app's tables on a target without ``alembic_version`` (none when it has one)."""
-    inspector = sa.inspect(connection)
-    if inspector.has_table("alembic_version"):
-        return []
-    return sorted(set(models.metadata.tables) & set(inspector.get_table_names()))
-
-
-def refuse_unadopted(connection: sa.Connection) -> None:
-    """Stop before a migration would create tables the app has already created."""
-    outside_transaction = not connection.in_transaction()
-    found = unadopted_tables(connection)
-    if outside_transaction:  # leave no transaction open: Alembic begins its own
-        connection.rollback()
-    if found:
-        fix = ("make adopt-dev DEV_DB=<file>" if connection.dialect.name == "sqlite"
-               else "make adopt-target ENV=<name>")
-        raise TargetNotAdopted(
-            f"the target already has the app's tables ({', '.join(found)}) but no "
-            f"alembic_version table: the app's create_all() made them. Run `{fix}` to "
-            f"compare them with the baseline {BASELINE_REVISION} and stamp it; nothing "
-            f"was changed")
 
 
 def baseline_signature(connection: sa.Connection) -> Signature:
@@ -78,7 +52,7 @@ def baseline_signature(connection: sa.Connection) -> Signature:
             raise TargetNotAdopted(
                 f"cannot build the baseline for the comparison: creating a scratch schema "
                 f"(rolled back afterwards) needs the CREATE privilege on the database: "
-                f"{str(exc.orig).strip().splitlines()[0]}") from None
+                f"{failure.driver_message(exc)}") from None
         connection.execute(sa.text(f'SET LOCAL search_path TO "{scratch}"'))
         with Operations.context(MigrationContext.configure(connection)):
             revisions().get_revision(BASELINE_REVISION).module.upgrade()
@@ -104,33 +78,25 @@ def adopt_target(connection: sa.Connection) -> list[str]:
     return found
 
 
-def connect(engine: sa.Engine) -> sa.Connection:
-    try:
-        return engine.connect()
-    except sa.exc.OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise settings.ConfigError(
-            f"cannot connect to {settings.mask_url(engine.url)}: {reason}") from None
-
-
 def main() -> int:
     log_to_stderr()
+    return failure.exit_code(adopt_configured_target)
+
+
+def adopt_configured_target() -> int:
+    """Adopt the DATABASE_URL target: 0 stamped, 1 not stamped (the differences listed)."""
+    url = settings.read().database_url()
+    if url.get_backend_name() != "postgresql":
+        raise settings.ConfigError(
+            "adopt-target takes a postgresql:// DATABASE_URL; a dev SQLite file is "
+            "adopted with `make adopt-dev`")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
-        url = settings.read().database_url()
-        if url.get_backend_name() != "postgresql":
-            raise settings.ConfigError(
-                "adopt-target takes a postgresql:// DATABASE_URL; a dev SQLite file is "
-                "adopted with `make adopt-dev`")
-        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-        try:
-            with connect(engine) as connection, lost_connection.translated(connection), \
-                    run_lock.holding(connection, "adopt-target"):
-                found = adopt_target(connection)
-        finally:
-            engine.dispose()
-    except (settings.ConfigError, DataMigrationError) as exc:
-        log.error(f"FAILED: {exc}")
-        return 2
+        with failure.connect(engine) as connection, lost_connection.translated(connection), \
+                run_lock.holding(connection, "adopt-target"):
+            found = adopt_target(connection)
+    finally:
+        engine.dispose()
     target = settings.mask_url(url)
     if found:
         log.info(f"Not stamped: {target} differs from the baseline {BASELINE_REVISION}; its "

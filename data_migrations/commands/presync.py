@@ -37,13 +37,12 @@ from data_migrations.files.upload import (
     scanned,
     stopped_in,
 )
-from data_migrations.run import preflight
+from data_migrations.run import failure, preflight
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.preflight import PreflightError
 from data_migrations.run.report import bulleted, log_to_stderr, size_text
 from data_migrations.run.storage_factory import build_storage
 from settings.steps import UploadOptions
-from storage import StorageError
 from storage.options import ObjectOptions
 
 log = logging.getLogger("cutover.presync")
@@ -157,20 +156,17 @@ def main(argv: list[str] | None = None) -> int:
     log_to_stderr()
     with interrupts.interruptible(interrupts.named("the presync"),
                                   "the files recorded so far stay recorded"):
-        return presync_command(argv)
+        return failure.exit_code(lambda: checked_presync(argv))
 
 
-def presync_command(argv: list[str] | None) -> int:
-    try:
-        cutover = settings.read(
-            settings.x_arguments(argv, "python -m data_migrations.commands.presync"))
-        problems = [problem for check in CHECKS for problem in check(cutover)]
-        if problems:
-            raise PreflightError(problems)
-        presync(cutover.upload_options(), cutover.storage)
-    except (settings.ConfigError, DataMigrationError, StorageError) as exc:
-        log.error(f"FAILED: {exc}")
-        return 2
+def checked_presync(argv: list[str] | None) -> int:
+    """The presync's own preflight, then the presync."""
+    cutover = settings.read(
+        settings.x_arguments(argv, "python -m data_migrations.commands.presync"))
+    problems = [problem for check in CHECKS for problem in check(cutover)]
+    if problems:
+        raise PreflightError(problems)
+    presync(cutover.upload_options(), cutover.storage)
     return 0
 
 

@@ -49,13 +49,13 @@ from data_migrations.rows.row_copy import (
     target_checksum,
     target_plan,
 )
-from data_migrations.run import lost_connection, run_lock
+from data_migrations.run import failure, lost_connection, run_lock
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.report import log_to_stderr, table
 from data_migrations.run.storage_factory import build_storage
 from settings import declared
 from settings.steps import CopyOptions
-from storage import StorageClient, StorageError, file_crc64
+from storage import StorageClient, file_crc64
 
 # The bookkeeping tables of revisions 0002, 0003 and 0004.
 COPIED_KEYS = "cutover_copied_keys"
@@ -354,19 +354,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def verify_command(argv: list[str] | None) -> int:
     x_args = settings.x_arguments(argv, "python -m data_migrations.commands.verify")
-    try:
-        cutover = settings.read(x_args)
-        engine = sa.create_engine(cutover.database_url())
-        with engine.connect() as connection, lost_connection.translated(connection, "verify"):
-            run_lock.take(connection, "verify")  # one cutover run at a time
-            connection.execute(sa.text("SET TimeZone = 'UTC'"))
-            checks, notes = run_checks(connection, cutover)
-    except (settings.ConfigError, DataMigrationError, StorageError, ValueError) as exc:
-        log.error(f"FAILED: {exc}")
-        return 2
-    except sa.exc.OperationalError as exc:
-        log.error(f"FAILED: cannot connect: {str(exc.orig).strip().splitlines()[0]}")
-        return 2
+    return failure.exit_code(lambda: verify(x_args), also=(ValueError,))
+
+
+def verify(x_args: dict[str, str]) -> int:
+    """Run every check and print the table: 0 when all pass, 1 otherwise."""
+    cutover = settings.read(x_args)
+    engine = sa.create_engine(cutover.database_url())
+    with engine.connect() as connection, lost_connection.translated(connection, "verify"):
+        run_lock.take(connection, "verify")  # one cutover run at a time
+        connection.execute(sa.text("SET TimeZone = 'UTC'"))
+        checks, notes = run_checks(connection, cutover)
     print(table(("check", "subject", "result", "detail"),
                 [(c.kind, c.subject, "pass" if c.passed else "FAIL", c.detail) for c in checks]))
     if notes:
