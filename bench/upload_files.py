@@ -31,8 +31,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 import settings as cutover_settings
+from data_migrations.files.ledger import ManifestLedger, manifest_table
 from data_migrations.files.scan import scan_folder
-from data_migrations.files.upload import FileUpload, ManifestLedger, manifest_table
+from data_migrations.files.upload import FileUpload
 from data_migrations.run.report import log_to_stderr
 from data_migrations.run.storage_factory import build_storage
 from devtools.postgres_server import running_server

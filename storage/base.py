@@ -75,7 +75,7 @@ class StorageError(Exception):
 
 class Retry(Protocol):
     """Runs one storage call, again after a failure that may pass (the data steps give
-    theirs, data_migrations.files.upload.retrying); raises a StorageError once it gives up."""
+    theirs, data_migrations.files.retry.retrying); raises a StorageError once it gives up."""
 
     def __call__(self, action: Callable[[], _T], name: str) -> _T: ...
 

@@ -7,7 +7,8 @@ the copied ids. Rows PostgreSQL would refuse stop the copy (bad_rows=fail) or go
 rejects file (-x bad_rows=reject; -x orphans=set_null keeps rows with a dangling
 optional reference). -x dry_run=true prints the plan and the findings and writes nothing.
 Without SOURCE_DATABASE_URL this revision does nothing, so a fresh production database
-still reaches head. The work is in data_migrations/rows/row_copy.py.
+still reaches head. The work is in data_migrations/rows/ (row_copy.py; the downgrade's in
+rollback.py).
 
 The data revisions stay last in the chain until production has run them: a new schema
 revision goes before this one (make revision), and this revision's down_revision is
@@ -38,7 +39,8 @@ from alembic import context, op
 from sqlalchemy.dialects.postgresql import JSONB
 
 import settings
-from data_migrations.rows import copy_record, row_copy
+from data_migrations.rows import copy_record, rollback, row_copy
+from data_migrations.rows import preflight as rows_preflight
 from data_migrations.run import preflight
 
 log = logging.getLogger("cutover.rows")
@@ -54,7 +56,7 @@ COPIED_KEYS = "cutover_copied_keys"
 ROW_COPY_RUNS = "cutover_row_copy_runs"
 
 # What the copy needs, checked before the first pending revision writes anything.
-PREFLIGHT = (preflight.source_intact, preflight.work_dir_writable,
+PREFLIGHT = (rows_preflight.source_intact, preflight.work_dir_writable,
              preflight.reports_dir_writable)
 
 
@@ -97,12 +99,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     options = settings.of_run().copy_options()
     if context.is_offline_mode():
-        context.get_context().impl.static_output(row_copy.offline_downgrade_comment())
+        context.get_context().impl.static_output(rollback.offline_downgrade_comment())
         context.get_context().impl.static_output(f"DROP TABLE IF EXISTS {ROW_COPY_RUNS};\n\n")
         return
     if not sa.inspect(op.get_bind()).has_table(COPIED_KEYS):
         log.info("0002: no rows were copied by this revision: nothing to remove.")
         return
-    row_copy.remove_copied_rows(op.get_bind(), COPIED_KEYS, force=options.force)
+    rollback.remove_copied_rows(op.get_bind(), COPIED_KEYS, force=options.force)
     op.drop_table(COPIED_KEYS)
     op.drop_table(ROW_COPY_RUNS)

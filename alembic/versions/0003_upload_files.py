@@ -27,7 +27,7 @@ Upgrade, step by step:
      fails the upgrade; otherwise all rows are 'verified'.
 -x dry_run=true prints what would be uploaded and touches no storage. --sql prints a
 comment (folder, target, counts): uploading needs a live run. The work is in
-data_migrations/files/upload.py.
+data_migrations/files/ (upload.py; the downgrade's in rollback.py).
 
 Downgrade drops the manifest and leaves the objects in the bucket (it says how many);
 -x purge_objects=true (PURGE_OBJECTS) first deletes exactly the objects the manifest lists.
@@ -45,7 +45,10 @@ import sqlalchemy as sa
 from alembic import context, op
 
 import settings
+from data_migrations.files import output, retry, rollback
+from data_migrations.files import preflight as files_preflight
 from data_migrations.files import upload as file_upload
+from data_migrations.rows import preflight as rows_preflight
 from data_migrations.run import preflight
 
 log = logging.getLogger("cutover.files")
@@ -60,8 +63,9 @@ depends_on: str | Sequence[str] | None = None
 MANIFEST = "cutover_file_manifest"
 
 # What the upload needs, checked before the first pending revision writes anything.
-PREFLIGHT = (preflight.source_intact, preflight.uploads_readable, preflight.storage_ready,
-             preflight.presync_record_usable, preflight.prune_guarded,
+PREFLIGHT = (rows_preflight.source_intact, files_preflight.uploads_readable,
+             files_preflight.storage_ready, files_preflight.presync_record_usable,
+             files_preflight.prune_guarded,
              preflight.work_dir_writable, preflight.reports_dir_writable)
 
 
@@ -72,7 +76,7 @@ def upgrade() -> None:
         return
     options = cutover.upload_options()
     if context.is_offline_mode():
-        context.get_context().impl.static_output(file_upload.offline_comment(
+        context.get_context().impl.static_output(output.offline_comment(
             options, cutover.storage, MANIFEST))
         return
     op.create_table(
@@ -95,8 +99,8 @@ def upgrade() -> None:
                   server_default=sa.func.now()),
         sa.PrimaryKeyConstraint("relative_path", name=f"pk_{MANIFEST}"),
     )
-    backoff = context.config.attributes.get(file_upload.RETRY_BACKOFF_ATTRIBUTE,
-                                            file_upload.RETRY_BACKOFF_SECONDS)
+    backoff = context.config.attributes.get(retry.RETRY_BACKOFF_ATTRIBUTE,
+                                            retry.RETRY_BACKOFF_SECONDS)
     file_upload.upload_files(op.get_bind(), options, cutover.storage, MANIFEST, backoff)
 
 
@@ -104,10 +108,10 @@ def downgrade() -> None:
     cutover = settings.of_run()
     options = cutover.upload_options()
     if context.is_offline_mode():
-        context.get_context().impl.static_output(file_upload.offline_downgrade_comment(MANIFEST))
+        context.get_context().impl.static_output(output.offline_downgrade_comment(MANIFEST))
         return
     if not sa.inspect(op.get_bind()).has_table(MANIFEST):
         log.info("0003: no files were uploaded by this revision: nothing to remove.")
         return
-    file_upload.remove_uploads(op.get_bind(), options, cutover.storage, MANIFEST)
+    rollback.remove_uploads(op.get_bind(), options, cutover.storage, MANIFEST)
     op.drop_table(MANIFEST)

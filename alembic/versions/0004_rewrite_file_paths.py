@@ -37,7 +37,9 @@ import sqlalchemy as sa
 from alembic import context, op
 
 import settings
+from data_migrations.paths import preflight as paths_preflight
 from data_migrations.paths import rewrite as path_rewrite
+from data_migrations.rows import preflight as rows_preflight
 from data_migrations.run import preflight
 
 log = logging.getLogger("cutover.paths")
@@ -60,8 +62,8 @@ MANIFEST = "cutover_file_manifest"
 REWRITES = "cutover_path_rewrites"
 
 # What the rewrite needs, checked before the first pending revision writes anything.
-PREFLIGHT = (preflight.source_intact,
-             preflight.ReferencedFilesKept(FILE_PATH_COLUMNS, MANIFEST),
+PREFLIGHT = (rows_preflight.source_intact,
+             paths_preflight.ReferencedFilesKept(FILE_PATH_COLUMNS, MANIFEST),
              preflight.reports_dir_writable)
 
 

@@ -23,20 +23,13 @@ from contextlib import closing
 
 import settings
 from data_migrations import interrupts
+from data_migrations.files import preflight as files_preflight
 from data_migrations.files import presync_record
+from data_migrations.files.ledger import Listing, Outcome, StorageSettingsSource, difference
+from data_migrations.files.output import print_plan, print_summary
 from data_migrations.files.presync_record import PresyncRecord, RecordedFile
-from data_migrations.files.upload import (
-    RETRY_BACKOFF_SECONDS,
-    FileUpload,
-    Listing,
-    Outcome,
-    StorageSettingsSource,
-    difference,
-    print_plan,
-    print_summary,
-    scanned,
-    stopped_in,
-)
+from data_migrations.files.retry import RETRY_BACKOFF_SECONDS
+from data_migrations.files.upload import FileUpload, scanned, stopped_in
 from data_migrations.run import failure, preflight
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.preflight import PreflightError
@@ -49,7 +42,8 @@ log = logging.getLogger("cutover.presync")
 
 # What the presync needs; the same checks the cutover's files step declares, without the
 # source database, which the presync does not read.
-CHECKS = (preflight.uploads_readable, preflight.storage_ready, preflight.prune_guarded,
+CHECKS = (files_preflight.uploads_readable, files_preflight.storage_ready,
+          files_preflight.prune_guarded,
           preflight.work_dir_writable)
 # Record entries are committed at least this often, so a kill loses little work.
 RECORD_BATCH = 200

@@ -37,18 +37,15 @@ import sqlalchemy as sa
 
 import settings
 from data_migrations import interrupts
-from data_migrations.files.upload import difference
+from data_migrations.files.ledger import difference
 from data_migrations.files.url_fetch import Target, chosen, fetch_all
 from data_migrations.paths.rewrite import PathColumn, rewritten_columns
 from data_migrations.rows import source as src
+from data_migrations.rows.checksum import target_checksum, target_plan
 from data_migrations.rows.conversion import TablePlan
 from data_migrations.rows.copy_record import CopyRecord, read_record
-from data_migrations.rows.row_copy import (
-    RowCopy,
-    identity_columns,
-    target_checksum,
-    target_plan,
-)
+from data_migrations.rows.row_copy import RowCopy
+from data_migrations.rows.target import identity_columns
 from data_migrations.run import failure, lost_connection, run_lock
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.report import log_to_stderr, table

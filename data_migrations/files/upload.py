@@ -30,25 +30,43 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal
 from functools import partial
 from pathlib import PurePosixPath
 from threading import Event, Lock
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import sqlalchemy as sa
 
 from data_migrations.files import presync_record
+from data_migrations.files.ledger import (
+    Ledger,
+    ManifestLedger,
+    Outcome,
+    ResumedUploads,
+    StorageSettingsSource,
+    UploadReport,
+    difference,
+    manifest_table,
+    plan_manifest,
+)
+from data_migrations.files.output import describe_target, print_plan, print_summary, refusal_message
 from data_migrations.files.presync_record import PresyncRecord, RecordedFile
+from data_migrations.files.retry import (
+    RETRY_BACKOFF_SECONDS,
+    ActionFailure,
+    denied,
+    failure_text,
+    retrying,
+)
+from data_migrations.files.rollback import delete_objects
 from data_migrations.files.scan import FolderScan, LocalFile, scan_folder
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.parallel import Done, run_in_parallel
-from data_migrations.run.report import Progress, bulleted, record_step, size_text, table
+from data_migrations.run.report import Progress, record_step, size_text
 from data_migrations.run.storage_factory import build_storage
 from settings import ConfigError
-from settings.declared import DEFAULT_EXCLUSIONS
 from settings.steps import UploadOptions
 from settings.storage import StorageSettings
 from storage import (
@@ -64,37 +82,7 @@ from storage.options import ObjectOptions
 from storage.tos import LEFTOVER_UPLOADS_NOT_LISTED, guess_content_type
 
 log = logging.getLogger("cutover.files")
-
 R = TypeVar("R")
-# The waits between the attempts of a storage action: 31 s in all, so that an outage of
-# the store shorter than 30 s is ridden out. Revision 0003 takes another schedule from the
-# Alembic config attribute RETRY_BACKOFF_ATTRIBUTE when one is given (tests do).
-RETRY_BACKOFF_SECONDS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
-RETRY_BACKOFF_ATTRIBUTE = "storage_retry_backoff_seconds"
-# The waits before a file that changed while it was read is read again: four reads over
-# about 3.5 s, so that a file the app was finishing is taken once done, while one it keeps
-# writing is named ("changing while read") instead of holding the run.
-CHANGE_WAITS_SECONDS: tuple[float, ...] = (0.5, 1.0, 2.0)
-CHANGING_SHOWN = 5
-MANIFEST_BATCH = 1000
-LARGEST_SHOWN = 10
-ORPHANS_SHOWN = 5
-# Outcomes whose bytes were sent in this run.
-SENT = ("uploaded", "replaced", "resent")
-STATUS_ROWS = (("presynced", "from the presync (unchanged, not read)"),
-               ("uploaded", "uploaded"), ("replaced", "re-uploaded (content differed)"),
-               ("resent", "re-uploaded (storage class or encryption differed)"),
-               ("acl_set", "already in the bucket, ACL corrected"),
-               ("skipped", "skipped (already in the bucket)"),
-               ("vanished", "deleted while the run read them (not recorded)"),
-               ("changing", "changing while read (left out, not recorded)"))
-
-
-def manifest_table(name: str) -> sa.TableClause:
-    """The columns of the manifest that revision 0003 creates, for reading and writing."""
-    return sa.table(name, *(sa.column(c) for c in (
-        "relative_path", "object_key", "public_url", "size", "mtime_ns", "crc64", "status",
-        "acl", "storage_class", "sse")))
 
 
 class PartsStored:
@@ -118,86 +106,6 @@ class PartsStored:
     def total(self) -> int:
         with self._lock:
             return sum(self._by_file.values())
-
-
-class ResumedUploads:
-    """The multipart uploads a killed run left that this run finished: how many, and the
-    bytes their stored parts spared sending again (counted from the upload threads)."""
-
-    def __init__(self) -> None:
-        self._lock = Lock()
-        self.count = 0
-        self.reused_bytes = 0
-
-    def add(self, reused_bytes: int) -> None:
-        with self._lock:
-            self.count += 1
-            self.reused_bytes += reused_bytes
-
-
-class ActionFailure(Exception):
-    """A storage action that kept failing; the message names the file and the attempts."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of a file. ``file`` is the file as it was read: its size and
-    modification time are those of the bytes stored (the scan's for a file not read).
-    ``status`` is one of STATUS_ROWS'."""
-
-    file: LocalFile
-    status: str
-    stored: ObjectInfo
-
-
-@dataclass
-class UploadReport:
-    scan: FolderScan
-    files: Counter[str] = field(default_factory=Counter)
-    bytes: Counter[str] = field(default_factory=Counter)
-    replaced: list[str] = field(default_factory=list)
-    changing: list[str] = field(default_factory=list)  # kept changing while read: left out
-    verified: int = 0
-    aborted: int = 0  # incomplete multipart uploads of these files, left by failed attempts
-    resumed: ResumedUploads = field(default_factory=ResumedUploads)
-    orphans: list[str] = field(default_factory=list)  # presync objects whose files are gone
-    pruned: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
-
-
-# The bucket's objects by key, listed when called.
-Listing = Callable[[], dict[str, ObjectInfo]]
-
-
-class Ledger(Protocol):
-    """Where a run writes what it stored: the manifest (the cutover's files step) or the
-    presync record (data_migrations/commands/presync.py)."""
-
-    after_failure: str  # what a stopped run leaves of it, for the failure message
-
-    def add(self, outcome: Outcome) -> None:
-        """Note one file's outcome (written in batches)."""
-
-    def flush(self) -> None:
-        """Write what is noted."""
-
-    def verify(self, listing: Listing) -> int:
-        """Check every file written against a fresh ``listing()`` of the bucket; return how
-        many passed, or raise DataMigrationError naming the differences."""
-
-
-# The storage settings, asked for only when the step needs storage: the TOS settings are
-# required only then.
-StorageSettingsSource = Callable[[], StorageSettings]
-
-
-def describe_target(settings: StorageSettings) -> str:
-    """Where the objects go, for people: never a credential."""
-    where = settings.location()
-    written = [f"{name} {value}" for name, value in (
-        ("ACL", settings.acl), ("storage class", settings.storage_class),
-        ("SSE", settings.sse)) if value]
-    return where + (f" ({', '.join(written)})" if written else "")
 
 
 def check_folders(options: UploadOptions, settings: StorageSettings) -> None:
@@ -483,6 +391,20 @@ class FileUpload:
                              "listing of the bucket")
 
 
+def started_at(upload: PendingUpload) -> datetime:
+    """When an incomplete upload was started; one the store does not date counts as oldest."""
+    return upload.initiated or datetime.min.replace(tzinfo=UTC)
+
+
+def vouches_for(recorded: RecordedFile, file: LocalFile, present: ObjectInfo | None, key: str,
+                options: ObjectOptions) -> bool:
+    """The presync record stands for the file: the file is as the presync saw it, and the
+    bucket holds the recorded object, written with today's options."""
+    return (present is not None and recorded.object_key == key and recorded.options == options
+            and (recorded.size, recorded.mtime_ns) == (file.size, file.mtime_ns)
+            and (present.size, present.crc64) == (recorded.size, recorded.crc64))
+
+
 def orphans_of(record: PresyncRecord, scan: FolderScan, present: dict[str, ObjectInfo]
                ) -> list[str]:
     """The objects the presync stored whose files are no longer to be uploaded (deleted,
@@ -522,157 +444,6 @@ def prune_refusal(record: PresyncRecord, scan: FolderScan, orphans: Sequence[str
     return None
 
 
-def started_at(upload: PendingUpload) -> datetime:
-    """When an incomplete upload was started; one the store does not date counts as oldest."""
-    return upload.initiated or datetime.min.replace(tzinfo=UTC)
-
-
-def vouches_for(recorded: RecordedFile, file: LocalFile, present: ObjectInfo | None, key: str,
-                options: ObjectOptions) -> bool:
-    """The presync record stands for the file: the file is as the presync saw it, and the
-    bucket holds the recorded object, written with today's options."""
-    return (present is not None and recorded.object_key == key and recorded.options == options
-            and (recorded.size, recorded.mtime_ns) == (file.size, file.mtime_ns)
-            and (present.size, present.crc64) == (recorded.size, recorded.crc64))
-
-
-class ManifestLedger:
-    """The cutover's ledger: manifest rows in batches, then every row checked against its
-    file, which must not have changed since it was read, and against the bucket, and marked
-    'verified'. The app is frozen for the cutover: a file that changed while the step ran
-    fails it, naming the file."""
-
-    after_failure = "Nothing was recorded (the manifest is rolled back)."
-
-    def __init__(self, connection: sa.Connection, manifest: sa.TableClause,
-                 storage: StorageClient, settings: StorageSettings) -> None:
-        self.connection = connection
-        self.manifest = manifest
-        self.storage = storage
-        self.key_prefix = settings.key_prefix
-        self.object_options = settings.object_options
-        self.batch: list[dict[str, object]] = []
-        self.files: list[LocalFile] = []  # each as it was read (or scanned)
-        self.changing: list[str] = []  # changing each time it was read: no row
-
-    def add(self, outcome: Outcome) -> None:
-        key = outcome.file.relative_path
-        if outcome.status == "vanished":
-            raise DataMigrationError(
-                f"{key} was deleted from UPLOADS_DIR while the files step ran: the app must be "
-                "stopped for the cutover. Nothing was recorded (the manifest is rolled back); "
-                "stop the app and run the upgrade again.")
-        if outcome.status == "changing":
-            self.changing.append(key)
-            return
-        self.files.append(outcome.file)
-        self.batch.append({
-            "relative_path": key, "object_key": self.key_prefix + key,
-            "public_url": self.storage.public_url(key), "size": outcome.stored.size,
-            "mtime_ns": outcome.file.mtime_ns, "crc64": outcome.stored.crc64,
-            "status": "uploaded" if outcome.status in SENT else "skipped",
-            **self.object_options.manifest_values()})
-        if len(self.batch) >= MANIFEST_BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.batch:
-            self.connection.execute(sa.insert(self.manifest), self.batch)
-            self.batch.clear()
-
-    def verify(self, listing: Listing) -> int:
-        """Check every manifest row against its file and a fresh listing of the bucket; any
-        difference fails the step."""
-        self.flush()
-        changed = self.changing + [f.relative_path for f in self.files if changed_since(f)]
-        if changed:
-            raise DataMigrationError(changing_message(changed))
-        columns = self.manifest.c
-        rows = self.connection.execute(
-            sa.select(columns.relative_path, columns.size, columns.crc64)).all()
-        log.info(f"Verifying {len(rows):,} files against a listing of the bucket (size and "
-                 "CRC-64).")
-        stored = listing()
-        problems = [problem for row in rows
-                    if (problem := difference(row, stored.get(row.relative_path)))]
-        if problems:
-            raise DataMigrationError(
-                f"verification failed for {len(problems):,} of {len(rows):,} files; nothing "
-                f"was recorded:\n{bulleted(sorted(problems))}\nRun the upgrade again: "
-                "missing or different objects are uploaded again.")
-        self.connection.execute(sa.update(self.manifest).values(status="verified"))
-        return len(rows)
-
-
-def changed_since(file: LocalFile) -> bool:
-    """The file is no longer as it was read (size, modification time), or is gone."""
-    try:
-        now = file_state(file.source)
-    except FileNotFoundError:
-        return True
-    return (now.size, now.mtime_ns) != (file.size, file.mtime_ns)
-
-
-def changing_message(paths: list[str]) -> str:
-    """The cutover's failure for files the app changed while the files step ran."""
-    shown = sorted(paths)
-    more = f" and {len(shown) - CHANGING_SHOWN:,} more" if len(shown) > CHANGING_SHOWN else ""
-    return (f"{len(shown):,} files in UPLOADS_DIR changed while the files step read or stored "
-            f"them (changing while read): {', '.join(shown[:CHANGING_SHOWN])}{more}. The app "
-            "still writes to UPLOADS_DIR: freeze it (stop every writer to the folder), then "
-            "run the upgrade again; it resumes, skipping the files already stored. Nothing "
-            "was recorded (the manifest is rolled back).")
-
-
-class Stored(Protocol):
-    """A file as a manifest row or the presync record says it was stored."""
-
-    @property
-    def relative_path(self) -> str: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def crc64(self) -> int | Decimal: ...
-
-
-def difference(row: Stored, stored: ObjectInfo | None) -> str | None:
-    """How the bucket's object differs from what was recorded of it, if it does."""
-    if stored is None:
-        return f"{row.relative_path}: not in the bucket"
-    if (stored.size, stored.crc64) != (row.size, int(row.crc64)):
-        return (f"{row.relative_path}: the bucket holds {stored.size:,} bytes with CRC-64 "
-                f"{stored.crc64}, the upload stored {row.size:,} bytes with CRC-64 "
-                f"{row.crc64}")
-    return None
-
-
-def retrying(action: Callable[[], R], name: str,
-             backoff: Sequence[float] = RETRY_BACKOFF_SECONDS, stopping: Event | None = None) -> R:
-    """``action()``, tried again after each wait of ``backoff`` while it fails in a way
-    that may pass, and after each of CHANGE_WAITS_SECONDS while the file it reads changes
-    under it (FileChanged, raised once those are spent).
-
-    The SDK already retries single requests; this retries the whole action (a file's upload
-    with all its parts, a stat) for what still gets through: a store that is down for a
-    while, a connection dropped on every SDK attempt, a long spell of 5xx. Once
-    ``stopping`` is set, no new attempt starts."""
-    waits, change_waits = iter(backoff), iter(CHANGE_WAITS_SECONDS)
-    attempt = 1
-    while True:
-        try:
-            return action()
-        except FileChanged:
-            wait = next(change_waits, None)
-            if wait is None or _stopped(stopping, wait):
-                raise
-        except StorageError as error:
-            wait = next(waits, None)
-            if wait is None or is_permanent(error) or _stopped(stopping, wait):
-                raise ActionFailure(f"{name} (after {attempt} attempt"
-                                    f"{'s' if attempt > 1 else ''}): {error}") from error
-        attempt += 1
-
-
 def read_unchanged(file: LocalFile, read: Callable[[], R]) -> tuple[R, LocalFile]:
     """``read()`` of the file, and the file as it was read. Its state (size, modification
     and change times, inode) is taken before the first byte is read and again after the
@@ -691,11 +462,6 @@ def read_unchanged(file: LocalFile, read: Callable[[], R]) -> tuple[R, LocalFile
     return result, replace(file, size=before.size, mtime_ns=before.mtime_ns)
 
 
-def denied(failure: ActionFailure) -> bool:
-    """The action kept failing because the key's policy does not allow it."""
-    return isinstance(failure.__cause__, StorageError) and failure.__cause__.denied
-
-
 @contextmanager
 def stopped_in(step: str, ledger: Ledger) -> Iterator[None]:
     """A storage call outside any one file's upload (a listing, an abort) that kept failing
@@ -707,189 +473,3 @@ def stopped_in(step: str, ledger: Ledger) -> Iterator[None]:
             f"{step} stopped: {str(failure).rstrip('.')}. {ledger.after_failure} A re-run "
             "resumes: the objects already uploaded stay in the bucket and are skipped."
         ) from failure
-
-
-def _stopped(stopping: Event | None, wait: float) -> bool:
-    """Wait ``wait`` seconds, or less once ``stopping`` is set; whether it is."""
-    if stopping is None:
-        time.sleep(wait)
-        return False
-    return stopping.wait(wait)
-
-
-def is_permanent(error: StorageError) -> bool:
-    """A refusal (403, 400, ...) fails the same way every time; 5xx, 408, 429 and lost
-    connections may not."""
-    status = getattr(error.__cause__, "status_code", None)
-    return isinstance(status, int) and 400 <= status < 500 and status not in (408, 429)
-
-
-def failure_text(done: Done) -> str | None:
-    """A worker's expected failure as one line; anything else is a bug and propagates."""
-    if done.error is None:
-        return None
-    if isinstance(done.error, ActionFailure | StorageError | OSError):
-        return str(done.error)
-    raise done.error
-
-
-def refusal_message(scan: FolderScan) -> str:
-    return (f"{len(scan.refused):,} entries in {scan.root} cannot be uploaded safely and were "
-            f"not read; nothing was uploaded:\n{bulleted([str(r) for r in scan.refused])}\n"
-            "Fix or move them, or run with -x unsafe_files=skip to upload everything else "
-            "(the summary lists what was left out).")
-
-
-def plan_manifest(connection: sa.Connection, manifest: sa.TableClause, scan: FolderScan,
-                  storage: StorageClient, settings: StorageSettings) -> None:
-    """Fill the manifest as the upload would (the dry run is rolled back), so that the
-    path rewrite's dry run checks the stored paths against the files to be uploaded.
-    Nothing is read from the files and nothing is sent to the storage."""
-    rows = [{"relative_path": f.relative_path, "object_key": settings.key_prefix + f.relative_path,
-             "public_url": storage.public_url(f.relative_path), "size": f.size,
-             "mtime_ns": f.mtime_ns, "crc64": 0,
-             "status": "verified", **settings.object_options.manifest_values()}
-            for f in scan.files]
-    for start in range(0, len(rows), MANIFEST_BATCH):
-        connection.execute(sa.insert(manifest), rows[start:start + MANIFEST_BATCH])
-
-
-def print_plan(scan: FolderScan, options: UploadOptions, settings: StorageSettings,
-               who: str) -> None:
-    """The dry run's report: what would be uploaded, excluded and refused; with a presync
-    record of the folder and target, how much of it the presync has moved already (the
-    bucket is not asked). ``who`` names the run to one that finds the record locked."""
-    with presync_record.opened(options, settings, create=False, who=who) as record:
-        presynced = [] if record is None else [
-            file for file in scan.files if (entry := record.entries.get(file.relative_path))
-            and (entry.size, entry.mtime_ns) == (file.size, file.mtime_ns)]
-    presynced_bytes = sum(f.size for f in presynced)
-    log.info("File upload plan (dry run, nothing uploaded):\n" + table(
-        ("files", "count", "bytes"),
-        [("unchanged since the presync", len(presynced), size_text(presynced_bytes)),
-         ("to upload", len(scan.files) - len(presynced), size_text(scan.bytes - presynced_bytes)),
-         ("excluded", len(scan.excluded), size_text(scan.excluded_bytes)),
-         ("refused (not read)", len(scan.refused), "-")]))
-    log.info(exclusions_text(options.exclude))
-    largest = sorted(scan.files, key=lambda f: f.size, reverse=True)[:LARGEST_SHOWN]
-    if largest:
-        log.info("Largest files:\n" + "\n".join(
-                 f"  {size_text(f.size):>10}  {f.relative_path}" for f in largest))
-    if scan.refused:
-        log.info(f"Refused:\n{bulleted([str(r) for r in scan.refused])}")
-
-
-def exclusions_text(exclude: Sequence[str]) -> str:
-    """What the upload leaves out, and how UPLOAD_EXCLUDE made it so."""
-    if not exclude:
-        return "Excluded: nothing (UPLOAD_EXCLUDE=none replaces the defaults tmp/, *.part)."
-    return (f"Excluded: {', '.join(exclude)} (UPLOAD_EXCLUDE adds its globs to the defaults "
-            f"{', '.join(DEFAULT_EXCLUSIONS)}; `none` leaves nothing out).")
-
-
-def print_summary(report: UploadReport) -> None:
-    scan = report.scan
-    rows = [(label, report.files[status], size_text(report.bytes[status]))
-            for status, label in STATUS_ROWS]
-    rows += [("excluded", len(scan.excluded), size_text(scan.excluded_bytes)),
-             ("refused (not read)", len(scan.refused), "-"),
-             ("verified in the bucket", report.verified, "-")]
-    times = ", ".join(f"{step} {seconds:.1f}s" for step, seconds in report.seconds.items())
-    log.info(f"File upload ({times}):\n" + table(("files", "count", "bytes"), rows))
-    sent = sum(report.files[status] for status in SENT)
-    log.info(f"From the presync: {report.files['presynced']:,} files "
-             f"({size_text(report.bytes['presynced'])}), not read; sent now: {sent:,} files "
-             f"({size_text(sum(report.bytes[status] for status in SENT))}).")
-    log.info(f"Incomplete multipart uploads left by a killed or failed attempt: "
-             f"{report.resumed.count:,} resumed ({size_text(report.resumed.reused_bytes)} of "
-             f"stored parts kept), {report.aborted:,} aborted (only uploads of these files' "
-             "keys).")
-    print_orphans(report)
-    if report.changing:
-        log.info(f"Changing each time they were read, left out (the next run sends them "
-                 f"again):\n{bulleted(sorted(report.changing))}")
-    if report.replaced:
-        log.info(f"Re-uploaded because the bucket held other content:\n"
-                 f"{bulleted(sorted(report.replaced))}")
-    if scan.refused:
-        log.info(f"Refused and left out (-x unsafe_files=skip):\n"
-                 f"{bulleted([str(r) for r in scan.refused])}")
-
-
-def print_orphans(report: UploadReport) -> None:
-    """The presync's objects whose files are gone: pruned, or listed with how to prune."""
-    if not report.orphans:
-        return
-    shown = [f"{key} (deleted)" if report.pruned else key for key in report.orphans]
-    if report.pruned:
-        log.info(f"Deleted {report.pruned:,} objects the presync stored whose files are gone "
-                 f"from UPLOADS_DIR (-x prune=true):\n{bulleted(shown, len(shown))}")
-    else:
-        log.info(f"{len(report.orphans):,} objects the presync stored have no file in "
-                 f"UPLOADS_DIR any more; they stay in the bucket (-x prune=true deletes exactly "
-                 f"these):\n{bulleted(shown[:ORPHANS_SHOWN], len(shown))}")
-
-
-def remove_uploads(connection: sa.Connection, options: UploadOptions,
-                   storage_settings: StorageSettingsSource, manifest: str) -> None:
-    """The downgrade's part: by default the objects stay; ``purge_objects`` deletes exactly
-    the objects the manifest lists (by their full key, whatever the prefix is now)."""
-    keys = list(connection.execute(sa.select(manifest_table(manifest).c.object_key)).scalars())
-    if not options.purge_objects:
-        log.info(f"0003: the {len(keys):,} uploaded objects stay in the bucket; only the manifest "
-                 "is dropped (-x purge_objects=true deletes them first).")
-        return
-    settings = replace(storage_settings(), key_prefix="")
-    with closing(build_storage(settings, options.work_dir)) as storage:
-        storage.check_access()
-        delete_objects(storage, keys, settings.max_concurrent, RETRY_BACKOFF_SECONDS,
-                       "the manifest is kept, run the downgrade again")
-    log.info(f"0003: deleted the {len(keys):,} uploaded objects from {describe_target(settings)}.")
-
-
-def delete_objects(storage: StorageClient, keys: list[str], workers: int,
-                   backoff: Sequence[float], what_next: str) -> None:
-    """Delete ``keys``, each retried as a whole; a key that still fails is named, with
-    ``what_next`` to do about it."""
-    progress = Progress(log, "deleting", len(keys), "objects")
-    failures = []
-
-    def delete(key: str) -> None:
-        retrying(lambda: storage.delete(key), key, backoff)
-
-    with closing(run_in_parallel(delete, keys, workers,
-                                 on_idle=partial(progress.advance, 0))) as finished:
-        for done in finished:
-            progress.advance()
-            if (failure := failure_text(done)) is not None:
-                failures.append(failure)
-    if failures:
-        raise DataMigrationError(
-            f"{len(failures):,} of {len(keys):,} objects could not be deleted; {what_next}:\n"
-            f"{bulleted(sorted(failures))}")
-
-
-def offline_comment(options: UploadOptions, storage_settings: StorageSettingsSource,
-                    manifest: str) -> str:
-    """What the upload would do, for ``--sql`` output: it needs live storage to run."""
-    lines = [f"-- 0003 uploads the files under {options.uploads_dir.resolve()}"]
-    try:
-        lines.append(f"-- to {describe_target(storage_settings())}")
-    except ConfigError as error:
-        lines.append(f"-- to storage not configured yet ({error})")
-    if options.uploads_dir.is_dir():
-        scan = scan_folder(options.uploads_dir, options.exclude)
-        lines.append(f"--   {len(scan.files):,} files, {size_text(scan.bytes)}; excluded "
-                     f"{len(scan.excluded):,} ({', '.join(options.exclude) or 'no pattern'}); "
-                     f"refused {len(scan.refused):,}")
-    else:
-        lines.append("--   (the folder does not exist on this machine)")
-    lines.append(f"-- and records them in {manifest}. It runs only online (alembic upgrade "
-                 "head);\n-- no SQL is emitted for it.\n\n")
-    return "\n".join(lines)
-
-
-def offline_downgrade_comment(manifest: str) -> str:
-    return ("-- 0003 downgrade keeps the uploaded objects (online, -x purge_objects=true "
-            "deletes\n-- the objects listed in the manifest first) and drops the manifest.\n"
-            f"DROP TABLE IF EXISTS {manifest};\n\n")

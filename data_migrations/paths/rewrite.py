@@ -24,9 +24,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from data_migrations.rows.source import column_names, quote
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.report import bulleted, record_step, shorten, table
+from data_migrations.run.sql import column_names, quote
 
 log = logging.getLogger("cutover.paths")
 

@@ -7,8 +7,9 @@ finding; depending on ``bad_rows`` the copy fails with every finding or writes t
 the rejects file. A table is read in rowid ranges of about 512 KiB, converted in worker
 processes (see conversion.py) while this process streams the finished ranges to
 PostgreSQL in order. Afterwards each table's count and checksum are compared with what
-PostgreSQL stored, the identity sequences are moved past the copied ids, and the copied
-keys are recorded so that a downgrade removes exactly them.
+PostgreSQL stored (checksum.py), the identity sequences are moved past the copied ids
+(target.py), and the copied keys are recorded so that a downgrade removes exactly them
+(rollback.py).
 
 It all runs inside the revision's transaction: a failure, or a killed process, leaves the
 target as it was, and running the upgrade again starts afresh.
@@ -21,44 +22,45 @@ import io
 import logging
 import sqlite3
 import time
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Executor
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from data_migrations.rows import source as src
+from data_migrations.rows.checksum import CHECKSUM_MASK, target_checksum, target_plan
 from data_migrations.rows.conversion import (
-    NULL_TEXT,
     Converted,
     Finding,
     ForeignKey,
     TablePlan,
-    TableShape,
     convert_range,
     convert_rows,
     in_order,
     worker_pool,
 )
 from data_migrations.rows.refusal import Refusals
-from data_migrations.rows.values import column_type
+from data_migrations.rows.target import deferred_checks, reset_sequences, use_lz4_compression
 from data_migrations.run import lost_connection
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.report import Progress, RejectsFile, record_step, table
+from data_migrations.run.sql import column_names
 from settings.steps import CopyOptions
 
 log = logging.getLogger("cutover.rows")
-
-CHECKSUM_MASK = (1 << 64) - 1
 COPY_CHUNK_BYTES = 1 << 18
+
+
 # A table is read and converted in rowid ranges holding about this much SQLite data:
 # enough rows that handing a range to a worker costs little, few enough that the ranges
 # in flight stay small.
 RANGE_BYTES = 1 << 19
 IN_FLIGHT_PER_WORKER = 4
+
+
 # Key kinds recorded as runs of consecutive ids (see record_copied_keys).
 INTEGER_KEYS = ("integer", "bigint")
 
@@ -177,7 +179,7 @@ class RowCopy:
             raise DataMigrationError(f"source tables with no target table: {', '.join(missing)}")
         plans = []
         for target in metadata.sorted_tables:  # parents before children
-            source_columns = set(src.column_names(self.source, target.name))
+            source_columns = set(column_names(self.source, target.name))
             target_columns = {c.name for c in target.columns}
             if source_columns != target_columns:
                 raise DataMigrationError(
@@ -334,93 +336,6 @@ class RowCopy:
                                      + "\n  ".join(mismatches))
 
 
-def target_plan(target: sa.Table) -> TablePlan:
-    """The plan of a reflected target table, its columns in the target's order."""
-    return TablePlan(TableShape(target.name, tuple(map(column_type, target.columns)),
-                                next(iter(target.primary_key.columns)).name))
-
-
-def target_checksum(connection: sa.Connection, plan: TablePlan,
-                    rewritten: dict[str, str] | None = None) -> tuple[int, int]:
-    """Row count and checksum of a target table, computed by PostgreSQL over its own text
-    of each value: the same text the converters sent, if the rows arrived unchanged.
-
-    ``rewritten`` maps columns whose values a later step replaced to the bookkeeping
-    table that holds their originals; the checksum then covers the originals."""
-    rewritten = rewritten or {}
-    key = src.quote(plan.columns[plan.key_index])
-    joins, values = [], []
-    for index, column in enumerate(plan.columns):
-        value = f"t.{src.quote(column)}::text"
-        if column in rewritten:
-            alias = f"r{index}"
-            joins.append(f"LEFT JOIN {src.quote(rewritten[column])} AS {alias} "
-                         f"ON {alias}.table_name = '{plan.name}' "
-                         f"AND {alias}.column_name = '{column}' AND {alias}.key = t.{key}::text")
-            value = f"coalesce({alias}.original, {value})"
-        values.append(f"coalesce({value}, :null)")
-    count, total = connection.execute(sa.text(
-        f"SELECT count(*), coalesce(sum(('x' || left(md5(concat_ws(E'\\t', {', '.join(values)})), "
-        f"16))::bit(64)::bigint), 0) FROM {src.quote(plan.name)} AS t {' '.join(joins)}"),
-        {"null": NULL_TEXT}).one()
-    return count, int(total) & CHECKSUM_MASK
-
-
-@contextmanager
-def deferred_checks(connection: sa.Connection, tables: list[str]) -> Iterator[None]:
-    """Load the tables without their foreign keys and secondary indexes, then put them
-    back exactly as the catalog defined them: one validating pass per key and one sort per
-    index, instead of a check and an index insert for every copied row (what pg_restore
-    does too). All in the revision's transaction: a failure restores them with the rest."""
-    deferred = connection.execute(sa.text(
-        "SELECT format('ALTER TABLE %I DROP CONSTRAINT %I', c.conrelid::regclass, c.conname), "
-        "       format('ALTER TABLE %I ADD CONSTRAINT %I %s', c.conrelid::regclass, c.conname, "
-        "              pg_get_constraintdef(c.oid)) "
-        "FROM pg_constraint c WHERE c.contype = 'f' "
-        "  AND c.conrelid::regclass::text = ANY(:tables) "
-        "UNION ALL "
-        "SELECT format('DROP INDEX %I', i.indexrelid::regclass), pg_get_indexdef(i.indexrelid) "
-        "FROM pg_index i WHERE i.indrelid::regclass::text = ANY(:tables) "
-        "  AND NOT i.indisprimary AND NOT EXISTS ("
-        "    SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)"),
-        {"tables": tables}).all()
-    for drop, _ in deferred:
-        connection.execute(sa.text(drop))
-    yield
-    for _, create in deferred:
-        connection.execute(sa.text(create))
-
-
-def use_lz4_compression(connection: sa.Connection) -> None:
-    """Compress the large values this transaction stores (transcripts, minutes) with lz4
-    rather than the default pglz, when the server has it: several times faster to write,
-    and to read back for the checksums. PostgreSQL reads either, whatever the setting
-    later, and the app's own writes keep the server's default."""
-    has_lz4 = connection.execute(sa.text(
-        "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
-        "WHERE name = 'default_toast_compression'")).scalar()
-    if has_lz4:
-        connection.execute(sa.text("SET LOCAL default_toast_compression = 'lz4'"))
-
-
-def identity_columns(connection: sa.Connection, tables: Sequence[str]) -> list[tuple[str, str]]:
-    """(table, column) of every identity column of the tables, from the catalog."""
-    inspector = sa.inspect(connection)
-    return [(name, column["name"]) for name in tables for column in inspector.get_columns(name)
-            if column.get("identity") is not None]
-
-
-def reset_sequences(connection: sa.Connection, tables: list[str]) -> None:
-    """Move each identity sequence just past the largest id, so the app's next insert
-    works; on an empty table the next id is 1 again."""
-    for name, column in identity_columns(connection, tables):
-        quoted = src.quote(column)
-        connection.execute(sa.text(
-            f"SELECT setval(pg_get_serial_sequence(:table, :column), "
-            f"coalesce(max({quoted}), 1), max({quoted}) IS NOT NULL) "
-            f"FROM {src.quote(name)}"), {"table": name, "column": column})
-
-
 def refuse_other_revision(source_path: Path, target_revision: str) -> None:
     """The dev file must be at the revision the target is at when the copy runs: then
     their schemas are the same one. A file without ``alembic_version`` is taken as the
@@ -465,129 +380,6 @@ def copy_rows(connection: sa.Connection, source_path: Path, options: CopyOptions
     return report
 
 
-def remove_copied_rows(connection: sa.Connection, copied_keys: str, force: bool) -> None:
-    """Delete exactly the rows the copy wrote, children first, then reset the sequences.
-
-    Refuses when a table also holds rows the copy did not write (the app has been used
-    since) unless ``force``, which still deletes only the copied rows. Even with ``force``
-    it refuses when deleting the copied rows would reach such a row through its foreign
-    key (ON DELETE CASCADE deleting it, SET NULL changing it), and lists those rows."""
-    keys = src.quote(copied_keys)
-    names = {n for (n,) in connection.execute(sa.text(f"SELECT DISTINCT table_name FROM {keys}"))}
-    metadata = sa.MetaData()
-    metadata.reflect(connection, only=lambda name, _: name in names)
-    tables = list(reversed(metadata.sorted_tables))
-    not_copied = {t.name: n for t in tables if (n := _rows_not_copied(connection, t, keys))}
-    if not_copied:
-        refuse_reaching_app_rows(connection, metadata.sorted_tables, keys)
-    if not_copied and not force:
-        listed = ", ".join(f"{name} {count:,}" for name, count in not_copied.items())
-        raise DataMigrationError(
-            f"the tables hold rows that did not come from the source ({listed}): the app has "
-            "been used since the cutover. Nothing was removed. Run with -x force=true to "
-            "remove only the copied rows and keep those.")
-    for target in tables:
-        deleted = connection.execute(sa.text(
-            f"DELETE FROM {src.quote(target.name)} AS t WHERE {_copied(target, keys)}"),
-            {"table": target.name}).rowcount
-        log.info(f"  {target.name}: removed {deleted:,} copied rows")
-    reset_sequences(connection, [t.name for t in tables])
-
-
-def _copied(target: sa.Table, keys: str, alias: str = "t", table_param: str = "table") -> str:
-    """The condition that a row ``alias`` of the table is one the copy wrote, by its key:
-    in one of the recorded runs of an integer key, or among the recorded keys; the
-    parameter ``table_param`` holds the table's name."""
-    column = next(iter(target.primary_key.columns))
-    key = f"{alias}.{src.quote(column.name)}"
-    if column_type(column).kind in INTEGER_KEYS:
-        # One multirange of all the runs, built once: each row is then a binary search.
-        return (f"{key}::bigint <@ (SELECT coalesce(range_agg(k.key::int8range), '{{}}') "
-                f"FROM {keys} AS k WHERE k.table_name = :{table_param})")
-    return (f"EXISTS (SELECT 1 FROM {keys} AS k WHERE k.table_name = :{table_param} "
-            f"AND k.key = {key}::text)")
-
-
-# Rows of the app a refused downgrade lists before "... and N more": one screen.
-APP_ROWS_LISTED = 25
-_ON_DELETE_EFFECTS = {"CASCADE": "would be deleted", "SET NULL": "would be set to NULL",
-                      "SET DEFAULT": "would be set to its default"}
-
-
-@dataclass(frozen=True)
-class AppReference:
-    """A row the copy did not write whose foreign key points at a copied row."""
-
-    table: str
-    key: object
-    column: str
-    parent: str
-    parent_key: object
-    on_delete: str
-
-    def __str__(self) -> str:
-        effect = _ON_DELETE_EFFECTS.get(self.on_delete, "would block the delete")
-        subject = "the row" if self.on_delete == "CASCADE" else self.column
-        return (f"{self.table} key={self.key!r} column {self.column} references copied "
-                f"{self.parent} {self.parent_key!r}: {subject} {effect} "
-                f"(ON DELETE {self.on_delete})")
-
-
-def refuse_reaching_app_rows(connection: sa.Connection, tables: Sequence[sa.Table],
-                             keys: str) -> None:
-    """Stop, whatever ``force`` says, when deleting the copied rows would delete or change
-    rows the copy did not write. Rows reached only through such a row are reached through
-    it: listing the direct ones names every row to deal with first."""
-    found: list[AppReference] = []
-    total = 0
-    for child in tables:
-        for fk in child.foreign_key_constraints:
-            count, listed = _app_references(connection, child, fk, keys,
-                                            APP_ROWS_LISTED - len(found))
-            total += count
-            found += listed
-    if total:
-        more = f"\n  ... and {total - len(found):,} more" if total > len(found) else ""
-        raise DataMigrationError(
-            f"removing the copied rows would delete or change {total:,} rows the app wrote "
-            "since the cutover, so nothing was removed; -x force=true does not remove them "
-            "either, as it never touches a row the copy did not write:\n"
-            + "\n".join(f"  - {r}" for r in found) + more
-            + "\nDelete those rows, or point them at rows of the app's own, first.")
-
-
-def _app_references(connection: sa.Connection, child: sa.Table,
-                    fk: sa.ForeignKeyConstraint, keys: str,
-                    limit: int) -> tuple[int, list[AppReference]]:
-    """How many rows of ``child`` the copy did not write point through ``fk`` at a copied
-    row, and the first ``limit`` of them in key order."""
-    [(column, referred)] = zip(fk.columns, fk.elements, strict=True)
-    parent = referred.column.table
-    key = next(iter(child.primary_key.columns)).name
-    rows = connection.execute(sa.text(
-        f"SELECT t.{src.quote(key)}, t.{src.quote(column.name)}, count(*) OVER () "
-        f"FROM {src.quote(child.name)} AS t JOIN {src.quote(parent.name)} AS p "
-        f"ON p.{src.quote(referred.column.name)} = t.{src.quote(column.name)} "
-        f"WHERE NOT ({_copied(child, keys)}) AND {_copied(parent, keys, 'p', 'parent')} "
-        f"ORDER BY 1 LIMIT :limit"),
-        {"table": child.name, "parent": parent.name, "limit": max(limit, 1)}).all()
-    on_delete = (fk.ondelete or "NO ACTION").upper()
-    listed = [AppReference(child.name, _plain(k), column.name, parent.name, _plain(value),
-                           on_delete) for k, value, _ in rows[:max(limit, 0)]]
-    return (rows[0][2] if rows else 0), listed
-
-
-def _rows_not_copied(connection: sa.Connection, target: sa.Table, keys: str) -> int:
-    return connection.execute(sa.text(
-        f"SELECT count(*) FROM {src.quote(target.name)} AS t WHERE NOT ({_copied(target, keys)})"),
-        {"table": target.name}).scalar_one()
-
-
-def _plain(key: object) -> object:
-    """A key as the source spells it: a task id as its text, not a UUID object."""
-    return str(key) if isinstance(key, uuid.UUID) else key
-
-
 def offline_comment(source_path: Path) -> str:
     """What the copy would do, for ``--sql`` output: it needs a live database to run."""
     with src.open_source(source_path) as source:
@@ -598,12 +390,6 @@ def offline_comment(source_path: Path) -> str:
             "-- then verifies counts and checksums and resets the identity sequences:\n"
             f"{listed}\n"
             "-- The copy runs only online (alembic upgrade head); no SQL is emitted for it.\n\n")
-
-
-def offline_downgrade_comment() -> str:
-    return ("-- 0002 downgrade deletes the rows listed in cutover_copied_keys, children first,\n"
-            "-- after checking online that no other rows exist; it runs only online.\n"
-            "DROP TABLE IF EXISTS cutover_copied_keys;\n\n")
 
 
 def print_summary(report: CopyReport, options: CopyOptions) -> None:

@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
-
-@contextmanager
-def open_source(path: Path) -> Iterator[sqlite3.Connection]:
-    """The dev database opened read-only, so the cutover can never change it."""
-    connection = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
-    try:
-        yield connection
-    finally:
-        connection.close()
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+from data_migrations.run.sql import open_source, quote
 
 
 def table_names(source: sqlite3.Connection) -> list[str]:
@@ -38,10 +26,6 @@ def alembic_revisions(source: sqlite3.Connection) -> list[str] | None:
                       "AND name = 'alembic_version'").fetchone() is None:
         return None
     return sorted(row[0] for row in source.execute("SELECT version_num FROM alembic_version"))
-
-
-def column_names(source: sqlite3.Connection, table: str) -> list[str]:
-    return [row[1] for row in source.execute(f"PRAGMA table_info({quote(table)})")]
 
 
 def row_count(source: sqlite3.Connection, table: str) -> int:

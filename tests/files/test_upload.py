@@ -23,6 +23,7 @@ from alembic.config import Config
 from alembic.util import CommandError
 
 from data_migrations.commands.adopt_dev import alembic_config
+from data_migrations.files import retry
 from data_migrations.files import upload as file_upload
 from data_migrations.files.scan import Exclusions
 from devtools.postgres_server import PASSWORD
@@ -59,7 +60,7 @@ QUICK_RETRIES = (0.05, 0.1)  # three attempts, close together
 def upgrade_config(pg_url: str, retry_backoff: tuple[float, ...] = QUICK_RETRIES) -> Config:
     """The in-process Alembic config, with revision 0003's retry schedule given."""
     config = alembic_config(pg_url)
-    config.attributes[file_upload.RETRY_BACKOFF_ATTRIBUTE] = retry_backoff
+    config.attributes[retry.RETRY_BACKOFF_ATTRIBUTE] = retry_backoff
     return config
 
 

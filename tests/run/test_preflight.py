@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from data_migrations.run.preflight import LISTED
+from data_migrations.files.preflight import LISTED
 from devtools.tos_server import TosServer
 from tests.conftest import ROOT, tos_env
 from tests.runs import cutover_environment, upgrade_head

@@ -9,7 +9,7 @@ import pytest
 import tos
 from tos.exceptions import TosServerError
 
-from data_migrations.run.preflight import retried
+from data_migrations.files.preflight import retried
 from devtools.tos_server import Faults, TosServer
 from devtools.tos_server.__main__ import parse_args
 from storage.base import PrefixedStorage, StorageError

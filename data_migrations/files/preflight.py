@@ -1,0 +1,134 @@
+"""The files step's preflight checks (data_migrations/run/preflight.py runs them; the
+presync runs them too): the uploads folder can be read, the storage is ready, a
+presync record can be read, and what ``-x prune=true`` would delete passes its guards.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import closing
+from typing import TypeVar
+
+from data_migrations.files import presync_record
+from data_migrations.files import upload as file_upload
+from data_migrations.files.scan import scan_folder
+from data_migrations.run.errors import DataMigrationError
+from data_migrations.run.preflight import writable
+from data_migrations.run.report import Progress
+from data_migrations.run.storage_factory import build_storage
+from settings import ConfigError, Settings, declared
+from storage import StorageError
+
+log = logging.getLogger("cutover.preflight")
+
+LISTED = 20  # refused uploads entries named before "... and N more"
+R = TypeVar("R")
+
+
+def uploads_readable(cutover: Settings) -> list[str]:
+    """UPLOADS_DIR exists and every folder and file in it can be read; with
+    ``unsafe_files=fail`` nothing in it is refused (links outside it, special files)."""
+    options = cutover.upload_options()
+    root = options.uploads_dir
+    if not root.is_dir():
+        return [f"UPLOADS_DIR {root} is not an existing folder (set UPLOADS_DIR to the app's "
+                "uploads folder)"]
+    progress = Progress(log, f"scanning {root}", None, "entries")
+    scan = scan_folder(root, options.exclude, on_folder=progress.advance)
+    if options.unsafe_files != "fail" or not scan.refused:
+        return []
+    refused = [f"UPLOADS_DIR {scan.root}: {refusal}" for refusal in scan.refused]
+    if len(refused) > LISTED:
+        refused[LISTED:] = [f"UPLOADS_DIR {scan.root}: ... and {len(refused) - LISTED:,} "
+                            "more entries that cannot be uploaded"]
+    return refused
+
+
+def storage_ready(cutover: Settings) -> list[str]:
+    """The storage settings are complete, nothing the upload writes lies in UPLOADS_DIR,
+    and (unless this is a dry run) the storage preflight passes: credentials, bucket, every
+    policy action a run calls (one it can do without is logged, not a problem), a probe
+    object written, read back and deleted; each call retried as the data steps retry."""
+    options = cutover.upload_options()
+    try:
+        storage_settings = cutover.storage()
+        if options.uploads_dir.is_dir():  # a missing one is uploads_readable's to name
+            file_upload.check_folders(options, storage_settings)
+    except ConfigError as error:
+        return [str(error)]
+    if options.dry_run:  # the plan touches no storage
+        return []
+    if writable(declared.WORK_DIR, cutover):  # the probe's scratch file goes there
+        return []  # work_dir_writable names it
+    try:
+        with closing(build_storage(storage_settings, options.work_dir)) as storage:
+            doing_without = storage.preflight(retried)
+    except (StorageError, OSError) as error:
+        return [str(error)]
+    for note in doing_without:
+        log.info(note)
+    return []
+
+
+
+def retried(action: Callable[[], R], name: str) -> R:
+    """A storage call of the preflight, retried as the data steps retry theirs (a burst of
+    5xx, a store down for a while); what still fails is a StorageError, as from one call."""
+    try:
+        return file_upload.retrying(action, name)
+    except file_upload.ActionFailure as failure:
+        cause = failure.__cause__
+        if isinstance(cause, StorageError) and cause.denied:
+            raise cause from cause.__cause__  # refused at once: the call's own error says all
+        raise StorageError(str(failure)) from cause
+
+
+def presync_record_usable(cutover: Settings) -> list[str]:
+    """No presync is uploading to the same target, and its record, if there is one, can
+    be read: the files step reads it."""
+    options = cutover.upload_options()
+    try:
+        target = cutover.storage()
+    except ConfigError:  # storage_ready names it
+        return []
+    if not presync_record.record_path(options, target).parent.is_dir():
+        return []  # no presync has run: nothing to read (and WORK_DIR may not exist yet)
+    try:
+        with presync_record.opened(options, target, create=False,
+                                   who="the preflight of a cutover"):
+            return []
+    except DataMigrationError as error:
+        return [str(error)]
+
+
+
+def prune_guarded(cutover: Settings) -> list[str]:
+    """With ``-x prune=true``, what the files step would delete passes prune's guards
+    (file_upload.prune_refusal): checked here, before the first step writes, so that a
+    cutover never stops at its files step over prune after the rows step committed."""
+    options = cutover.upload_options()
+    if not options.prune_objects or options.dry_run or not options.uploads_dir.is_dir():
+        return []  # the plan touches no storage; a missing folder is uploads_readable's
+    try:
+        target = cutover.storage()
+    except ConfigError:  # storage_ready names it
+        return []
+    if not presync_record.record_path(options, target).exists():
+        return []  # no presync, nothing to prune (and no lock file to leave)
+    try:
+        with presync_record.opened(options, target, create=False,
+                                   who="the preflight of a cutover") as record, \
+                closing(build_storage(target, options.work_dir)) as storage:
+            if record is None or not record.entries:
+                return []
+            scan = scan_folder(options.uploads_dir, options.exclude)
+            present = {info.key: info for info in storage.list()}
+            orphans = file_upload.orphans_of(record, scan, present)
+            refusal = file_upload.prune_refusal(record, scan, orphans,
+                                                options.prune_max_delete) if orphans else None
+    except (DataMigrationError, StorageError, OSError):
+        # A record that cannot be used, or storage that cannot be listed: named by
+        # presync_record_usable and storage_ready (and the presync's own opening of it).
+        return []
+    return [refusal] if refusal else []
