@@ -57,10 +57,12 @@ postgres-binaries:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; \
 	fi
 
-# ruff, then squawk on the SQL of every revision after the cutover's own (.squawk.toml's
-# rules; devtools/lint_revisions.py): a finding is a FAILED line naming the revision file.
+# ruff; the layers' contracts (pyproject.toml [tool.importlinter]); then squawk on the SQL
+# of every revision after the cutover's own (.squawk.toml's rules; devtools/lint_revisions.py):
+# a finding is a FAILED line naming the revision file.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m devtools.lint_revisions
 
 test: install postgres-binaries lint
