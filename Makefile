@@ -13,13 +13,14 @@ FROM ?=
 ROWS ?= 1000000
 export ENV PG_BIN
 
-.PHONY: help install test lint demo migrate plan verify sql sql-downgrade downgrade current \
+.PHONY: help install test test-fast lint demo migrate plan verify sql sql-downgrade downgrade current \
 	history check presync adopt-dev upgrade-dev adopt-target revision postgres-binaries bench \
 	bench-rows bench-upload bench-rate-limit bench-cutover bench-backfill
 
 help:
 	@echo "make demo                      the whole cutover and rollback on sample data"
 	@echo "make test                      set up the virtualenv, lint, run the tests"
+	@echo "make test-fast                 the tests that need no PostgreSQL or TOS server (seconds)"
 	@echo "make plan ENV=prod             the whole cutover as a dry run: checks, findings, no change"
 	@echo "make presync ENV=prod          before the freeze: upload the files, then only what changed"
 	@echo "make migrate ENV=prod          alembic upgrade head against DATABASE_URL"
@@ -67,6 +68,11 @@ lint: install
 
 test: install postgres-binaries lint
 	$(BIN)/pytest
+
+# The inner loop: every test not marked slow (no PostgreSQL, no TOS server, no command in a
+# fresh interpreter; tests/conftest.py marks them). `make test` still runs everything.
+test-fast: install
+	$(BIN)/pytest -q -m "not slow"
 
 migrate: install
 	$(ALEMBIC) upgrade head

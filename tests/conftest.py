@@ -205,3 +205,20 @@ def make_file(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
+
+
+# ------------------------------------------------------------------ the fast tier
+
+# A test that uses one of these, directly or through another fixture, needs a real server.
+SERVER_FIXTURES = {"postgres_server", "tos_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that needs PostgreSQL or the local TOS server, so that
+    ``make test-fast`` (``-m "not slow"``) leaves it out. A test module that starts a
+    server or commands another way (a subprocess, its own server) marks itself."""
+    for item in items:
+        needs = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if needs & SERVER_FIXTURES or params.get("storage") == "tos":
+            item.add_marker(pytest.mark.slow)

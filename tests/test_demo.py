@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
+
+# Starts servers or commands in fresh interpreters: not in make test-fast.
+pytestmark = pytest.mark.slow
 
 
 def test_the_demo_runs_the_cutover_and_rolls_it_back(tmp_path: Path) -> None:

@@ -18,6 +18,9 @@ from sqlalchemy.engine import make_url
 from tests.conftest import ROOT
 from tests.runs import copied_users, cutover_environment, upgrade_head
 
+# Starts servers or commands in fresh interpreters: not in make test-fast.
+pytestmark = pytest.mark.slow
+
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "work", "reports", "sql", "build",
                                    "*.egg-info", "__pycache__", ".pytest_cache",
                                    ".ruff_cache", "*.db")

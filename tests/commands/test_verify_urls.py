@@ -29,6 +29,9 @@ from devtools.tos_server import TosServer
 from devtools.tos_server.__main__ import parse_args
 from tests.conftest import ACCESS_KEY, BUCKET, ENDPOINT, REGION, SECRET_KEY, tos_env
 
+# Starts servers or commands in fresh interpreters: not in make test-fast.
+pytestmark = pytest.mark.slow
+
 PRIVATE_CAUSE = ("the objects are private: upload with STORAGE_ACL=public-read, or have the "
                  "app sign URLs")
 MISSING_CAUSE = "no object at that URL: check STORAGE_PUBLIC_BASE_URL"

@@ -31,6 +31,9 @@ from storage.crc64 import crc64_update
 from storage.tos import TosStorage
 from tests.conftest import ACCESS_KEY, BUCKET, SECRET_KEY, TosFactory
 
+# Starts servers or commands in fresh interpreters: not in make test-fast.
+pytestmark = pytest.mark.slow
+
 MakeFile = Callable[..., Path]
 MiB = 1024 * 1024
 

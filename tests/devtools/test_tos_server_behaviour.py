@@ -20,6 +20,9 @@ from tos.models2 import GenericInput, Grant, Grantee, Owner, UploadedPart
 from devtools.tos_server import TosServer
 from tests.conftest import ACCESS_KEY, BUCKET, ENDPOINT, REGION, SECRET_KEY
 
+# Starts servers or commands in fresh interpreters: not in make test-fast.
+pytestmark = pytest.mark.slow
+
 HOST = f"{BUCKET}.{ENDPOINT.split('://', 1)[1]}"
 ORIGINAL = b"the original bytes"
 

@@ -17,6 +17,9 @@ import pytest
 import models
 from tests.conftest import ROOT
 
+# Starts servers or commands in fresh interpreters: not in make test-fast.
+pytestmark = pytest.mark.slow
+
 REVISIONS = sorted((ROOT / "alembic" / "versions").glob("*.py"))
 
 IMPORT_ALONE = """

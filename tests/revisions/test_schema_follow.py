@@ -23,6 +23,9 @@ import sqlalchemy as sa
 from tests.conftest import PUBLIC_BASE_URL, fetch, version
 from tests.runs import cutover_environment, repository_copy
 
+# Starts servers or commands in fresh interpreters: not in make test-fast.
+pytestmark = pytest.mark.slow
+
 COPIED = ("models", "alembic", "settings", "data_migrations", "storage", "devtools",
           "alembic.ini", "Makefile")
 

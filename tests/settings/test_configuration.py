@@ -13,6 +13,9 @@ from devtools.postgres_server import PASSWORD, PostgresServer
 from settings import mask_url
 from tests.conftest import ROOT
 
+# Starts servers or commands in fresh interpreters: not in make test-fast.
+pytestmark = pytest.mark.slow
+
 SECRET = "offline-secret-93xq"
 
 

@@ -22,6 +22,9 @@ from storage.tos import MiB, TosStorage
 from tests.conftest import BUCKET, ROOT, TosFactory
 from tests.storage.killed_upload import MULTIPART_THRESHOLD, PART_SIZE
 
+# Starts servers or commands in fresh interpreters: not in make test-fast.
+pytestmark = pytest.mark.slow
+
 MakeFile = Callable[..., Path]
 
 FOUR_PARTS = 3 * PART_SIZE + 1 * MiB  # parts 1-3 of 5 MiB, part 4 of 1 MiB
