@@ -25,6 +25,7 @@ from storage import StorageClient
 
 log = logging.getLogger("cutover.files")
 
+
 def remove_uploads(connection: sa.Connection, options: UploadOptions,
                    storage_settings: StorageSettingsSource, manifest: str) -> None:
     """The downgrade's part: by default the objects stay; ``purge_objects`` deletes exactly

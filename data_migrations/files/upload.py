@@ -82,6 +82,7 @@ from storage.options import ObjectOptions
 from storage.tos import LEFTOVER_UPLOADS_NOT_LISTED, guess_content_type
 
 log = logging.getLogger("cutover.files")
+
 R = TypeVar("R")
 
 

@@ -51,16 +51,13 @@ from data_migrations.run.sql import column_names
 from settings.steps import CopyOptions
 
 log = logging.getLogger("cutover.rows")
+
 COPY_CHUNK_BYTES = 1 << 18
-
-
 # A table is read and converted in rowid ranges holding about this much SQLite data:
 # enough rows that handing a range to a worker costs little, few enough that the ranges
 # in flight stay small.
 RANGE_BYTES = 1 << 19
 IN_FLIGHT_PER_WORKER = 4
-
-
 # Key kinds recorded as runs of consecutive ids (see record_copied_keys).
 INTEGER_KEYS = ("integer", "bigint")
 

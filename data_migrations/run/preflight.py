@@ -25,6 +25,7 @@ from data_migrations.run.errors import DataMigrationError
 from settings import Settings, declared
 
 log = logging.getLogger("cutover.preflight")
+
 Check = Callable[[Settings], list[str]]
 WRITE_PROBE_PREFIX = ".preflight-"  # the file that shows a folder takes writes
 
