@@ -28,6 +28,7 @@ log = logging.getLogger("cutover.files")
 
 MANIFEST_BATCH = 1000
 CHANGING_SHOWN = 5  # files named in the failure for files changed while read
+
 # Outcomes whose bytes were sent in this run.
 SENT = ("uploaded", "replaced", "resent")
 
