@@ -96,13 +96,13 @@ verify: install
 
 # From the target's revision (its alembic_version; FROM=<rev> without a database), each
 # revision with the SET lock_timeout lines make migrate runs; see
-# data_migrations/online/sql_review.py. A failure writes no file.
+# data_migrations/commands/sql_review.py. A failure writes no file.
 sql: install
-	@$(BIN)/python -m data_migrations.online.sql_review upgrade \
+	@$(BIN)/python -m data_migrations.commands.sql_review upgrade \
 		--out $(SQL_DIR)/upgrade-$(or $(ENV),default).sql $(if $(FROM),--from $(FROM))
 
 sql-downgrade: install
-	@$(BIN)/python -m data_migrations.online.sql_review downgrade \
+	@$(BIN)/python -m data_migrations.commands.sql_review downgrade \
 		--out $(SQL_DIR)/downgrade-$(or $(ENV),default).sql $(if $(FROM),--from $(FROM)) \
 		$(if $(REV),--to $(REV))
 

@@ -9,9 +9,9 @@ DATABASE_URL they render PostgreSQL SQL.
 Before the first pending revision of an online upgrade (the plan too) writes anything,
 the preflight runs the checks every pending revision declares (data_migrations/run/preflight.py).
 Each revision waits for its locks at most LOCK_TIMEOUT and is retried
-(data_migrations/online/lock_retry.py), except the cutover's data revisions.
+(data_migrations/run/lock_retry.py), except the cutover's data revisions.
 Expected failures (settings, storage, a data step's findings) become one ``FAILED: ...``
-line each instead of a traceback (data_migrations/run/failure.py).
+line each instead of a traceback, and an interrupt its own line (data_migrations/run/failure.py).
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 import models
 import settings
-from data_migrations import interrupts
-from data_migrations.online import lock_retry
-from data_migrations.run import failure, preflight, run_guard, run_lock
+from data_migrations.run import failure, lock_retry, preflight, run_guard, run_lock
 from data_migrations.run.report import write_cutover_report
 from settings import declared
 
@@ -169,11 +167,9 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-# Ctrl-C or SIGTERM: one line naming the revision, exit 130 or 143 (data_migrations/interrupts);
-# expected failures become one FAILED line (data_migrations/run/failure.py).
-with interrupts.interruptible(
-        interrupts.revision_or(f"alembic {run_lock.describe(config.cmd_opts, False)}"),
-        "nothing of this step was committed"), failure.as_alembic_failure():
+# Expected failures become one FAILED line; Ctrl-C or SIGTERM one line naming the revision
+# and exit 130 or 143 (data_migrations/run/failure.py).
+with failure.alembic_run(f"alembic {run_lock.describe(config.cmd_opts, False)}"):
     read_settings()
     if context.is_offline_mode():
         run_migrations_offline()

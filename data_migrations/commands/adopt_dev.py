@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("url", help="the dev database, e.g. sqlite:///./meeting_agent.db")
     args = parser.parse_args(argv)
     log_to_stderr()
-    return failure.exit_code(lambda: adopt_file(args.url), prefix="adopt: ")
+    return failure.command("adopt-dev", "the stamp is one transaction, made whole or not at all",
+                           lambda: adopt_file(args.url), prefix="adopt: ")
 
 
 def adopt_file(given: str) -> int:

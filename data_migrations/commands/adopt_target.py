@@ -80,7 +80,8 @@ def adopt_target(connection: sa.Connection) -> list[str]:
 
 def main() -> int:
     log_to_stderr()
-    return failure.exit_code(adopt_configured_target)
+    return failure.command("adopt-target", "the stamp is one transaction, made whole or not at all",
+                           adopt_configured_target)
 
 
 def adopt_configured_target() -> int:

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from contextlib import closing
 
 import settings
-from data_migrations import interrupts
 from data_migrations.files import preflight as files_preflight
 from data_migrations.files import presync_record
 from data_migrations.files.ledger import Listing, Outcome, StorageSettingsSource, difference
@@ -148,9 +147,8 @@ def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
 
 def main(argv: list[str] | None = None) -> int:
     log_to_stderr()
-    with interrupts.interruptible(interrupts.named("the presync"),
-                                  "the files recorded so far stay recorded"):
-        return failure.exit_code(lambda: checked_presync(argv))
+    return failure.command("the presync", "the files recorded so far stay recorded",
+                           lambda: checked_presync(argv))
 
 
 def checked_presync(argv: list[str] | None) -> int:

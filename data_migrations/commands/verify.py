@@ -36,7 +36,6 @@ from urllib.parse import quote as percent_encoded
 import sqlalchemy as sa
 
 import settings
-from data_migrations import interrupts
 from data_migrations.files.ledger import difference
 from data_migrations.files.url_fetch import Target, chosen, fetch_all
 from data_migrations.paths.rewrite import PathColumn, rewritten_columns
@@ -345,13 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     """Check the cutover: the table of checks is the answer, on stdout; what verify says
     on the way and its failures are log lines on stderr."""
     log_to_stderr()
-    with interrupts.interruptible(interrupts.named("verify"), "verify changes nothing"):
-        return verify_command(argv)
-
-
-def verify_command(argv: list[str] | None) -> int:
     x_args = settings.x_arguments(argv, "python -m data_migrations.commands.verify")
-    return failure.exit_code(lambda: verify(x_args), also=(ValueError,))
+    return failure.command("verify", "verify changes nothing", lambda: verify(x_args),
+                           also=(ValueError,))
 
 
 def verify(x_args: dict[str, str]) -> int:

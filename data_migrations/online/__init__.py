@@ -6,9 +6,10 @@ migrate`` runs against the live PostgreSQL while the app serves its users: ``ind
 and drops an index ``CONCURRENTLY``, ``backfill`` updates a live table in small committed
 batches, ``lint`` waives a linter rule in a revision with a written reason; ``run`` tells
 them whether the run is the plan (a dry run, where nothing may commit on its own).
+Nothing in the package imports ``models``.
 
-Around the revisions, not imported by them: ``lock_retry`` (wired from alembic/env.py) runs
-each one under a lock timeout, retried with backoff; ``sql_review`` writes what ``make sql``
-and ``make sql-downgrade`` show the DBA. Like the rest of the package, they never import
-``models``.
+Around the revisions, and not here: the lock timeout with retries each one runs under is
+the run's plumbing (data_migrations/run/lock_retry.py, wired from alembic/env.py); what
+``make sql`` and ``make sql-downgrade`` show the DBA is an operator's command
+(data_migrations/commands/sql_review.py).
 """

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
-from data_migrations import interrupts
 from data_migrations.rows import source as src
 from data_migrations.rows.values import BadValue, ColumnType, converter_for, row_converter
+from data_migrations.run import interrupts
 from data_migrations.run.report import shorten
 
 NULL_TEXT = "\\N"

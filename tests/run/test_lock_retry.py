@@ -1,5 +1,5 @@
 """A schema revision on the live database waits for its locks at most LOCK_TIMEOUT and is
-retried (data_migrations/online/lock_retry.py).
+retried (data_migrations/run/lock_retry.py).
 
 After go-live: a copy of alembic/ and alembic.ini with ``released = true``, a target at the
 cutover's head (0004) and a revision 0005 written with ``make revision`` that adds a
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic.config import Config
 
 import settings
-from data_migrations.online import lock_retry
+from data_migrations.run import lock_retry
 from devtools import revision
 from settings import DECLARED
 from tests.conftest import fetch, version

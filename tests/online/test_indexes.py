@@ -17,7 +17,7 @@ from alembic.operations import Operations
 
 from data_migrations.online.indexes import create_index_concurrently, drop_index_concurrently
 from tests.conftest import fetch
-from tests.online_app import writing
+from tests.online.app import writing
 
 ROWS = 1_000_000
 INDEX = "ix_items_owner_state"

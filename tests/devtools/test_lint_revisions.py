@@ -17,6 +17,9 @@ from alembic.script import ScriptDirectory
 from devtools import lint_revisions, revision
 from tests.runs import repository_copy
 
+# Runs make lint (ruff, lint-imports, squawk) in fresh processes: not in make test-fast.
+pytestmark = pytest.mark.slow
+
 COPIED = ("alembic", "alembic.ini", ".squawk.toml", "Makefile", "pyproject.toml", "devtools",
           "data_migrations")
 REVISION = '''"""{message}

@@ -1,35 +1,33 @@
-"""Ctrl-C and SIGTERM, told in one line: how a signal becomes an interrupt, and how an
-interrupt ends a command (the alembic steps through alembic/env.py, the presync, verify).
+"""Ctrl-C and SIGTERM: how a signal becomes an exception that unwinds the run.
 
-A signal raises ``Interrupted`` in the main thread, wherever it was, so the command
-unwinds as after any failure: the revision's transaction rolls back, the workers stop,
-the locks go with the session and the process. On the way the interrupt may come back
-as another exception: psycopg2 turns an exception in ``COPY``'s read callback into
-``QueryCanceled``. So the signal is remembered when it arrives, and whatever the command
-ends with after it is the interrupt: one line, then exit 128 + the signal's number (130
-for SIGINT, 143 for SIGTERM). A second signal while it unwinds ends the process at once,
-as a kill would, with the same line.
+A signal raises ``Interrupted`` in the main thread, wherever it was, so the run unwinds
+as after any failure: the revision's transaction rolls back, the workers stop, the locks
+go with the session and the process. On the way the interrupt may come back as another
+exception: psycopg2 turns an exception in ``COPY``'s read callback into
+``QueryCanceled``. So the signal is remembered when it arrives (``Interrupt``), with the
+step it found running, and whatever the run ends with after it is the interrupt:
+data_migrations/run/failure.py turns it into its one line and exit code (128 + the
+signal's number: 130 for SIGINT, 143 for SIGTERM). A second signal while the run unwinds
+ends the process at once, as a kill would.
 
 Only signals nobody else handles are taken over (Python's own SIGINT handler, SIGTERM's
-default), so a program that drives Alembic and handles its signals keeps them.
+default), so a program that drives Alembic and handles its signals keeps them. The row
+copy's worker processes leave both signals to the run (``ignored_in_workers``).
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import NoReturn
 
 from data_migrations.run import lost_connection
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 UNHANDLED = (signal.default_int_handler, signal.SIG_DFL)
-
-log = logging.getLogger("cutover.run")
 
 # Names the step that was running from the main thread's frame when a signal arrived.
 StepNamer = Callable[[FrameType | None], str]
@@ -43,24 +41,26 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-class _Interrupt:
-    """The first signal of a command and the line it ends in."""
+class Interrupt:
+    """The first signal of a run, and the step it found running."""
 
-    def __init__(self, step: StepNamer, outcome: str) -> None:
+    def __init__(self, step: StepNamer, second: Callable[[Interrupt], NoReturn]) -> None:
         self.step = step
-        self.outcome = outcome
+        self.second = second  # a second signal: ends the process at once
         self.signum: int | None = None
-        self.line = ""
+        self.during = ""
 
     def arrived(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:  # a second signal: stop now, as a kill would
-            log.error(self.line)
-            logging.shutdown()
-            os._exit(exit_code(self.signum))
+        if self.signum is not None:
+            self.second(self)
         self.signum = signum
-        self.line = (f"interrupted during {self.step(frame)}; {self.outcome}; "
-                     "run the same command again")
+        self.during = self.step(frame)
         raise Interrupted(signum)
+
+    @property
+    def exit_code(self) -> int:
+        assert self.signum is not None
+        return 128 + self.signum
 
 
 def revision_or(command: str) -> StepNamer:
@@ -79,24 +79,15 @@ def named(what: str) -> StepNamer:
     return lambda _: what
 
 
-def exit_code(signum: int) -> int:
-    return 128 + signum
-
-
 @contextmanager
-def interruptible(step: StepNamer, outcome: str) -> Iterator[None]:
-    """Around a whole command: a SIGINT or SIGTERM ends it with one line and its exit code
-    (``SystemExit``), whatever exception it unwound as. ``outcome`` says what the
-    interrupt leaves, e.g. "nothing of this step was committed"."""
-    interrupt = _Interrupt(step, outcome)
+def taken_over(step: StepNamer, second: Callable[[Interrupt], NoReturn]
+               ) -> Iterator[Interrupt]:
+    """Around a whole run: SIGINT and SIGTERM raise ``Interrupted`` (the ``Interrupt``
+    yielded says which, and during what); ``second`` is called on a second one."""
+    interrupt = Interrupt(step, second)
     previous = _take_over(interrupt.arrived)
     try:
-        yield
-    except BaseException:
-        if interrupt.signum is None:
-            raise
-        log.error(interrupt.line)
-        raise SystemExit(exit_code(interrupt.signum)) from None
+        yield interrupt
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -5,12 +5,12 @@ The starting point is ``FROM=<revision>`` when given, else the target's own
 ``alembic_version`` (DATABASE_URL, read only). Alembic renders the range offline
 (``<from>:head --sql``) through alembic/env.py, so each revision comes under its
 ``-- Running upgrade`` header with the ``SET lock_timeout`` / ``statement_timeout`` lines
-``make migrate`` runs (data_migrations/online/lock_retry.py). The SQL goes to a temporary
+``make migrate`` runs (data_migrations/run/lock_retry.py). The SQL goes to a temporary
 file renamed into place when complete: a failure leaves no file, and is one ``FAILED:``
-line on stderr with exit status 1.
+line on stderr with exit status 1; Ctrl-C too leaves no file (data_migrations/run/failure.py).
 
-    python -m data_migrations.online.sql_review upgrade --out sql/upgrade-prod.sql
-    python -m data_migrations.online.sql_review downgrade --out sql/downgrade-prod.sql --to 0004
+    python -m data_migrations.commands.sql_review upgrade --out sql/upgrade-prod.sql
+    python -m data_migrations.commands.sql_review downgrade --out sql/downgrade-prod.sql --to 0004
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 
 import settings
+from data_migrations.run import failure
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.report import log_to_stderr
 from settings import declared
@@ -51,10 +52,10 @@ def current_revision(cutover: settings.Settings) -> str:
         with engine.connect() as connection:
             heads = MigrationContext.configure(connection).get_current_heads()
     except sa.exc.OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise DataMigrationError(
-            f"cannot connect to {settings.mask_url(url)} to read its revision ({reason}): "
-            "give FROM=<revision> to render without it") from None
+            f"cannot connect to {settings.mask_url(url)} to read its revision "
+            f"({failure.driver_message(exc)}): give FROM=<revision> to render without it"
+        ) from None
     finally:
         engine.dispose()
     if len(heads) > 1:
@@ -103,7 +104,7 @@ def review(args: argparse.Namespace) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     log_to_stderr()
-    parser = argparse.ArgumentParser(prog="python -m data_migrations.online.sql_review",
+    parser = argparse.ArgumentParser(prog="python -m data_migrations.commands.sql_review",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("direction", choices=("upgrade", "downgrade"))
     parser.add_argument("--out", type=Path, required=True)
@@ -112,11 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=Path("alembic.ini"))
     parser.add_argument("-x", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args(argv)
-    try:
-        written = review(args)
-    except (settings.ConfigError, DataMigrationError, CommandError) as exc:
-        log.error(f"FAILED: {exc}")
-        return 1
+    target = "make sql" if args.direction == "upgrade" else "make sql-downgrade"
+    return failure.command(target, "no SQL file was written", lambda: reviewed(args),
+                           also=(CommandError,), failed=1)
+
+
+def reviewed(args: argparse.Namespace) -> int:
+    written = review(args)
     print(f"{args.direction.capitalize()} SQL written to {written}")
     return 0
 

@@ -1,4 +1,4 @@
-"""``make sql`` / ``make sql-downgrade`` (data_migrations/online/sql_review.py): the DBA
+"""``make sql`` / ``make sql-downgrade`` (data_migrations/commands/sql_review.py): the DBA
 reviews the SQL the target will run next, from its own revision, with the SET lines.
 
 After go-live: a copy of the repository's alembic/, alembic.ini and Makefile with
@@ -82,7 +82,7 @@ class Released:
 
     def review(self, *args: str, env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "data_migrations.online.sql_review", *args],
+            [sys.executable, "-m", "data_migrations.commands.sql_review", *args],
             cwd=self.root, env={**self.environment, "ENV": env}, capture_output=True,
             text=True, timeout=120)
 

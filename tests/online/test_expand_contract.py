@@ -27,7 +27,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import fetch, version
-from tests.online_app import Writers, writing
+from tests.online.app import Writers, writing
 from tests.runs import repository_copy
 
 COPIED = ("alembic", "alembic.ini", ".squawk.toml", "Makefile", "pyproject.toml", "devtools",

@@ -26,6 +26,9 @@ from tests.run.test_run_guard import session_of, wait_for
 from tests.runs import cutover_environment
 
 ALEMBIC = [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini")]
+
+# Starts servers or commands in fresh interpreters: not in make test-fast.
+pytestmark = pytest.mark.slow
 SIGNALS = pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM],
                                   ids=["SIGINT", "SIGTERM"])
 AUDIT_ROWS = 200_000
