@@ -1,10 +1,10 @@
 """Every setting of the cutover, declared once: name, parser, default, ``-x`` alias,
 secret or not, and what it means.
 
-The README's settings table is written from these declarations (a test compares the
-two). A parser turns the text an operator wrote into the value the steps use, or raises
-``ConfigError`` naming the setting — by its ``-x`` name when it has one, as the operator
-most often writes it there.
+The settings table of docs/configuration.md (``## Settings``) is written from these
+declarations (tests/settings/test_settings.py compares the two). A parser turns the text an
+operator wrote into the value the steps use, or raises ``ConfigError`` naming the setting
+as the operator gave it: by its ``-x`` name for a ``-x`` value, else by its variable.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ class Setting:
     name: str  # the environment variable (and .env file) name
     parse: Parser
     default: str  # as text, parsed like a written value; "" means unset
-    meaning: str  # one line, as the README shows it
+    meaning: str  # one line, as docs/configuration.md shows it
     x: str | None = None  # the -x name, when the setting can be given per run
     secret: bool = False  # never printed
-    shown_default: str | None = None  # the README's default when it is not the text itself
+    shown_default: str | None = None  # the documented default when it is not the text itself
     # Parsed only when a step needs storage, so a schema-only run never reads it; every
     # other setting is parsed when the command starts.
     storage: bool = False
@@ -44,7 +44,8 @@ class Setting:
         return self.x or self.name
 
     @property
-    def readme_default(self) -> str:
+    def documented_default(self) -> str:
+        """The default as docs/configuration.md's settings table shows it."""
         if self.shown_default is not None:
             return self.shown_default
         return f"`{self.default}`" if self.default else "—"

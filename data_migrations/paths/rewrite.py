@@ -67,8 +67,8 @@ def checked_columns(connection: sa.Connection | None,
             f"0004 names file-path columns the target does not have: {', '.join(missing)}. "
             "A revision that renames or adds a file-path column before the cutover updates "
             "FILE_PATH_COLUMNS in alembic/versions/0004_rewrite_file_paths.py in the same "
-            "change (README: \"Adding a schema revision before the cutover\"); nothing of "
-            "0004 was committed")
+            "change (docs/runbook.md: \"Adding a schema revision before the cutover\"); nothing "
+            "of 0004 was committed")
     return list(columns)
 
 

@@ -50,7 +50,7 @@ def test_a_revision_imported_alone_loads_no_model(revision: Path, tmp_path: Path
 def test_the_file_path_columns_of_0004_are_the_ones_the_models_mark_today() -> None:
     """0004 names its columns as they are at the schema head, where it runs until production
     has run the cutover. A revision that renames or adds a file-path column before then
-    updates 0004's list in the same change; this fails when it was forgotten (README:
+    updates 0004's list in the same change; this fails when it was forgotten (docs/runbook.md:
     "Adding a schema revision before the cutover")."""
     spec = importlib.util.spec_from_file_location(
         "revision_0004", ROOT / "alembic" / "versions" / "0004_rewrite_file_paths.py")

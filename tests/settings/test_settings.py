@@ -148,7 +148,7 @@ def documented_settings_table() -> dict[str, tuple[str, str | None]]:
 
 def test_the_configuration_page_lists_exactly_the_declared_settings() -> None:
     documented = documented_settings_table()
-    declared = {s.name: (s.readme_default, s.x) for s in DECLARED}
+    declared = {s.name: (s.documented_default, s.x) for s in DECLARED}
     assert documented == declared
 
 
