@@ -71,9 +71,12 @@ def exit_code(body: Callable[[], int], prefix: str = "",
 def command(step: str, outcome: str, body: Callable[[], int], prefix: str = "",
             also: tuple[type[Exception], ...] = (), failed: int = FAILED_EXIT) -> int:
     """A command's whole run: ``exit_code(body, ...)``, and an interrupt is told as
-    ``interrupted during <step>; <outcome>; ...`` (``outcome``: what it leaves behind)."""
-    with interrupt_told(interrupts.named(step), outcome):
-        return exit_code(body, prefix, also, failed)
+    ``interrupted during <step>; <outcome>; ...`` (``outcome``: what it leaves behind),
+    also when it comes back as an expected failure."""
+    def told() -> int:
+        with interrupt_told(interrupts.named(step), outcome):
+            return body()
+    return exit_code(told, prefix, also, failed)
 
 
 @contextmanager

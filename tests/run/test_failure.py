@@ -1,13 +1,18 @@
 """The failure boundary: an expected failure is one FAILED line and exit 2 for a command, one
-CommandError for an Alembic run; anything else keeps its traceback."""
+CommandError for an Alembic run; anything else keeps its traceback. A SIGINT or SIGTERM is
+its own line and exit 128 + the signal, whatever the run unwinds as."""
 
 from __future__ import annotations
+
+import os
+import signal
+import time
 
 import pytest
 import sqlalchemy as sa
 from alembic.util import CommandError
 
-from data_migrations.run import failure
+from data_migrations.run import failure, interrupts
 from data_migrations.run.errors import DataMigrationError
 from settings import ConfigError
 from storage import StorageError
@@ -74,3 +79,44 @@ def test_an_alembic_run_gets_the_message_as_a_command_error() -> None:
     assert raised.value.__suppress_context__  # no traceback of the DataMigrationError
     with pytest.raises(KeyError), failure.as_alembic_failure():
         raise KeyError("bug")
+
+
+def terminated() -> int:
+    """Send this process SIGTERM and wait for it to arrive (it does at once)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+    raise AssertionError("SIGTERM did not interrupt")
+
+
+def interrupted_then(error: Exception) -> int:
+    """SIGTERM, unwound as ``error`` (as psycopg2 turns it into QueryCanceled)."""
+    try:
+        return terminated()
+    except interrupts.Interrupted:
+        raise error from None
+
+
+@pytest.mark.parametrize("body", [terminated, lambda: interrupted_then(ConfigError("late"))],
+                         ids=["as itself", "as an expected failure"])
+def test_an_interrupted_command_is_its_line_and_128_plus_the_signal(
+    caplog: pytest.LogCaptureFixture, body: object,
+) -> None:
+    with pytest.raises(SystemExit) as ended:
+        failure.command("make sql", "no SQL file was written", body)  # type: ignore[arg-type]
+
+    assert ended.value.code == 128 + signal.SIGTERM
+    assert [r.getMessage() for r in caplog.records] == [
+        "interrupted during make sql; no SQL file was written; run the same command again"]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # given back
+
+
+def test_an_interrupted_alembic_run_names_the_command_outside_a_revision(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(SystemExit) as ended, failure.alembic_run("alembic upgrade head"):
+        terminated()
+
+    assert ended.value.code == 128 + signal.SIGTERM
+    assert [r.getMessage() for r in caplog.records] == [
+        "interrupted during alembic upgrade head; nothing of this step was committed; run "
+        "the same command again"]
