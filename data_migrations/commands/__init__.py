@@ -1,2 +1,2 @@
 """The operator's commands (``python -m data_migrations.commands.<name>``): verify,
-presync, adopt_dev and adopt_target."""
+presync, adopt_dev, adopt_target and sql_review (make sql, make sql-downgrade)."""
