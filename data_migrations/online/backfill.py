@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from data_migrations.errors import DataMigrationError
-from data_migrations.online.run import is_dry_run
+from data_migrations.online.run import is_dry_run, lock_not_available
 from data_migrations.report import PROGRESS_EVERY_SECONDS
 
 log = logging.getLogger("cutover.online")
@@ -61,7 +61,6 @@ CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (
 # Two backfills of one name at once would both move its cursor: the session lock
 # (classid, hashtext(name)) keeps a second run out while the first one's connection lives.
 LOCK_CLASS = 0x0BAC_F111
-LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout: the batch was rolled back, nothing committed
 LOCK_RETRIES = 5
 
 
@@ -218,8 +217,8 @@ def _batch(connection: sa.Connection, statement: sa.TextClause, job: Backfill,
             upto, passed, updated, moved = connection.execute(statement, values).one()
             break
         except sa.exc.OperationalError as exc:
-            if getattr(exc.orig, "pgcode", None) != LOCK_NOT_AVAILABLE or \
-                    attempt == LOCK_RETRIES:
+            # lock_timeout: the batch was rolled back whole, nothing of it committed
+            if not lock_not_available(exc) or attempt == LOCK_RETRIES:
                 raise
             log.info("Backfill %s: a batch waited past lock_timeout (attempt %d of %d); "
                      "trying it again", job.name, attempt, LOCK_RETRIES)

@@ -39,11 +39,11 @@ from alembic.script import Script, ScriptDirectory
 
 import settings
 from data_migrations.errors import DataMigrationError
+from data_migrations.online.run import lock_not_available
 from settings import declared
 
 log = logging.getLogger("cutover.locks")
 
-LOCK_NOT_AVAILABLE = "55P03"
 LONGEST_PAUSE = 60.0
 QUERY_SHOWN = 80  # characters of a blocker's query in a message
 SECTION = "cutover"
@@ -124,12 +124,6 @@ def seconds(value: float) -> str:
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def lock_not_available(exc: BaseException) -> bool:
-    """Whether ``exc`` (from SQLAlchemy or straight from the driver) is SQLSTATE 55P03."""
-    error = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
-    return getattr(error, "pgcode", None) == LOCK_NOT_AVAILABLE
 
 
 def data_revisions(script: ScriptDirectory, config: Config) -> frozenset[str]:
