@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from alembic.config import Config
-from alembic.script import ScriptDirectory
 
 from devtools import lint_revisions, revision
 from tests.runs import repository_copy
@@ -172,8 +171,7 @@ def test_a_rule_waived_with_its_reason_passes(repository: Path) -> None:
 
     assert result.returncode == 0, result.stdout + result.stderr
     ini = repository / "alembic.ini"
-    sql = lint_revisions.rendered_sql(
-        ini, lint_revisions.live_revisions(ScriptDirectory.from_config(Config(str(ini))))[0])
+    sql = lint_revisions.rendered_sql(ini, lint_revisions.live_revisions(Config(str(ini)))[0])
     assert ("-- squawk-ignore renaming-column -- no app release reads tasks.title: 2.14 "
             "moved it to name\nALTER TABLE tasks RENAME title TO name;") in sql
 
@@ -193,8 +191,7 @@ def test_a_revision_of_the_cutover_itself_is_exempt(tmp_path: Path) -> None:
     result = lint(root)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert lint_revisions.live_revisions(
-        ScriptDirectory.from_config(Config(str(root / "alembic.ini")))) == []
+    assert lint_revisions.live_revisions(Config(str(root / "alembic.ini"))) == []
 
 
 def test_without_its_rule_set_the_check_fails_in_one_line(repository: Path) -> None:
@@ -206,3 +203,36 @@ def test_without_its_rule_set_the_check_fails_in_one_line(repository: Path) -> N
     assert [line for line in result.stderr.splitlines() if line.startswith("FAILED")] == [
         f"FAILED: {repository / '.squawk.toml'} does not exist: the rule set of the "
         "revision check"]
+
+
+def test_the_cutover_revisions_are_the_ones_its_alembic_ini_names(repository: Path) -> None:
+    """The exemption follows ``[cutover] last_data_revision`` of the config the check is
+    given (the key that also runs those revisions without lock timeout), not a constant."""
+    ini = repository / "alembic.ini"
+    assert lint(repository, UNSAFE["plain index"][0]).returncode != 0
+    ini.write_text(ini.read_text(encoding="utf-8").replace(
+        "last_data_revision = 0004", "last_data_revision = 0005"), encoding="utf-8")
+
+    result = lint(repository)
+
+    assert result.returncode == 0, result.stderr
+    assert lint_revisions.live_revisions(Config(str(ini))) == []
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (("last_data_revision = 0004\n", ""),
+     "{ini}: [cutover] needs first_data_revision and last_data_revision"),
+    (("last_data_revision = 0004", "last_data_revision = 0099"),
+     "revision 0099 (last_data_revision, the cutover's last) is not in {versions}"),
+])
+def test_without_the_cutover_revisions_in_its_config_the_check_fails_in_one_line(
+    repository: Path, edit: tuple[str, str], message: str,
+) -> None:
+    ini = repository / "alembic.ini"
+    ini.write_text(ini.read_text(encoding="utf-8").replace(*edit), encoding="utf-8")
+
+    result = lint(repository, UNSAFE["rename"][0])
+
+    assert result.returncode != 0
+    assert result.stderr.splitlines() == [
+        "FAILED: " + message.format(ini=ini, versions=repository / "alembic" / "versions")]

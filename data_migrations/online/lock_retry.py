@@ -126,13 +126,20 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def data_revisions(script: ScriptDirectory, config: Config) -> frozenset[str]:
-    """The cutover's data revisions, first_data_revision to last_data_revision."""
+def data_revision_range(config: Config) -> tuple[str, str]:
+    """alembic.ini's ``[cutover]`` first_data_revision and last_data_revision: the one
+    place that says which revisions are the cutover's own (make lint exempts them too)."""
     first = config.get_section_option(SECTION, "first_data_revision")
     last = config.get_section_option(SECTION, "last_data_revision")
     if not first or not last:
         raise DataMigrationError(f"{config.config_file_name}: [{SECTION}] needs "
                                  "first_data_revision and last_data_revision")
+    return first, last
+
+
+def data_revisions(script: ScriptDirectory, config: Config) -> frozenset[str]:
+    """The cutover's data revisions, first_data_revision to last_data_revision."""
+    first, last = data_revision_range(config)
     return frozenset(s.revision for s in script.walk_revisions(base=first, head=last))
 
 
