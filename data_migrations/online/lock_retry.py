@@ -39,12 +39,10 @@ from alembic.script import Script, ScriptDirectory
 
 import settings
 from data_migrations.errors import DataMigrationError
-from data_migrations.online.run import lock_not_available
-from settings import declared
+from data_migrations.online.run import Policy, lock_not_available
 
 log = logging.getLogger("cutover.locks")
 
-LONGEST_PAUSE = 60.0
 QUERY_SHOWN = 80  # characters of a blocker's query in a message
 SECTION = "cutover"
 
@@ -62,21 +60,6 @@ BLOCKERS = sa.text("""
     WHERE w.pid = :pid AND w.wait_event_type = 'Lock'
     ORDER BY b.xact_start
 """)
-
-
-@dataclass(frozen=True)
-class Policy:
-    lock_timeout: float  # seconds; 0 = none
-    retries: int
-    backoff: float  # seconds before the first retry
-
-    @classmethod
-    def of(cls, cutover: settings.Settings) -> Policy:
-        return cls(cutover[declared.LOCK_TIMEOUT], cutover[declared.LOCK_RETRIES],
-                   cutover[declared.LOCK_RETRY_BACKOFF])
-
-    def pause(self, failed_attempt: int) -> float:
-        return min(self.backoff * 2 ** (failed_attempt - 1), LONGEST_PAUSE)
 
 
 @dataclass(frozen=True)

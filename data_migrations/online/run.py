@@ -2,23 +2,61 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 from alembic import op
 
-from settings import ATTRIBUTE, declared
+from settings import ATTRIBUTE, Settings, declared
 
 # SQLSTATE lock_not_available: a lock not granted within lock_timeout. PostgreSQL rolls the
 # statement back whole (the transaction too, unless a savepoint catches it).
 LOCK_NOT_AVAILABLE = "55P03"
+LONGEST_PAUSE = 60.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How long a lock is waited for, and how often and after what pause the work that
+    waited is tried again: LOCK_TIMEOUT, LOCK_RETRIES, LOCK_RETRY_BACKOFF."""
+
+    lock_timeout: float  # seconds; 0 = none
+    retries: int
+    backoff: float  # seconds before the first retry
+
+    @classmethod
+    def of(cls, cutover: Settings) -> Policy:
+        return cls(cutover[declared.LOCK_TIMEOUT], cutover[declared.LOCK_RETRIES],
+                   cutover[declared.LOCK_RETRY_BACKOFF])
+
+    def pause(self, failed_attempt: int) -> float:
+        return min(self.backoff * 2 ** (failed_attempt - 1), LONGEST_PAUSE)
+
+
+# Outside a run's settings (a test's own migration context, a script on its own connection):
+# locks are waited for without limit, so a lock timeout never arises to be retried.
+WITHOUT_LOCK_TIMEOUT = Policy(lock_timeout=0.0, retries=0, backoff=0.0)
+
+
+def _settings() -> Settings | None:
+    """The run's settings, as alembic/env.py left them; None when the revision runs without
+    them (a test's own migration context)."""
+    config = op.get_context().config
+    return config.attributes.get(ATTRIBUTE) if config is not None else None
 
 
 def is_dry_run() -> bool:
     """Whether this is the plan (``-x dry_run=true``): the whole chain in one transaction,
-    rolled back at the end, where nothing may commit on its own. False when the revision
-    runs without alembic/env.py's settings (a test's own migration context)."""
-    config = op.get_context().config
-    read = config.attributes.get(ATTRIBUTE) if config is not None else None
+    rolled back at the end, where nothing may commit on its own."""
+    read = _settings()
     return bool(read is not None and read[declared.DRY_RUN])
+
+
+def lock_policy() -> Policy:
+    """The run's lock timeout and retries, for the work a helper runs outside the revision's
+    transaction (and so outside its ``SET LOCAL lock_timeout``)."""
+    read = _settings()
+    return WITHOUT_LOCK_TIMEOUT if read is None else Policy.of(read)
 
 
 def lock_not_available(exc: BaseException) -> bool:
