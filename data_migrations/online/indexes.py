@@ -10,6 +10,18 @@ invalid index of that name, then builds it again. In ``--sql`` mode the statemen
 rendered as they will run, without the catalog query. The plan (``-x dry_run=true``), one
 transaction rolled back, skips them with a line that says so.
 
+No lock timeout: the revision's ``SET LOCAL lock_timeout`` ends as ``autocommit_block()``
+commits, and the helpers set none of their own (unlike the backfill's batches), on purpose.
+A lock timeout exists so that the app's statements do not queue behind a migration that
+waits for a lock. ``CREATE``/``DROP INDEX CONCURRENTLY`` take SHARE UPDATE EXCLUSIVE on the
+table, which conflicts with none of the app's reads or writes (ACCESS SHARE, ROW SHARE, ROW
+EXCLUSIVE), so no app statement ever queues behind them; what they wait for is the end of
+the transactions already running (before each scan, and for old snapshots), which blocks
+only the build itself. A timeout there would stall no one less, and would only throw away a
+long build and leave the INVALID index behind (strong_migrations issue #233 is exactly
+that); GitLab likewise runs its lock retries only on migrations inside a transaction, not on
+its concurrent index helpers. A role's or database's own ``lock_timeout`` still applies.
+
     from data_migrations.online.indexes import create_index_concurrently
 
     def upgrade() -> None:
