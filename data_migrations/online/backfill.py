@@ -7,7 +7,8 @@ at a time, and commits each batch. Each batch is ONE statement that updates the 
 moves the backfill's cursor (``cutover_backfills.last_key``) together, so PostgreSQL
 commits both or neither: after a kill, the next run starts after the last committed batch,
 and no committed batch is ever run again. The batches run in Alembic's
-``autocommit_block()`` (the revision's transaction commits before, a new one begins after).
+``autocommit_block()`` (``run.outside_transaction``: the revision's transaction commits
+before, a new one under its lock timeout begins after).
 
 Between batches it pauses (``pause_seconds``), or sizes the batches so that each takes about
 ``target_seconds``, leaving room for the app's own work. Progress is logged every few seconds
@@ -58,6 +59,7 @@ from data_migrations.online.run import (
     is_dry_run,
     lock_not_available,
     lock_policy,
+    outside_transaction,
 )
 from data_migrations.report import PROGRESS_EVERY_SECONDS
 
@@ -118,7 +120,7 @@ def backfill_in_batches(job: Backfill) -> int:
     if is_dry_run():  # the plan: one transaction, rolled back; a batch commits on its own
         log.info("Dry run: backfill %s is not run (each batch commits on its own)", job.name)
         return 0
-    with context.autocommit_block():
+    with outside_transaction():
         return run_backfill(op.get_bind(), job, lock_policy())
 
 

@@ -247,7 +247,7 @@ class LockRetry:
                    f"{seconds(policy.lock_timeout)} (LOCK_TIMEOUT); make migrate rolls it "
                    f"back and retries it up to {policy.retries} times, pausing from "
                    f"{seconds(policy.backoff)} (LOCK_RETRIES, LOCK_RETRY_BACKOFF)")
-            lines = (f"SET LOCAL lock_timeout = '{round(policy.lock_timeout * 1000)}ms'",)
+            lines = (policy.set_local(),)
         else:
             why = "waits for its locks without limit (LOCK_TIMEOUT=0)"
             lines = ("SET LOCAL lock_timeout = 0",)

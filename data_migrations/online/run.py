@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -31,6 +33,10 @@ class Policy:
 
     def pause(self, failed_attempt: int) -> float:
         return min(self.backoff * 2 ** (failed_attempt - 1), LONGEST_PAUSE)
+
+    def set_local(self) -> str:
+        """The statement that puts the rest of a transaction under this lock timeout."""
+        return f"SET LOCAL lock_timeout = '{round(self.lock_timeout * 1000)}ms'"
 
 
 # Outside a run's settings (a test's own migration context, a script on its own connection):
@@ -63,3 +69,18 @@ def lock_not_available(exc: BaseException) -> bool:
     """Whether ``exc`` (from SQLAlchemy or straight from the driver) is SQLSTATE 55P03."""
     error = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
     return getattr(error, "pgcode", None) == LOCK_NOT_AVAILABLE
+
+
+@contextmanager
+def outside_transaction() -> Iterator[None]:
+    """Alembic's ``autocommit_block()`` for work that must commit on its own, after which the
+    revision goes on under its lock timeout again: the block commits the revision's
+    transaction, and its ``SET LOCAL lock_timeout`` ends with it, so a statement the revision
+    runs after a helper would otherwise wait for its lock without limit (``--sql`` shows the
+    ``SET`` where it will run)."""
+    context = op.get_context()
+    with context.autocommit_block():
+        yield
+    policy = lock_policy()
+    if policy.lock_timeout and context.dialect.name == "postgresql":
+        context.execute(policy.set_local())
