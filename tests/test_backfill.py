@@ -220,18 +220,25 @@ def backfill_in_a_revision(engine: sa.Engine, job: Backfill, after: list[str],
                            **x: str) -> int:
     """``backfill_in_batches`` as a revision runs it: in a migration context whose config
     holds the run's settings (``-x`` values ``x``), in the revision's transaction. ``after``
-    gets the session's lock_timeout once the helper returned or failed."""
+    gets the lock_timeout once the helper returned or failed: in the revision's transaction,
+    then the session's own once that transaction ended."""
     config = Config()
     config.attributes[settings.ATTRIBUTE] = settings.read(x, load_env_file=False, environ={})
     with engine.connect() as connection:
         context = MigrationContext.configure(
             connection, environment_context=EnvironmentContext(config, None))  # type: ignore[arg-type]
-        with Operations.context(context), context.begin_transaction():
-            context.execute("SET LOCAL lock_timeout = '200ms'")  # the revision's; it ends
-            try:                                                 # as the block commits
-                return backfill_in_batches(job)
+        show = "SHOW lock_timeout"
+        with Operations.context(context):
+            try:
+                with context.begin_transaction():
+                    # The revision's; it ends as the block commits.
+                    context.execute("SET LOCAL lock_timeout = '200ms'")
+                    try:
+                        return backfill_in_batches(job)
+                    finally:
+                        after.append(connection.exec_driver_sql(show).scalar_one())
             finally:
-                after.append(connection.exec_driver_sql("SHOW lock_timeout").scalar_one())
+                after.append(connection.exec_driver_sql(show).scalar_one())
 
 
 def test_a_batch_blocked_by_a_held_row_is_retried_and_the_backfill_completes(
@@ -253,7 +260,9 @@ def test_a_batch_blocked_by_a_held_row_is_retried_and_the_backfill_completes(
         "Backfill events_kind_code: the batch of events after id 49500 was not granted "
         "its locks within 200ms (attempt 1 of 6); rolled back, retrying in 100ms")
     assert fetch(events, "SELECT updates, count(*) FROM events GROUP BY updates") == [(1, ROWS)]
-    assert after == ["0"]  # the session's own lock_timeout again
+    # The revision's lock timeout again after the helper, and the backfill's own session-wide
+    # one reset: the session's is its default once the revision's transaction ended.
+    assert after == ["200ms", "0"]
 
 
 def test_a_row_held_for_good_fails_the_backfill_in_one_line_after_its_retries(
@@ -280,7 +289,7 @@ def test_a_row_held_for_good_fails_the_backfill_in_one_line_after_its_retries(
     assert fetch(events, "SELECT updates, count(*) FROM events GROUP BY updates "
                          "ORDER BY updates") == [(0, ROWS - 49_500), (1, 49_500)]
     assert fetch(events, f"SELECT last_key FROM {PROGRESS_TABLE}") == [("49500",)]
-    assert after == ["0"]  # reset after the failure too
+    assert after == ["0", "0"]  # reset after the failure too
 
     assert backfill_in_a_revision(events, LOCKED, after) == ROWS - 49_500  # resumed
     assert fetch(events, "SELECT updates, count(*) FROM events GROUP BY updates") == [(1, ROWS)]
