@@ -5,9 +5,10 @@ Each revision after the cutover's own is rendered alone as ``alembic upgrade <do
 set of ``.squawk.toml`` beside alembic.ini. A finding is one ``FAILED:`` line that names the
 revision file, the rule, squawk's message and the statement; any finding fails the check.
 
-The cutover's own revisions (CUTOVER_HEAD and every revision before it, those written before
-the release too) are exempt: they build and fill an empty target that no app serves from
-while they run, so their plain CREATE INDEX and NOT NULL columns stall no one.
+The cutover's own revisions (``last_data_revision`` of the given alembic.ini's ``[cutover]``,
+the same key that runs them without lock timeout, and every revision before it, those
+written before the release too) are exempt: they build and fill an empty target that no app
+serves from while they run, so their plain CREATE INDEX and NOT NULL columns stall no one.
 
     python -m devtools.lint_revisions [--config alembic.ini]
 """
@@ -25,9 +26,12 @@ from pathlib import Path
 
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
+from alembic.util import CommandError
+
+from data_migrations.run.errors import DataMigrationError
+from data_migrations.run.lock_retry import data_revision_range
 
 ROOT = Path(__file__).resolve().parent.parent
-CUTOVER_HEAD = "0004"  # the last revision of the cutover itself
 SQUAWK_CONFIG = ".squawk.toml"
 
 
@@ -48,12 +52,18 @@ class Finding:
         return f"FAILED: {self.revision_file}: {self.rule}: {self.message} ({self.statement})"
 
 
-def live_revisions(script: ScriptDirectory) -> list[Script]:
+def live_revisions(config: Config) -> list[Script]:
     """The revisions after the cutover's own, in the order they run."""
-    if script.get_revision(CUTOVER_HEAD) is None:
-        raise LintError(f"revision {CUTOVER_HEAD} (the cutover's last) is not in "
-                        f"{script.dir}")
-    exempt = {r.revision for r in script.iterate_revisions(CUTOVER_HEAD, "base")}
+    script = ScriptDirectory.from_config(config)
+    try:
+        _, last = data_revision_range(config)
+        script.get_revision(last)
+    except DataMigrationError as exc:
+        raise LintError(str(exc)) from None
+    except CommandError:
+        raise LintError(f"revision {last} (last_data_revision, the cutover's last) is not "
+                        f"in {script.versions}") from None
+    exempt = {r.revision for r in script.iterate_revisions(last, "base")}
     return [r for r in reversed(list(script.walk_revisions())) if r.revision not in exempt]
 
 
@@ -112,8 +122,7 @@ def squawk_findings(ini: Path, sql_files: dict[Path, str]) -> list[Finding]:
 
 
 def check(ini: Path) -> list[Finding]:
-    script = ScriptDirectory.from_config(Config(str(ini)))
-    revisions = live_revisions(script)
+    revisions = live_revisions(Config(str(ini)))
     if not revisions:
         return []
     with tempfile.TemporaryDirectory() as scratch:

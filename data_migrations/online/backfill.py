@@ -7,12 +7,21 @@ at a time, and commits each batch. Each batch is ONE statement that updates the 
 moves the backfill's cursor (``cutover_backfills.last_key``) together, so PostgreSQL
 commits both or neither: after a kill, the next run starts after the last committed batch,
 and no committed batch is ever run again. The batches run in Alembic's
-``autocommit_block()`` (the revision's transaction commits before, a new one begins after).
+``autocommit_block()`` (``run.outside_transaction``: the revision's transaction commits
+before, a new one under its lock timeout begins after).
 
 Between batches it pauses (``pause_seconds``), or sizes the batches so that each takes about
 ``target_seconds``, leaving room for the app's own work. Progress is logged every few seconds
-(keys passed of the total, percentage, rows per second, rows updated). A batch that hits
-``lock_timeout`` is rolled back alone and tried again after a pause.
+(keys passed of the total, percentage, rows per second, rows updated).
+
+Each batch waits for its row locks at most the run's ``LOCK_TIMEOUT``: an app transaction
+that wants a row of the batch queues behind it, so the batch must not wait long for a
+session that holds one. The revision's ``SET LOCAL lock_timeout`` ended with its
+transaction when ``autocommit_block()`` committed it, so the backfill sets it again for its
+session while the batches run (and resets it after). A batch not granted its locks in time is
+rolled back alone and tried again after the run's pause (``LOCK_RETRIES``,
+``LOCK_RETRY_BACKOFF``, as a revision is); after the last attempt the backfill stops with the
+batches before it committed, and the next run resumes after them.
 
     from data_migrations.online.backfill import Backfill, backfill_in_batches, forget_backfill
 
@@ -35,13 +44,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from alembic import op
 
-from data_migrations.online.run import is_dry_run
+from data_migrations.online.run import (
+    WITHOUT_LOCK_TIMEOUT,
+    is_dry_run,
+    lock_policy,
+    outside_transaction,
+)
 from data_migrations.run.errors import DataMigrationError
+from data_migrations.run.lock_retry import Policy, lock_not_available, plural, seconds
 from data_migrations.run.report import PROGRESS_EVERY_SECONDS
 
 log = logging.getLogger("cutover.online")
@@ -61,8 +78,6 @@ CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (
 # Two backfills of one name at once would both move its cursor: the session lock
 # (classid, hashtext(name)) keeps a second run out while the first one's connection lives.
 LOCK_CLASS = 0x0BAC_F111
-LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout: the batch was rolled back, nothing committed
-LOCK_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -103,8 +118,8 @@ def backfill_in_batches(job: Backfill) -> int:
     if is_dry_run():  # the plan: one transaction, rolled back; a batch commits on its own
         log.info("Dry run: backfill %s is not run (each batch commits on its own)", job.name)
         return 0
-    with context.autocommit_block():
-        return run_backfill(op.get_bind(), job)
+    with outside_transaction():
+        return run_backfill(op.get_bind(), job, lock_policy())
 
 
 def forget_backfill(job: Backfill) -> None:
@@ -121,9 +136,12 @@ def forget_backfill(job: Backfill) -> None:
                            {"name": job.name})
 
 
-def run_backfill(connection: sa.Connection, job: Backfill) -> int:
+def run_backfill(connection: sa.Connection, job: Backfill,
+                 policy: Policy = WITHOUT_LOCK_TIMEOUT) -> int:
     """The backfill on ``connection``, which must be in autocommit (each batch statement
-    commits as it ends); the rows updated by this run."""
+    commits as it ends); the rows updated by this run. Each batch waits for its locks at
+    most ``policy.lock_timeout`` and is retried as ``policy`` says (by default it waits
+    without limit)."""
     # The driver's own flag: set by an AUTOCOMMIT engine and by autocommit_block() alike.
     if not getattr(connection.connection.driver_connection, "autocommit", False):
         raise DataMigrationError(
@@ -133,13 +151,13 @@ def run_backfill(connection: sa.Connection, job: Backfill) -> int:
     if not connection.execute(locked, {"class": LOCK_CLASS, "name": job.name}).scalar_one():
         raise DataMigrationError(f"backfill {job.name}: another session runs it now")
     try:
-        return _run(connection, job)
+        return _run(connection, job, policy)
     finally:
         connection.execute(sa.text("SELECT pg_advisory_unlock(:class, hashtext(:name))"),
                            {"class": LOCK_CLASS, "name": job.name})
 
 
-def _run(connection: sa.Connection, job: Backfill) -> int:
+def _run(connection: sa.Connection, job: Backfill, policy: Policy) -> int:
     cursor = _cursor(connection, job)
     if cursor.finished:
         log.info("Backfill %s: already finished", job.name)
@@ -155,19 +173,33 @@ def _run(connection: sa.Connection, job: Backfill) -> int:
     progress = _Progress(job.name, total)
     statement = sa.text(_batch_sql(table, key, job))
     size = job.batch_size
-    while True:
-        began = time.monotonic()
-        done = _batch(connection, statement, job, cursor.last_key, last, size)
-        if done is None:
-            break
-        cursor.last_key, passed, updated = done
-        progress.advance(passed, updated, cursor.last_key)
-        size = _next_size(size, time.monotonic() - began, job)
-        time.sleep(job.pause_seconds)
+    with _session_lock_timeout(connection, policy.lock_timeout):
+        while True:
+            began = time.monotonic()
+            done = _batch(connection, statement, job, cursor.last_key, last, size, policy,
+                          progress)
+            if done is None:
+                break
+            cursor.last_key, passed, updated = done
+            progress.advance(passed, updated, cursor.last_key)
+            size = _next_size(size, time.monotonic() - began, job)
+            time.sleep(job.pause_seconds)
     connection.execute(sa.text(f"UPDATE {PROGRESS_TABLE} SET finished_at = now() "
                                "WHERE name = :name"), {"name": job.name})
     progress.finish()
     return progress.updated
+
+
+@contextmanager
+def _session_lock_timeout(connection: sa.Connection, timeout: float) -> Iterator[None]:
+    """``lock_timeout`` for the session (``0``: none) while the batches run, each in its own
+    transaction; reset to the session's default after, also when a batch failed."""
+    connection.execute(sa.text(f"SET lock_timeout = '{round(timeout * 1000)}ms'"))
+    try:
+        yield
+    finally:
+        if not connection.invalidated:  # a lost connection took the setting with it
+            connection.execute(sa.text("RESET lock_timeout"))
 
 
 def _cursor(connection: sa.Connection, job: Backfill) -> Cursor:
@@ -209,21 +241,33 @@ SELECT (SELECT upto::text FROM bounds), (SELECT passed FROM bounds),
 
 
 def _batch(connection: sa.Connection, statement: sa.TextClause, job: Backfill,
-           after: str | None, last: str | None, size: int) -> tuple[str, int, int] | None:
+           after: str | None, last: str | None, size: int, policy: Policy,
+           progress: _Progress) -> tuple[str, int, int] | None:
     """One batch, committed; None when no key is left. A lock timeout rolls the batch back
     whole, so it is tried again as it was."""
     values = {"after": after, "last": last, "size": size, "name": job.name}
-    for attempt in range(1, LOCK_RETRIES + 1):
+    attempts = policy.retries + 1
+    where = f"after {job.key} {after}" if after is not None else "from the start"
+    for attempt in range(1, attempts + 1):
         try:
             upto, passed, updated, moved = connection.execute(statement, values).one()
             break
         except sa.exc.OperationalError as exc:
-            if getattr(exc.orig, "pgcode", None) != LOCK_NOT_AVAILABLE or \
-                    attempt == LOCK_RETRIES:
+            if not lock_not_available(exc):
                 raise
-            log.info("Backfill %s: a batch waited past lock_timeout (attempt %d of %d); "
-                     "trying it again", job.name, attempt, LOCK_RETRIES)
-            time.sleep(job.pause_seconds * 2 ** attempt)
+            waited = (f"the batch of {job.table} {where} was not granted its locks "
+                      f"within {seconds(policy.lock_timeout)}")
+            if attempt == attempts:
+                raise DataMigrationError(
+                    f"backfill {job.name}: {waited} in {plural(attempts, 'attempt')}; rolled "
+                    f"back, the batches before it stay committed ({progress.batches:,} in "
+                    "this run); end the session that holds those rows (pg_stat_activity, "
+                    "pg_blocking_pids) or wait for it, then run again: the backfill resumes "
+                    f"{where} (or -x lock_timeout=, -x lock_retries=)") from None
+            pause = policy.pause(attempt)
+            log.warning("Backfill %s: %s (attempt %d of %d); rolled back, retrying in %s",
+                        job.name, waited, attempt, attempts, seconds(pause))
+            time.sleep(pause)
     if upto is None:
         return None
     if moved != 1:  # the advisory lock makes this unreachable unless someone edits the row

@@ -43,6 +43,8 @@ from settings import declared
 
 log = logging.getLogger("cutover.locks")
 
+# SQLSTATE lock_not_available: a lock not granted within lock_timeout. PostgreSQL rolls the
+# statement back whole (the transaction too, unless a savepoint catches it).
 LOCK_NOT_AVAILABLE = "55P03"
 LONGEST_PAUSE = 60.0
 QUERY_SHOWN = 80  # characters of a blocker's query in a message
@@ -66,6 +68,9 @@ BLOCKERS = sa.text("""
 
 @dataclass(frozen=True)
 class Policy:
+    """How long a lock is waited for, and how often and after what pause the work that
+    waited is tried again: LOCK_TIMEOUT, LOCK_RETRIES, LOCK_RETRY_BACKOFF."""
+
     lock_timeout: float  # seconds; 0 = none
     retries: int
     backoff: float  # seconds before the first retry
@@ -77,6 +82,16 @@ class Policy:
 
     def pause(self, failed_attempt: int) -> float:
         return min(self.backoff * 2 ** (failed_attempt - 1), LONGEST_PAUSE)
+
+    def set_local(self) -> str:
+        """The statement that puts the rest of a transaction under this lock timeout."""
+        return f"SET LOCAL lock_timeout = '{round(self.lock_timeout * 1000)}ms'"
+
+
+def lock_not_available(exc: BaseException) -> bool:
+    """Whether ``exc`` (from SQLAlchemy or straight from the driver) is SQLSTATE 55P03."""
+    error = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    return getattr(error, "pgcode", None) == LOCK_NOT_AVAILABLE
 
 
 @dataclass(frozen=True)
@@ -126,19 +141,20 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def lock_not_available(exc: BaseException) -> bool:
-    """Whether ``exc`` (from SQLAlchemy or straight from the driver) is SQLSTATE 55P03."""
-    error = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
-    return getattr(error, "pgcode", None) == LOCK_NOT_AVAILABLE
-
-
-def data_revisions(script: ScriptDirectory, config: Config) -> frozenset[str]:
-    """The cutover's data revisions, first_data_revision to last_data_revision."""
+def data_revision_range(config: Config) -> tuple[str, str]:
+    """alembic.ini's ``[cutover]`` first_data_revision and last_data_revision: the one
+    place that says which revisions are the cutover's own (make lint exempts them too)."""
     first = config.get_section_option(SECTION, "first_data_revision")
     last = config.get_section_option(SECTION, "last_data_revision")
     if not first or not last:
         raise DataMigrationError(f"{config.config_file_name}: [{SECTION}] needs "
                                  "first_data_revision and last_data_revision")
+    return first, last
+
+
+def data_revisions(script: ScriptDirectory, config: Config) -> frozenset[str]:
+    """The cutover's data revisions, first_data_revision to last_data_revision."""
+    first, last = data_revision_range(config)
     return frozenset(s.revision for s in script.walk_revisions(base=first, head=last))
 
 
@@ -263,7 +279,7 @@ class LockRetry:
                    f"{seconds(policy.lock_timeout)} (LOCK_TIMEOUT); make migrate rolls it "
                    f"back and retries it up to {policy.retries} times, pausing from "
                    f"{seconds(policy.backoff)} (LOCK_RETRIES, LOCK_RETRY_BACKOFF)")
-            lines = (f"SET LOCAL lock_timeout = '{round(policy.lock_timeout * 1000)}ms'",)
+            lines = (policy.set_local(),)
         else:
             why = "waits for its locks without limit (LOCK_TIMEOUT=0)"
             lines = ("SET LOCAL lock_timeout = 0",)

@@ -181,3 +181,34 @@ def test_a_failure_is_one_line_on_stderr_and_leaves_no_file(
     through_make = released.make("sql", ENV=env, **({"FROM": "9999"} if arguments else {}))
     assert through_make.returncode != 0
     assert released.sql_files() == []
+
+
+def test_after_an_index_built_concurrently_the_revision_is_under_its_lock_timeout_again(
+    released: Released,
+) -> None:
+    # CONCURRENTLY commits the revision's transaction, and its SET LOCAL with it: what the
+    # revision does next must not wait for its lock without limit.
+    created = revision.new_revision(Config(str(released.root / "alembic.ini")), "index then")
+    text = created.read_text(encoding="utf-8")
+    created.write_text(text[:text.index("\ndef upgrade() -> None:")] + '''
+from data_migrations.online.indexes import create_index_concurrently
+
+
+def upgrade() -> None:
+    create_index_concurrently("ix_tasks_priority", "tasks", ["priority"])
+    op.add_column("tasks", sa.Column("weight", sa.Integer(), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("tasks", "weight")
+''', encoding="utf-8")
+    released.env_file("review", "LOCK_TIMEOUT=5s\n")
+
+    result = released.make("sql", ENV="review", FROM="0006")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    sql = released.sql("upgrade-review.sql")
+    after_index = sql[sql.index("CREATE INDEX CONCURRENTLY"):]
+    assert after_index.index("BEGIN;") < after_index.index(
+        "SET LOCAL lock_timeout = '5000ms';") < after_index.index(
+        "ALTER TABLE tasks ADD COLUMN weight INTEGER;")

@@ -1,18 +1,21 @@
 """``make lint``'s revision check (devtools/lint_revisions.py): squawk on the SQL of every
 revision after the cutover's own. Each unsafe revision fails it with a FAILED line naming the
 rule and the revision file; its safe version passes, and so does a rule waived with a reason.
-Every case runs ``make lint`` in a copy of the repository, released, with one revision after
-0004 written into it."""
+Every case checks a copy of the repository, released, with one revision after 0004 written
+into it. One case runs ``make lint`` end to end; the others run the check's driver itself
+(``main(["--config", <the copy's alembic.ini>])``, what ``make lint`` runs after ruff), each
+``make lint`` costing a ruff run and a Python start on top."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from alembic.config import Config
-from alembic.script import ScriptDirectory
 
 from devtools import lint_revisions, revision
 from tests.runs import repository_copy
@@ -99,15 +102,30 @@ def repository(tmp_path: Path) -> Path:
     return root
 
 
-def make_lint(root: Path, upgrade: str | None = None) -> subprocess.CompletedProcess:
-    """``make lint`` in the copy (its virtualenv not set up again), after writing a revision
-    whose upgrade is ``upgrade``."""
+def write_revision(root: Path, upgrade: str | None) -> None:
+    """A revision 0005 after the cutover's own, whose upgrade is ``upgrade`` (none: none)."""
     if upgrade is not None:
         (root / FILE).write_text(REVISION.format(message="change tasks", upgrade=upgrade),
                                  encoding="utf-8")
+
+
+def make_lint(root: Path, upgrade: str | None = None) -> subprocess.CompletedProcess:
+    """``make lint`` in the copy (its virtualenv not set up again)."""
+    write_revision(root, upgrade)
     return subprocess.run(["make", "-s", "-o", "install", "lint",
                            f"BIN={Path(sys.executable).parent}"],
                           cwd=root, capture_output=True, text=True, timeout=300)
+
+
+def lint(root: Path, upgrade: str | None = None) -> subprocess.CompletedProcess:
+    """The revision check's driver on the copy's alembic.ini, in this process: it keeps no
+    state between runs, renders each revision in its own ``alembic`` process (with the
+    copy's code) and runs squawk in another."""
+    write_revision(root, upgrade)
+    argv = ["--config", str(root / "alembic.ini")]
+    with contextlib.redirect_stderr(io.StringIO()) as stderr:
+        code = lint_revisions.main(argv)
+    return subprocess.CompletedProcess(argv, code, "", stderr.getvalue())
 
 
 def failed_rules(result: subprocess.CompletedProcess) -> list[tuple[str, str]]:
@@ -116,11 +134,10 @@ def failed_rules(result: subprocess.CompletedProcess) -> list[tuple[str, str]]:
             for line in result.stderr.splitlines() if line.startswith("FAILED: ")]
 
 
-@pytest.mark.parametrize("case", list(UNSAFE))
-def test_an_unsafe_revision_fails_naming_the_rule_and_the_file(
-    repository: Path, case: str,
+def test_make_lint_fails_on_an_unsafe_revision_naming_the_rule_and_the_file(
+    repository: Path,
 ) -> None:
-    upgrade, rules = UNSAFE[case]
+    upgrade, rules = UNSAFE["plain index"]
 
     result = make_lint(repository, upgrade)
 
@@ -128,9 +145,21 @@ def test_an_unsafe_revision_fails_naming_the_rule_and_the_file(
     assert failed_rules(result) == [(FILE, rule) for rule in rules], result.stderr
 
 
+@pytest.mark.parametrize("case", list(UNSAFE))
+def test_an_unsafe_revision_fails_naming_the_rule_and_the_file(
+    repository: Path, case: str,
+) -> None:
+    upgrade, rules = UNSAFE[case]
+
+    result = lint(repository, upgrade)
+
+    assert result.returncode != 0
+    assert failed_rules(result) == [(FILE, rule) for rule in rules], result.stderr
+
+
 @pytest.mark.parametrize("case", list(SAFE))
 def test_its_safe_version_passes(repository: Path, case: str) -> None:
-    result = make_lint(repository, SAFE[case])
+    result = lint(repository, SAFE[case])
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert failed_rules(result) == []
@@ -141,12 +170,11 @@ def test_a_rule_waived_with_its_reason_passes(repository: Path) -> None:
               '          "2.14 moved it to name")\n'
               '    op.alter_column("tasks", "title", new_column_name="name")')
 
-    result = make_lint(repository, waived)
+    result = lint(repository, waived)
 
     assert result.returncode == 0, result.stdout + result.stderr
     ini = repository / "alembic.ini"
-    sql = lint_revisions.rendered_sql(
-        ini, lint_revisions.live_revisions(ScriptDirectory.from_config(Config(str(ini))))[0])
+    sql = lint_revisions.rendered_sql(ini, lint_revisions.live_revisions(Config(str(ini)))[0])
     assert ("-- squawk-ignore renaming-column -- no app release reads tasks.title: 2.14 "
             "moved it to name\nALTER TABLE tasks RENAME title TO name;") in sql
 
@@ -163,19 +191,51 @@ def test_a_revision_of_the_cutover_itself_is_exempt(tmp_path: Path) -> None:
     created.write_text(text, encoding="utf-8")
     assert "op.create_index(" in created.read_text(encoding="utf-8")
 
-    result = make_lint(root)
+    result = lint(root)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert lint_revisions.live_revisions(
-        ScriptDirectory.from_config(Config(str(root / "alembic.ini")))) == []
+    assert lint_revisions.live_revisions(Config(str(root / "alembic.ini"))) == []
 
 
 def test_without_its_rule_set_the_check_fails_in_one_line(repository: Path) -> None:
     (repository / ".squawk.toml").unlink()
 
-    result = make_lint(repository, UNSAFE["rename"][0])
+    result = lint(repository, UNSAFE["rename"][0])
 
     assert result.returncode != 0
     assert [line for line in result.stderr.splitlines() if line.startswith("FAILED")] == [
         f"FAILED: {repository / '.squawk.toml'} does not exist: the rule set of the "
         "revision check"]
+
+
+def test_the_cutover_revisions_are_the_ones_its_alembic_ini_names(repository: Path) -> None:
+    """The exemption follows ``[cutover] last_data_revision`` of the config the check is
+    given (the key that also runs those revisions without lock timeout), not a constant."""
+    ini = repository / "alembic.ini"
+    assert lint(repository, UNSAFE["plain index"][0]).returncode != 0
+    ini.write_text(ini.read_text(encoding="utf-8").replace(
+        "last_data_revision = 0004", "last_data_revision = 0005"), encoding="utf-8")
+
+    result = lint(repository)
+
+    assert result.returncode == 0, result.stderr
+    assert lint_revisions.live_revisions(Config(str(ini))) == []
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (("last_data_revision = 0004\n", ""),
+     "{ini}: [cutover] needs first_data_revision and last_data_revision"),
+    (("last_data_revision = 0004", "last_data_revision = 0099"),
+     "revision 0099 (last_data_revision, the cutover's last) is not in {versions}"),
+])
+def test_without_the_cutover_revisions_in_its_config_the_check_fails_in_one_line(
+    repository: Path, edit: tuple[str, str], message: str,
+) -> None:
+    ini = repository / "alembic.ini"
+    ini.write_text(ini.read_text(encoding="utf-8").replace(*edit), encoding="utf-8")
+
+    result = lint(repository, UNSAFE["rename"][0])
+
+    assert result.returncode != 0
+    assert result.stderr.splitlines() == [
+        "FAILED: " + message.format(ini=ini, versions=repository / "alembic" / "versions")]

@@ -5,17 +5,23 @@ of each row, so a batch run twice shows as a row updated twice."""
 from __future__ import annotations
 
 import io
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
+from alembic.runtime.environment import EnvironmentContext
 
+import settings
 from data_migrations.online.backfill import (
     PROGRESS_TABLE,
     Backfill,
@@ -159,3 +165,131 @@ def test_offline_the_review_sql_says_what_will_run() -> None:
         "AND id <= <batch end>", "",
         f"-- Backfill events_kind_code: its cursor row in {PROGRESS_TABLE} is deleted, "
         "if there is one", ""]
+
+
+HELD_ID = 50_000  # a row of the batch after 49,500: 99 batches of 500 commit before it
+LOCKED = Backfill(name="events_kind_code", table="events", set="kind_code = upper(kind)",
+                  batch_size=500, pause_seconds=0)
+
+
+class RowHolder:
+    """A second session that holds one row of ``events`` (``SELECT ... FOR UPDATE``) in an
+    open transaction, as an app transaction or a stuck idle-in-transaction session does.
+    After two minutes at most it commits, so that a backfill that waits without limit
+    ends (and its test fails) rather than hangs."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.connection = engine.connect()
+        self.connection.execute(sa.text("SELECT id FROM events WHERE id = :id FOR UPDATE"),
+                                {"id": HELD_ID}).one()
+        self.ended = threading.Lock()
+        self.guard = threading.Timer(120, self.commit)
+        self.guard.start()
+
+    def commit(self) -> None:
+        with self.ended:
+            if not self.connection.closed:
+                self.connection.commit()
+                self.connection.close()
+        self.guard.cancel()
+
+
+class Retries(logging.Handler):
+    """The backfill's retry lines; ``seen`` is set at the first."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        self.seen.set()
+
+
+@pytest.fixture
+def retries() -> Iterator[Retries]:
+    handler = Retries()
+    logger = logging.getLogger("cutover.online")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+def backfill_in_a_revision(engine: sa.Engine, job: Backfill, after: list[str],
+                           **x: str) -> int:
+    """``backfill_in_batches`` as a revision runs it: in a migration context whose config
+    holds the run's settings (``-x`` values ``x``), in the revision's transaction. ``after``
+    gets the lock_timeout once the helper returned or failed: in the revision's transaction,
+    then the session's own once that transaction ended."""
+    config = Config()
+    config.attributes[settings.ATTRIBUTE] = settings.read(x, load_env_file=False, environ={})
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, environment_context=EnvironmentContext(config, None))  # type: ignore[arg-type]
+        show = "SHOW lock_timeout"
+        with Operations.context(context):
+            try:
+                with context.begin_transaction():
+                    # The revision's; it ends as the block commits.
+                    context.execute("SET LOCAL lock_timeout = '200ms'")
+                    try:
+                        return backfill_in_batches(job)
+                    finally:
+                        after.append(connection.exec_driver_sql(show).scalar_one())
+            finally:
+                after.append(connection.exec_driver_sql(show).scalar_one())
+
+
+def test_a_batch_blocked_by_a_held_row_is_retried_and_the_backfill_completes(
+    events: sa.Engine, retries: Retries,
+) -> None:
+    holder = RowHolder(events)
+    # The holder's transaction ends once the backfill has given way to it once.
+    ender = threading.Thread(target=lambda: (retries.seen.wait(60), holder.commit()))
+    ender.start()
+    after: list[str] = []
+    try:
+        updated = backfill_in_a_revision(events, LOCKED, after, lock_timeout="200ms",
+                                         lock_retries="5", lock_retry_backoff="100ms")
+    finally:
+        ender.join()
+
+    assert updated == ROWS
+    assert retries.lines[0] == (
+        "Backfill events_kind_code: the batch of events after id 49500 was not granted "
+        "its locks within 200ms (attempt 1 of 6); rolled back, retrying in 100ms")
+    assert fetch(events, "SELECT updates, count(*) FROM events GROUP BY updates") == [(1, ROWS)]
+    # The revision's lock timeout again after the helper, and the backfill's own session-wide
+    # one reset: the session's is its default once the revision's transaction ended.
+    assert after == ["200ms", "0"]
+
+
+def test_a_row_held_for_good_fails_the_backfill_in_one_line_after_its_retries(
+    events: sa.Engine, retries: Retries,
+) -> None:
+    holder = RowHolder(events)
+    after: list[str] = []
+    try:
+        with pytest.raises(DataMigrationError) as failed:
+            backfill_in_a_revision(events, LOCKED, after, lock_timeout="200ms",
+                                   lock_retries="2", lock_retry_backoff="100ms")
+    finally:
+        holder.commit()
+
+    assert str(failed.value) == (
+        "backfill events_kind_code: the batch of events after id 49500 was not granted its "
+        "locks within 200ms in 3 attempts; rolled back, the batches before it stay committed "
+        "(99 in this run); end the session that holds those rows (pg_stat_activity, "
+        "pg_blocking_pids) or wait for it, then run again: the backfill resumes after id "
+        "49500 (or -x lock_timeout=, -x lock_retries=)")
+    assert [line.split("(attempt ")[1] for line in retries.lines] == [
+        "1 of 3); rolled back, retrying in 100ms", "2 of 3); rolled back, retrying in 200ms"]
+    # The batches before it committed, each once, and the cursor stands after them.
+    assert fetch(events, "SELECT updates, count(*) FROM events GROUP BY updates "
+                         "ORDER BY updates") == [(0, ROWS - 49_500), (1, 49_500)]
+    assert fetch(events, f"SELECT last_key FROM {PROGRESS_TABLE}") == [("49500",)]
+    assert after == ["0", "0"]  # reset after the failure too
+
+    assert backfill_in_a_revision(events, LOCKED, after) == ROWS - 49_500  # resumed
+    assert fetch(events, "SELECT updates, count(*) FROM events GROUP BY updates") == [(1, ROWS)]

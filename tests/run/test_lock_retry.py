@@ -305,3 +305,23 @@ def test_lock_settings_parse_with_their_units() -> None:
     assert lock_retry.Policy.of(read) == lock_retry.Policy(0.5, 0, 60.0)
     assert lock_retry.Policy(3.0, 5, 2.0).pause(1) == 2.0
     assert [lock_retry.Policy(3.0, 9, 2.0).pause(n) for n in (2, 3, 6, 7)] == [4, 8, 60, 60]
+
+
+def test_a_lock_timeout_is_told_apart_from_any_other_error(pg: sa.Engine) -> None:
+    """lock_retry.lock_not_available, which the revision retries and the backfill's batch retries
+    both ask: a real lock timeout, as SQLAlchemy wraps it and as the driver raises it."""
+    with pg.connect() as holder, pg.connect() as waiter:
+        holder.exec_driver_sql("CREATE TABLE held (id int)")
+        holder.commit()
+        holder.exec_driver_sql("LOCK TABLE held IN ACCESS EXCLUSIVE MODE")
+        waiter.exec_driver_sql("SET lock_timeout = '50ms'")
+        with pytest.raises(sa.exc.OperationalError) as timed_out:
+            waiter.exec_driver_sql("SELECT * FROM held")
+        waiter.rollback()
+        with pytest.raises(sa.exc.DataError) as other:
+            waiter.exec_driver_sql("SELECT 1 / 0")
+
+    assert lock_retry.lock_not_available(timed_out.value)
+    assert lock_retry.lock_not_available(timed_out.value.orig)
+    assert not lock_retry.lock_not_available(other.value)
+    assert not lock_retry.lock_not_available(other.value.orig)
