@@ -6,6 +6,7 @@ Real processes, the real SDK against the local TOS server, a real PostgreSQL."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ import sqlalchemy as sa
 from storage import StorageClient
 from tests.conftest import TosServer, stored, tos_env
 from tests.runs import cutover_environment, upgrade_head
-from tests.test_presync import failed_lines, files_in, ok, presync, record_rows
+from tests.test_preflight import DAC
+from tests.test_presync import failed_lines, files_in, ok, presync, record_rows, run
 
 
 @pytest.fixture
@@ -128,3 +130,36 @@ def test_a_cutover_without_a_presync_leaves_no_lock_file(
     work = Path(env["WORK_DIR"])
     assert work.is_dir()
     assert not (work / "presync").exists()
+
+
+@pytest.mark.parametrize("refused", ["a link to a folder outside UPLOADS_DIR",
+                                     "a folder that cannot be read"])
+def test_files_under_a_refused_folder_are_never_pruned(
+    refused: str, env: dict[str, str], tmp_path: Path, uploads: Path, tos_storage: StorageClient
+) -> None:
+    """The scan cannot see into a refused folder: its files may all still exist, so none
+    of their objects is an orphan. A file deleted beside it, in a folder whose name only
+    starts alike, still is."""
+    beside = uploads / "audio-extra" / "gone.wav"
+    beside.parent.mkdir()
+    beside.write_bytes(b"RIFF....WAVE")
+    ok(presync(env, tmp_path))
+    objects = stored(tos_storage)
+    assert sum(key.startswith("audio/") for key in objects) > 1
+    beside.unlink()
+    command = [sys.executable, "-m", "data_migrations.presync"]
+    if refused.startswith("a link"):
+        elsewhere = tmp_path / "audio-elsewhere"
+        (uploads / "audio").rename(elsewhere)
+        (uploads / "audio").symlink_to(elsewhere)
+    else:  # root reads any folder: this run goes without the capabilities that let it
+        tmp_path.chmod(0o755)
+        (uploads / "audio").chmod(0o000)
+        command = ["setpriv", f"--inh-caps={DAC}", f"--bounding-set={DAC}", *command]
+    try:
+        output = ok(run([*command, "-x", "prune=true", "-x", "unsafe_files=skip",
+                         "-x", "prune_max_delete=100%"], env, tmp_path))
+    finally:
+        (uploads / "audio").chmod(0o755)
+    assert "Deleted 1 objects the presync stored whose files are gone" in output, output
+    assert set(stored(tos_storage)) == set(objects) - {"audio-extra/gone.wav"}
