@@ -40,6 +40,13 @@ def bucket_keys(env: dict[str, str]) -> set[str]:
     ("*.log,,*.bak", "'*.log,,*.bak' holds an empty pattern", "two commas"),
     ("\\", "pattern '\\\\'", "holds a backslash"),
     ("../*", "pattern '../*'", "holds a .. segment"),
+    ("./tmp/", "pattern './tmp/'", "holds a . segment, which no path below UPLOADS_DIR has: "
+                                    "write 'tmp/'"),
+    ("audio/./*.wav", "pattern 'audio/./*.wav'", "write 'audio/*.wav'"),
+    ("./", "pattern './'", "names no file or folder"),
+    ("none,*.log", "'none,*.log' holds none among other patterns",
+     "none stands alone (it leaves out nothing, not even the defaults)"),
+    ("*.log, NONE", "'*.log, NONE' holds none among other patterns", "none stands alone"),
 ])
 def test_a_malformed_glob_is_one_line_before_anything_is_written(
     value: str, pattern: str, problem: str, env: dict[str, str], tmp_path: Path,
