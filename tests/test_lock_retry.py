@@ -28,7 +28,7 @@ from data_migrations.online import lock_retry, run
 from devtools import revision
 from settings import DECLARED
 from tests.conftest import ROOT, fetch, version
-from tests.runs import cutover_environment, repository_copy, upgrade_head
+from tests.runs import cutover_environment, failed_lines, repository_copy, upgrade_head
 
 LOCK_TIMEOUT = 1.0
 ADD_PRIORITY = '''
@@ -155,11 +155,6 @@ class AppWriter(threading.Thread):
         self.stopped.set()
         self.join(timeout=30)
         return self.waits
-
-
-def failed_lines(result: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in (result.stdout + result.stderr).splitlines()
-            if line.startswith("FAILED:")]
 
 
 def test_a_blocked_revision_retries_and_succeeds_once_the_report_ends(
