@@ -22,7 +22,7 @@ from storage import FileChanged, PendingUpload, StorageClient
 from storage.crc64 import crc64_update
 from storage.tos import MiB
 from tests.conftest import BUCKET, TosFactory, TosServer, fetch, stored, tos_env, version
-from tests.runs import cutover_environment, upgrade_head
+from tests.runs import cutover_environment, failed_lines, upgrade_head
 from tests.test_file_upload import part_stored, wait_for
 from tests.test_presync import files_in, presync, record_rows, run, summary_count
 
@@ -96,12 +96,6 @@ def env(tmp_path: Path, pg_url: str, tos_server: TosServer) -> dict[str, str]:
 @pytest.fixture
 def uploads(env: dict[str, str]) -> Path:
     return Path(env["UPLOADS_DIR"])
-
-
-def failed_lines(result: subprocess.CompletedProcess) -> list[str]:
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output, output
-    return [line for line in output.splitlines() if line.startswith("FAILED:")]
 
 
 def verify(env: dict[str, str], cwd: Path, *x: str) -> subprocess.CompletedProcess:
