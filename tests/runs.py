@@ -41,6 +41,13 @@ def failed_lines(result: subprocess.CompletedProcess) -> list[str]:
     return failed
 
 
+def one_failure(result: subprocess.CompletedProcess) -> str:
+    """The run's single FAILED line (no traceback), after a non-zero exit."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    (failure,) = failed_lines(result)
+    return failure
+
+
 def upgrade_head(environment: dict[str, str], cwd: Path,
                  alembic: tuple[str, ...] = (sys.executable, "-m", "alembic")
                  ) -> subprocess.CompletedProcess:

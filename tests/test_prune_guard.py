@@ -5,7 +5,6 @@ Real processes, the real SDK against the local TOS server, a real PostgreSQL."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,9 +16,9 @@ from data_migrations import preflight
 from devtools.tos_server import Faults
 from storage import StorageClient
 from tests.conftest import TosServer, stored, tos_env
-from tests.runs import cutover_environment, upgrade_head
+from tests.runs import cutover_environment, failed_lines, one_failure, upgrade_head
 from tests.test_preflight import DAC
-from tests.test_presync import failed_lines, files_in, ok, presync, record_rows, run
+from tests.test_presync import files_in, ok, presync, record_rows, run
 
 
 @pytest.fixture
@@ -32,13 +31,6 @@ def env(tmp_path: Path, pg_url: str, tos_server: TosServer) -> dict[str, str]:
 @pytest.fixture
 def uploads(env: dict[str, str]) -> Path:
     return Path(env["UPLOADS_DIR"])
-
-
-def one_failure(result: subprocess.CompletedProcess) -> str:
-    """The run's single FAILED line (no traceback), after a non-zero exit."""
-    assert result.returncode != 0, result.stdout + result.stderr
-    (failure,) = failed_lines(result)
-    return failure
 
 
 def replace_folder(uploads: Path, files: dict[str, bytes]) -> None:

@@ -5,26 +5,18 @@ a real PostgreSQL, as an operator runs the cutover."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.runs import cutover_environment, upgrade_head
-from tests.test_presync import failed_lines
+from tests.runs import cutover_environment, failed_lines, one_failure, upgrade_head
 
 
 @pytest.fixture
 def env(tmp_path: Path, pg_url: str) -> dict[str, str]:
     """A generated dev file with its uploads, cut over to a local bucket."""
     return {**cutover_environment(tmp_path, pg_url), "VERIFY_URLS": "none"}
-
-
-def one_failure(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode != 0, result.stdout + result.stderr
-    (failure,) = failed_lines(result)
-    return failure
 
 
 def bucket_keys(env: dict[str, str]) -> set[str]:
