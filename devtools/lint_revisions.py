@@ -1,9 +1,11 @@
 """``make lint``'s check of the revisions that run on the live database: squawk on their SQL.
 
 Each revision after the cutover's own is rendered alone as ``alembic upgrade <down>:<rev>
---sql`` would print it for the DBA, and squawk (PyPI ``squawk-cli``) checks it with the rule
-set of ``.squawk.toml`` beside alembic.ini. A finding is one ``FAILED:`` line that names the
-revision file, the rule, squawk's message and the statement; any finding fails the check.
+--sql`` would print it for the DBA, and its way back as ``alembic downgrade <rev>:<down>
+--sql`` (``make downgrade ENV=prod`` runs that on the live database too); squawk (PyPI
+``squawk-cli``) checks both with the rule set of ``.squawk.toml`` beside alembic.ini. A
+finding is one ``FAILED:`` line that names the revision file (with ``(downgrade)`` when it is
+in the way back), the rule, squawk's message and the statement; any finding fails the check.
 
 The cutover's own revisions (``last_data_revision`` of the given alembic.ini's ``[cutover]``,
 the same key that runs them without lock timeout, and every revision before it, those
@@ -67,23 +69,24 @@ def live_revisions(config: Config) -> list[Script]:
     return [r for r in reversed(list(script.walk_revisions())) if r.revision not in exempt]
 
 
-def rendered_sql(ini: Path, revision: Script) -> str:
-    """The revision's upgrade as ``--sql`` renders it: offline, PostgreSQL, no settings of
-    this shell (no ENV, no DATABASE_URL, no .env: a scratch working directory)."""
+def rendered_sql(ini: Path, revision: Script, direction: str) -> str:
+    """The revision's upgrade or downgrade as ``--sql`` renders it: offline, PostgreSQL, no
+    settings of this shell (no ENV, no DATABASE_URL, no .env: a scratch working directory)."""
     if not isinstance(revision.down_revision, str):
         raise LintError(f"{relative(ini, revision)}: revises {revision.down_revision!r}; "
                         "the check renders a revision after exactly one other")
     environment = {**os.environ, "ENV": "", "DATABASE_URL": "",
                    "PYTHONPATH": os.pathsep.join([str(ini.parent), os.environ.get(
                        "PYTHONPATH", "")])}
+    steps = (revision.down_revision, revision.revision)
+    span = ":".join(steps if direction == "upgrade" else reversed(steps))
     with tempfile.TemporaryDirectory() as scratch:
         done = subprocess.run(
-            [sys.executable, "-m", "alembic", "-c", str(ini), "upgrade",
-             f"{revision.down_revision}:{revision.revision}", "--sql"],
+            [sys.executable, "-m", "alembic", "-c", str(ini), direction, span, "--sql"],
             cwd=scratch, env=environment, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         reason = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
-        raise LintError(f"{relative(ini, revision)}: its SQL cannot be rendered: "
+        raise LintError(f"{relative(ini, revision)}: its {direction} SQL cannot be rendered: "
                         f"{reason[-1] if reason else f'exit {done.returncode}'}")
     return done.stdout
 
@@ -128,9 +131,10 @@ def check(ini: Path) -> list[Finding]:
     with tempfile.TemporaryDirectory() as scratch:
         sql_files = {}
         for revision in revisions:
-            path = Path(scratch) / f"{Path(str(revision.path)).stem}.sql"
-            path.write_text(rendered_sql(ini, revision), encoding="utf-8")
-            sql_files[path] = relative(ini, revision)
+            for direction, named in (("upgrade", ""), ("downgrade", " (downgrade)")):
+                path = Path(scratch) / f"{Path(str(revision.path)).stem}.{direction}.sql"
+                path.write_text(rendered_sql(ini, revision, direction), encoding="utf-8")
+                sql_files[path] = relative(ini, revision) + named
         return squawk_findings(ini, sql_files)
 
 

@@ -142,6 +142,10 @@ def exclusions(label: str, value: str) -> tuple[str, ...]:
         return ()
     given = [item.strip() for item in value.split(",")] if value else []
     named = "UPLOAD_EXCLUDE (-x exclude)"  # both names, however it was given
+    if any(item.lower() == "none" for item in given):  # alone it returned above
+        raise ConfigError(f"{named} {value!r} holds none among other patterns: none stands "
+                          "alone (it leaves out nothing, not even the defaults); give either "
+                          "none or the patterns without it")
     if "" in given:
         raise ConfigError(f"{named} {value!r} holds an empty pattern (two "
                           "commas, or one at an end): remove it")
@@ -161,6 +165,11 @@ def glob_problem(pattern: str) -> str | None:
         return "holds a backslash: folders are separated by / and no file name holds \\"
     if ".." in pattern.strip("/").split("/"):
         return "holds a .. segment: the upload never reaches outside UPLOADS_DIR"
+    if "." in pattern.split("/"):  # matched against paths like audio/x.wav, never ./audio/x.wav
+        meant = "/".join(part for part in pattern.split("/") if part != ".")
+        if meant.strip("/") == "":
+            return "names no file or folder"
+        return f"holds a . segment, which no path below UPLOADS_DIR has: write {meant!r}"
     if _unclosed_class(pattern):
         return "opens a [character class] it never closes"
     return None

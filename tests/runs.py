@@ -31,6 +31,23 @@ def cutover_environment(tmp_path: Path, database_url: str) -> dict[str, str]:
             "WORK_DIR": str(tmp_path / "work"), "REPORTS_DIR": str(tmp_path / "reports")}
 
 
+def failed_lines(result: subprocess.CompletedProcess) -> list[str]:
+    """The FAILED lines of a run, which printed no traceback; a run with any exited
+    non-zero (a FAILED line is never the end of a run that succeeded)."""
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    failed = [line for line in output.splitlines() if line.startswith("FAILED:")]
+    assert not failed or result.returncode != 0, output
+    return failed
+
+
+def one_failure(result: subprocess.CompletedProcess) -> str:
+    """The run's single FAILED line (no traceback), after a non-zero exit."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    (failure,) = failed_lines(result)
+    return failure
+
+
 def upgrade_head(environment: dict[str, str], cwd: Path,
                  alembic: tuple[str, ...] = (sys.executable, "-m", "alembic")
                  ) -> subprocess.CompletedProcess:

@@ -46,8 +46,10 @@ def current_revision(cutover: settings.Settings) -> str:
         raise DataMigrationError("DATABASE_URL is not set, so the target's revision cannot "
                                  "be read: give FROM=<revision> (FROM=base for the whole "
                                  "chain)")
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool,
-                              connect_args={"connect_timeout": CONNECT_TIMEOUT})
+    # connect_timeout is libpq's; SQLite's driver refuses it (a target URL may be sqlite://).
+    timeout = ({"connect_timeout": CONNECT_TIMEOUT}
+               if sa.engine.make_url(url).get_backend_name() == "postgresql" else {})
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=timeout)
     try:
         with engine.connect() as connection:
             heads = MigrationContext.configure(connection).get_current_heads()
@@ -67,9 +69,12 @@ def current_revision(cutover: settings.Settings) -> str:
 def render(args: argparse.Namespace, start: str, to: str, header: str) -> None:
     """Alembic's offline SQL of ``start`` to ``to``, into ``args.out`` once complete."""
     out: Path = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (renamed or removed below)
-        "w", encoding="utf-8", dir=out.parent, prefix=f".{out.name}.", delete=False)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (renamed or removed below)
+            "w", encoding="utf-8", dir=out.parent, prefix=f".{out.name}.", delete=False)
+    except OSError as exc:
+        raise unwritable(out, exc) from None
     try:
         with handle:
             handle.write(header)
@@ -83,9 +88,16 @@ def render(args: argparse.Namespace, start: str, to: str, header: str) -> None:
             if handle.tell() == len(header.encode("utf-8")):
                 handle.write(f"-- Nothing to run: {start} is where {to} is.\n")
         os.replace(handle.name, out)
-    except BaseException:
+    except BaseException as exc:
         os.unlink(handle.name)
+        if isinstance(exc, OSError):
+            raise unwritable(out, exc) from None
         raise
+
+
+def unwritable(out: Path, exc: OSError) -> DataMigrationError:
+    return DataMigrationError(f"cannot write the SQL to {out} ({exc.strerror or exc}): "
+                              "give --out a path that can be written")
 
 
 def review(args: argparse.Namespace) -> Path:

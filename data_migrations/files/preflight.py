@@ -123,12 +123,17 @@ def prune_guarded(cutover: Settings) -> list[str]:
             if record is None or not record.entries:
                 return []
             scan = scan_folder(options.uploads_dir, options.exclude)
-            present = {info.key: info for info in storage.list()}
+            try:
+                present = retried(lambda: {info.key: info for info in storage.list()},
+                                  "listing of the bucket")
+            except StorageError as error:  # unchecked is no pass: 0002 would commit first
+                return [f"-x prune=true could not be checked: {error}. Run again once the "
+                        "store answers, or without -x prune=true to upload without deleting"]
             orphans = file_upload.orphans_of(record, scan, present)
             refusal = file_upload.prune_refusal(record, scan, orphans,
                                                 options.prune_max_delete) if orphans else None
     except (DataMigrationError, StorageError, OSError):
-        # A record that cannot be used, or storage that cannot be listed: named by
+        # A record that cannot be used, or storage that cannot be reached: named by
         # presync_record_usable and storage_ready (and the presync's own opening of it).
         return []
     return [refusal] if refusal else []

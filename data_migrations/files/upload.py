@@ -409,11 +409,25 @@ def vouches_for(recorded: RecordedFile, file: LocalFile, present: ObjectInfo | N
 def orphans_of(record: PresyncRecord, scan: FolderScan, present: dict[str, ObjectInfo]
                ) -> list[str]:
     """The objects the presync stored whose files are no longer to be uploaded (deleted,
-    or excluded since; a refused file still exists and is none). Only keys the record
-    holds, still holding the bytes the presync stored: never anything else in the bucket."""
-    kept = {f.relative_path for f in scan.files} | {r.relative_path for r in scan.refused}
+    or excluded since; a refused file still exists and is none, nor is any file under a
+    refused folder). Only keys the record holds, still holding the bytes the presync
+    stored: never anything else in the bucket."""
+    kept = {f.relative_path for f in scan.files}
+    unseen = {r.relative_path.rstrip("/") for r in scan.refused}
     return sorted(path for path, entry in record.entries.items() if path not in kept
+                  and not under_refused(path, unseen)
                   and difference(entry, present.get(path)) is None)
+
+
+def under_refused(path: str, unseen: set[str]) -> bool:
+    """The path is a refused entry or lies under one (``audio`` covers ``audio/x.wav``,
+    never ``audio2/x.wav``; ``.``, an unreadable UPLOADS_DIR, covers all): a folder that
+    could not be read, or a link that was not followed, may still hold the file, so its
+    absence from the scan proves nothing."""
+    if "." in unseen:
+        return True
+    parts = path.split("/")
+    return any("/".join(parts[:depth]) in unseen for depth in range(1, len(parts) + 1))
 
 
 def prune_refusal(record: PresyncRecord, scan: FolderScan, orphans: Sequence[str],

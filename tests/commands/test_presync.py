@@ -25,7 +25,7 @@ from devtools.tos_server import Faults
 from storage import StorageClient, file_crc64
 from storage.tos import MiB
 from tests.conftest import BUCKET, ROOT, TosServer, stored, tos_env
-from tests.runs import cutover_environment, upgrade_head
+from tests.runs import cutover_environment, failed_lines, upgrade_head
 
 TABLES = ("users", "hotword_sets", "prompt_templates", "tasks", "audit_logs",
           "generated_artifacts", "speaker_mappings", "transcripts")
@@ -348,12 +348,6 @@ def test_the_plan_says_how_much_the_presync_has_moved_already(
     output = ok(alembic(env, tmp_path, "-x", "dry_run=true", "upgrade", "head"))
     assert summary_count(output, "unchanged since the presync") == len(files_in(uploads)) - 1
     assert summary_count(output, "to upload") == 1
-
-
-def failed_lines(result: subprocess.CompletedProcess) -> list[str]:
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output
-    return [line for line in output.splitlines() if line.startswith("FAILED:")]
 
 
 def test_files_the_app_deletes_during_a_presync_are_not_recorded_changed_ones_as_read(

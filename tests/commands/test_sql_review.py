@@ -161,13 +161,21 @@ def test_make_sql_downgrade_starts_at_the_targets_revision(
      r"FAILED: cannot connect to postgresql\+psycopg2://cutover:\*\*\*@127\.0\.0\.1:9/"
      r"meeting_agent to read its revision \(.+\): give FROM=<revision> to render without it"),
     ("prod", None, ("--from", "9999"), r"FAILED: Can't locate revision identified by '9999'"),
+    # A target URL may be sqlite:// (the settings accept it): no libpq connect_timeout for it.
+    ("lite", "DATABASE_URL=sqlite:///{missing}/target.db\n", (),
+     r"FAILED: cannot connect to sqlite:///\S+/no-such-folder/target\.db to read its "
+     r"revision \(unable to open database file\): give FROM=<revision> to render without it"),
+    ("prod", None, ("--from", "0004", "--out", "/proc/no-such/upgrade.sql"),
+     r"FAILED: cannot write the SQL to /proc/no-such/upgrade\.sql \(.+\): give --out a "
+     r"path that can be written"),
 ])
 def test_a_failure_is_one_line_on_stderr_and_leaves_no_file(
     released: Released, env: str, env_text: str | None, arguments: tuple[str, ...],
     failed: str,
 ) -> None:
     if env_text is not None:
-        released.env_file(env, env_text.format(password=PASSWORD))
+        released.env_file(env, env_text.format(password=PASSWORD,
+                                               missing=released.root / "no-such-folder"))
 
     result = released.review("upgrade", "--out", f"sql/upgrade-{env}.sql", *arguments,
                              env=env)
@@ -178,7 +186,12 @@ def test_a_failure_is_one_line_on_stderr_and_leaves_no_file(
     assert re.fullmatch(failed, line), line
     assert PASSWORD not in line
     assert released.sql_files() == []
-    through_make = released.make("sql", ENV=env, **({"FROM": "9999"} if arguments else {}))
+    given = dict(zip(arguments[::2], arguments[1::2], strict=True))
+    variables = {"FROM": given["--from"]} if "--from" in given else {}
+    if "--out" in given:
+        variables["SQL_DIR"] = str(Path(given["--out"]).parent)
+    through_make = released.make("sql", ENV=env, **variables)
+    assert through_make.stderr.count("FAILED:") == 1, through_make.stderr
     assert through_make.returncode != 0
     assert released.sql_files() == []
 

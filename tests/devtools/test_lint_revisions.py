@@ -52,7 +52,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    pass
+    {downgrade}
 '''
 FILE = "alembic/versions/0005_change_tasks.py"
 
@@ -102,11 +102,11 @@ def repository(tmp_path: Path) -> Path:
     return root
 
 
-def write_revision(root: Path, upgrade: str | None) -> None:
+def write_revision(root: Path, upgrade: str | None, downgrade: str = "pass") -> None:
     """A revision 0005 after the cutover's own, whose upgrade is ``upgrade`` (none: none)."""
     if upgrade is not None:
-        (root / FILE).write_text(REVISION.format(message="change tasks", upgrade=upgrade),
-                                 encoding="utf-8")
+        (root / FILE).write_text(REVISION.format(message="change tasks", upgrade=upgrade,
+                                                 downgrade=downgrade), encoding="utf-8")
 
 
 def make_lint(root: Path, upgrade: str | None = None) -> subprocess.CompletedProcess:
@@ -117,11 +117,12 @@ def make_lint(root: Path, upgrade: str | None = None) -> subprocess.CompletedPro
                           cwd=root, capture_output=True, text=True, timeout=300)
 
 
-def lint(root: Path, upgrade: str | None = None) -> subprocess.CompletedProcess:
+def lint(root: Path, upgrade: str | None = None,
+         downgrade: str = "pass") -> subprocess.CompletedProcess:
     """The revision check's driver on the copy's alembic.ini, in this process: it keeps no
     state between runs, renders each revision in its own ``alembic`` process (with the
     copy's code) and runs squawk in another."""
-    write_revision(root, upgrade)
+    write_revision(root, upgrade, downgrade)
     argv = ["--config", str(root / "alembic.ini")]
     with contextlib.redirect_stderr(io.StringIO()) as stderr:
         code = lint_revisions.main(argv)
@@ -165,6 +166,19 @@ def test_its_safe_version_passes(repository: Path, case: str) -> None:
     assert failed_rules(result) == []
 
 
+def test_an_unsafe_downgrade_fails_naming_the_file_and_the_way_back(
+    repository: Path,
+) -> None:
+    """``make downgrade ENV=prod`` runs the way back on the live database too: a plain
+    CREATE INDEX on an existing table there blocks its writes as much as in an upgrade."""
+    result = lint(repository, SAFE["type change"],
+                  downgrade='op.create_index("ix_tasks_title", "tasks", ["title"])')
+
+    assert result.returncode != 0
+    assert failed_rules(result) == [(f"{FILE} (downgrade)",
+                                     "require-concurrent-index-creation")], result.stderr
+
+
 def test_a_rule_waived_with_its_reason_passes(repository: Path) -> None:
     waived = ('waive("renaming-column", reason="no app release reads tasks.title: "\n'
               '          "2.14 moved it to name")\n'
@@ -174,7 +188,8 @@ def test_a_rule_waived_with_its_reason_passes(repository: Path) -> None:
 
     assert result.returncode == 0, result.stdout + result.stderr
     ini = repository / "alembic.ini"
-    sql = lint_revisions.rendered_sql(ini, lint_revisions.live_revisions(Config(str(ini)))[0])
+    sql = lint_revisions.rendered_sql(ini, lint_revisions.live_revisions(Config(str(ini)))[0],
+                                      "upgrade")
     assert ("-- squawk-ignore renaming-column -- no app release reads tasks.title: 2.14 "
             "moved it to name\nALTER TABLE tasks RENAME title TO name;") in sql
 

@@ -24,7 +24,7 @@ from storage.tos import MiB
 from tests.commands.test_presync import files_in, presync, record_rows, run, summary_count
 from tests.conftest import BUCKET, TosFactory, TosServer, fetch, stored, tos_env, version
 from tests.files.test_upload import part_stored, wait_for
-from tests.runs import cutover_environment, upgrade_head
+from tests.runs import cutover_environment, failed_lines, upgrade_head
 
 # The app: rewrites files in place, one chunk every PERIOD seconds, round robin, with new
 # random bytes, until it is stopped; it says "writing" once its first chunk is written.
@@ -96,12 +96,6 @@ def env(tmp_path: Path, pg_url: str, tos_server: TosServer) -> dict[str, str]:
 @pytest.fixture
 def uploads(env: dict[str, str]) -> Path:
     return Path(env["UPLOADS_DIR"])
-
-
-def failed_lines(result: subprocess.CompletedProcess) -> list[str]:
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output, output
-    return [line for line in output.splitlines() if line.startswith("FAILED:")]
 
 
 def verify(env: dict[str, str], cwd: Path, *x: str) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ from data_migrations.files.scan import scan_folder
 from devtools.tos_server import Faults, TosServer
 from storage import StorageClient
 from tests.conftest import BUCKET, ROOT, fetch, stored, tos_env, version
-from tests.runs import cutover_environment, upgrade_head
+from tests.runs import cutover_environment, failed_lines, upgrade_head
 
 # What a run does when its key lacks the action: "refused" before anything is written, or
 # "runs" to an exact end without it.
@@ -42,14 +42,7 @@ def env(tmp_path: Path, pg_url: str, tos_server: TosServer) -> dict[str, str]:
             "VERIFY_URLS": "none"}
 
 
-def failed_lines(result: subprocess.CompletedProcess) -> list[str]:
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
-    assert "Traceback" not in output, output
-    return [line for line in output.splitlines() if line.startswith("FAILED:")]
-
-
-def files_in(folder: Path) -> dict[str, bytes]:
+def uploaded_contents(folder: Path) -> dict[str, bytes]:
     """What the cutover uploads (the default UPLOAD_EXCLUDE leaves tmp/ and *.part out)."""
     return {f.relative_path: f.source.read_bytes()
             for f in scan_folder(folder, ("tmp/", "*.part")).files}
@@ -81,7 +74,7 @@ def test_a_key_denied_one_action_stops_in_one_line_or_runs_exactly(
     assert result.returncode == 0 and "Traceback" not in output, output
     tos_server.faults = Faults()
     assert version(pg_engine) == "0004"
-    files = files_in(Path(env["UPLOADS_DIR"]))
+    files = uploaded_contents(Path(env["UPLOADS_DIR"]))
     assert stored(tos_storage) == files
     assert fetch(pg_engine, "SELECT relative_path, status FROM cutover_file_manifest "
                  "ORDER BY 1") == [(name, "verified") for name in sorted(files)]
@@ -97,7 +90,7 @@ def test_without_list_multipart_uploads_a_killed_runs_upload_is_left_alone(
     """A killed run's incomplete upload of a file's key, holding other bytes: a key that
     cannot list it uploads the file afresh, exactly, and leaves the upload to the lifecycle
     rule, as the log line says."""
-    files = files_in(Path(env["UPLOADS_DIR"]))
+    files = uploaded_contents(Path(env["UPLOADS_DIR"]))
     key = sorted(files)[0]
     upload_id = raw_client.create_multipart_upload(BUCKET, key).upload_id
     raw_client.upload_part(BUCKET, key, upload_id, 1, content=b"bytes of another file")
@@ -147,4 +140,4 @@ def test_a_listing_denied_mid_run_is_one_line_and_a_rerun_resumes(
     rerun = upgrade_head(env, tmp_path)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert version(pg_engine) == "0004"
-    assert stored(tos_storage) == files_in(Path(env["UPLOADS_DIR"]))
+    assert stored(tos_storage) == uploaded_contents(Path(env["UPLOADS_DIR"]))

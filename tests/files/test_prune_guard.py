@@ -5,16 +5,20 @@ Real processes, the real SDK against the local TOS server, a real PostgreSQL."""
 
 from __future__ import annotations
 
-import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+import settings
+from data_migrations.files import preflight
+from devtools.tos_server import Faults
 from storage import StorageClient
-from tests.commands.test_presync import failed_lines, files_in, ok, presync, record_rows
+from tests.commands.test_presync import files_in, ok, presync, record_rows, run
 from tests.conftest import TosServer, stored, tos_env
-from tests.runs import cutover_environment, upgrade_head
+from tests.run.test_preflight import DAC
+from tests.runs import cutover_environment, failed_lines, one_failure, upgrade_head
 
 
 @pytest.fixture
@@ -27,13 +31,6 @@ def env(tmp_path: Path, pg_url: str, tos_server: TosServer) -> dict[str, str]:
 @pytest.fixture
 def uploads(env: dict[str, str]) -> Path:
     return Path(env["UPLOADS_DIR"])
-
-
-def one_failure(result: subprocess.CompletedProcess) -> str:
-    """The run's single FAILED line (no traceback), after a non-zero exit."""
-    assert result.returncode != 0, result.stdout + result.stderr
-    (failure,) = failed_lines(result)
-    return failure
 
 
 def replace_folder(uploads: Path, files: dict[str, bytes]) -> None:
@@ -128,3 +125,79 @@ def test_a_cutover_without_a_presync_leaves_no_lock_file(
     work = Path(env["WORK_DIR"])
     assert work.is_dir()
     assert not (work / "presync").exists()
+
+
+@pytest.mark.parametrize("refused", ["a link to a folder outside UPLOADS_DIR",
+                                     "a folder that cannot be read"])
+def test_files_under_a_refused_folder_are_never_pruned(
+    refused: str, env: dict[str, str], tmp_path: Path, uploads: Path, tos_storage: StorageClient
+) -> None:
+    """The scan cannot see into a refused folder: its files may all still exist, so none
+    of their objects is an orphan. A file deleted beside it, in a folder whose name only
+    starts alike, still is."""
+    beside = uploads / "audio-extra" / "gone.wav"
+    beside.parent.mkdir()
+    beside.write_bytes(b"RIFF....WAVE")
+    ok(presync(env, tmp_path))
+    objects = stored(tos_storage)
+    assert sum(key.startswith("audio/") for key in objects) > 1
+    beside.unlink()
+    command = [sys.executable, "-m", "data_migrations.commands.presync"]
+    if refused.startswith("a link"):
+        elsewhere = tmp_path / "audio-elsewhere"
+        (uploads / "audio").rename(elsewhere)
+        (uploads / "audio").symlink_to(elsewhere)
+    else:  # root reads any folder: this run goes without the capabilities that let it
+        tmp_path.chmod(0o755)
+        (uploads / "audio").chmod(0o000)
+        command = ["setpriv", f"--inh-caps={DAC}", f"--bounding-set={DAC}", *command]
+    try:
+        output = ok(run([*command, "-x", "prune=true", "-x", "unsafe_files=skip",
+                         "-x", "prune_max_delete=100%"], env, tmp_path))
+    finally:
+        (uploads / "audio").chmod(0o755)
+    assert "Deleted 1 objects the presync stored whose files are gone" in output, output
+    assert set(stored(tos_storage)) == set(objects) - {"audio-extra/gone.wav"}
+
+
+def test_the_prune_check_rides_out_a_burst_of_errors_on_the_bucket_listing(
+    env: dict[str, str], tmp_path: Path, uploads: Path, tos_server: TosServer
+) -> None:
+    ok(presync(env, tmp_path))
+    files = sorted(files_in(uploads))
+    gone = files[:len(files) // 5]  # more than PRUNE_MAX_DELETE's 10%: the check refuses
+    for relative in gone:
+        (uploads / relative).unlink()
+    # More 503s than the SDK's own four attempts at a request: the helper tries again.
+    tos_server.faults = Faults(error_burst=6, methods=frozenset({"GET"}))
+
+    problems = preflight.prune_guarded(settings.read(
+        environ={**env, "PRUNE_OBJECTS": "true"}, load_env_file=False))
+
+    assert len(problems) == 1, problems  # the refusal, not a listing given up on
+    assert problems[0].startswith(f"-x prune=true would delete {len(gone)} of the ")
+    assert tos_server.faults.errors == 6
+
+
+def test_a_bucket_that_cannot_be_listed_stops_a_pruning_cutover_before_anything_is_written(
+    env: dict[str, str], tmp_path: Path, tos_server: TosServer, tos_storage: StorageClient,
+    pg_engine: sa.Engine
+) -> None:
+    ok(presync(env, tmp_path))
+    objects = stored(tos_storage)
+    tos_server.faults = Faults(error_rate=1.0, methods=frozenset({"GET"}))
+    try:
+        result = upgrade_head({**env, "PRUNE_OBJECTS": "true"}, tmp_path)
+    finally:
+        tos_server.faults = Faults()
+
+    assert result.returncode != 0
+    failures = failed_lines(result)
+    # storage_ready's own line names its probe; the prune check's names its listing.
+    (pruning,) = [line for line in failures if line.startswith("FAILED: -x prune=true")]
+    assert pruning.startswith("FAILED: -x prune=true could not be checked: listing of the "
+                              "bucket (after 6 attempts): "), pruning
+    assert pruning.endswith("Run again once the store answers, or without -x prune=true to "
+                            "upload without deleting")
+    assert sa.inspect(pg_engine).get_table_names() == []
+    assert stored(tos_storage) == objects

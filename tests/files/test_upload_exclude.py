@@ -5,26 +5,18 @@ a real PostgreSQL, as an operator runs the cutover."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.commands.test_presync import failed_lines
-from tests.runs import cutover_environment, upgrade_head
+from tests.runs import cutover_environment, failed_lines, one_failure, upgrade_head
 
 
 @pytest.fixture
 def env(tmp_path: Path, pg_url: str) -> dict[str, str]:
     """A generated dev file with its uploads, cut over to a local bucket."""
     return {**cutover_environment(tmp_path, pg_url), "VERIFY_URLS": "none"}
-
-
-def one_failure(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode != 0, result.stdout + result.stderr
-    (failure,) = failed_lines(result)
-    return failure
 
 
 def bucket_keys(env: dict[str, str]) -> set[str]:
@@ -40,6 +32,13 @@ def bucket_keys(env: dict[str, str]) -> set[str]:
     ("*.log,,*.bak", "'*.log,,*.bak' holds an empty pattern", "two commas"),
     ("\\", "pattern '\\\\'", "holds a backslash"),
     ("../*", "pattern '../*'", "holds a .. segment"),
+    ("./tmp/", "pattern './tmp/'", "holds a . segment, which no path below UPLOADS_DIR has: "
+                                    "write 'tmp/'"),
+    ("audio/./*.wav", "pattern 'audio/./*.wav'", "write 'audio/*.wav'"),
+    ("./", "pattern './'", "names no file or folder"),
+    ("none,*.log", "'none,*.log' holds none among other patterns",
+     "none stands alone (it leaves out nothing, not even the defaults)"),
+    ("*.log, NONE", "'*.log, NONE' holds none among other patterns", "none stands alone"),
 ])
 def test_a_malformed_glob_is_one_line_before_anything_is_written(
     value: str, pattern: str, problem: str, env: dict[str, str], tmp_path: Path,

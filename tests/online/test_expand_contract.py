@@ -67,6 +67,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     drop_index_concurrently("ix_audit_logs_client_ip", "audit_logs")
+    waive("ban-drop-column", reason="undoes the expand step: the app rolled back to "
+                                    "neither reads nor writes client_ip")
     op.drop_column("audit_logs", "client_ip")
 '''),
     "0006_backfill_audit_logs_client_ip.py": ("0005", '''

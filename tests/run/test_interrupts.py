@@ -146,13 +146,14 @@ def env(tmp_path: Path, pg_url: str, tos_server: TosServer) -> dict[str, str]:
             "VERIFY_URLS": "none", "MAX_CONCURRENT": "2"}
 
 
+@SIGNALS
 def test_an_interrupted_file_upload_rolls_back_and_a_rerun_uploads_exactly(
-    env: dict[str, str], tmp_path: Path, pg_engine: sa.Engine, tos_server: TosServer,
-    tos_storage: StorageClient
+    signum: int, env: dict[str, str], tmp_path: Path, pg_engine: sa.Engine,
+    tos_server: TosServer, tos_storage: StorageClient
 ) -> None:
     tos_server.faults = Faults(latency=0.1)
     process = started([*ALEMBIC, "upgrade", "head"], env, tmp_path)
-    line = interrupted(process, signal.SIGINT, lambda: len(list(tos_storage.list())) >= 3)
+    line = interrupted(process, signum, lambda: len(list(tos_storage.list())) >= 3)
     assert line == ("interrupted during 0003 upload_files; nothing of this step was "
                     "committed; run the same command again")
     assert version(pg_engine) == "0002"

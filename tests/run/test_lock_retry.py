@@ -27,8 +27,8 @@ import settings
 from data_migrations.run import lock_retry
 from devtools import revision
 from settings import DECLARED
-from tests.conftest import fetch, version
-from tests.runs import repository_copy
+from tests.conftest import ROOT, fetch, version
+from tests.runs import cutover_environment, failed_lines, repository_copy, upgrade_head
 
 LOCK_TIMEOUT = 1.0
 ADD_PRIORITY = '''
@@ -98,18 +98,20 @@ def pg(pg_url: str) -> Iterator[sa.Engine]:
 
 
 class Report:
-    """A report session that read ``tasks`` and keeps its transaction open (its ACCESS SHARE
-    lock with it) until ``hold`` seconds after the migration was first seen waiting for it,
-    or until ``close()``."""
+    """A report session that read ``tasks`` (or ran ``holding``) and keeps its transaction
+    open (its lock with it) until ``hold`` seconds after the migration was first seen waiting
+    for it (``blocked`` is set then), or until ``close()``."""
 
-    def __init__(self, engine: sa.Engine, hold: float) -> None:
+    def __init__(self, engine: sa.Engine, hold: float,
+                 holding: str = "SELECT count(*) FROM tasks") -> None:
         self.engine = engine
         self.connection = engine.connect()
         self.connection.exec_driver_sql("SET application_name = 'nightly-report'")
         self.connection.commit()
         self.pid = self.connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-        self.connection.exec_driver_sql("SELECT count(*) FROM tasks").scalar_one()
+        self.connection.exec_driver_sql(holding)
         self.hold = hold
+        self.blocked = threading.Event()
         self.closed = threading.Event()
         self.watch = threading.Thread(target=self._end_after_hold, daemon=True)
         self.watch.start()
@@ -118,6 +120,7 @@ class Report:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as look:
             while not self.closed.wait(0.05):
                 if look.execute(BLOCKED_MIGRATIONS, {"pid": self.pid}).scalar_one():
+                    self.blocked.set()
                     break
         if not self.closed.wait(self.hold):
             self.connection.rollback()
@@ -152,11 +155,6 @@ class AppWriter(threading.Thread):
         self.stopped.set()
         self.join(timeout=30)
         return self.waits
-
-
-def failed_lines(result: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in (result.stdout + result.stderr).splitlines()
-            if line.startswith("FAILED:")]
 
 
 def test_a_blocked_revision_retries_and_succeeds_once_the_report_ends(
@@ -325,3 +323,36 @@ def test_a_lock_timeout_is_told_apart_from_any_other_error(pg: sa.Engine) -> Non
     assert lock_retry.lock_not_available(timed_out.value.orig)
     assert not lock_retry.lock_not_available(other.value)
     assert not lock_retry.lock_not_available(other.value.orig)
+
+
+def test_the_cutovers_data_revisions_wait_for_their_locks_without_a_timeout(
+    tmp_path: Path, pg_url: str, pg: sa.Engine,
+) -> None:
+    """0002-0004 fill a fresh target while the app is stopped: a session that holds a lock
+    for a moment (here SHARE on users, which 0002's COPY into users waits for) delays the
+    copy, never cuts it off, even under a 1 ms LOCK_TIMEOUT that a later revision obeys."""
+    env = {**cutover_environment(tmp_path, pg_url), "LOCK_TIMEOUT": "1ms", "LOCK_RETRIES": "0"}
+    alembic = (sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"))
+    schema = subprocess.run([*alembic, "upgrade", "0001"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    report = Report(pg, hold=1.5, holding="LOCK TABLE users IN SHARE MODE")
+    try:
+        result = upgrade_head(env, tmp_path)
+    finally:
+        report.close()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert report.blocked.is_set()  # the copy did wait behind the lock (else this proves nothing)
+    assert version(pg) == "0004"
+    source = sa.create_engine(env["SOURCE_DATABASE_URL"], poolclass=sa.pool.NullPool)
+    assert fetch(pg, "SELECT count(*) FROM users") == fetch(source, "SELECT count(*) FROM users")
+    source.dispose()
+
+    rendered = subprocess.run([*alembic, "upgrade", "0001:0002", "--sql"], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    sql = rendered.stdout[rendered.stdout.index("-- 0002: "):]
+    assert "-- a data revision of the cutover: without lock or statement timeout" in sql
+    assert sql.index("SET LOCAL lock_timeout = 0;") < sql.index("COMMIT;")
+    assert sql.index("SET LOCAL statement_timeout = 0;") < sql.index("COMMIT;")

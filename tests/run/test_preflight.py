@@ -21,20 +21,12 @@ import sqlalchemy as sa
 from data_migrations.files.preflight import LISTED
 from devtools.tos_server import TosServer
 from tests.conftest import ROOT, tos_env
-from tests.runs import cutover_environment, upgrade_head
+from tests.runs import cutover_environment, failed_lines, upgrade_head
 
 ALEMBIC = (sys.executable, "-m", "alembic")
 DAC = "-dac_override,-dac_read_search"
 # Root without the capabilities that bypass permission bits.
 ALEMBIC_WITHOUT_OVERRIDE = ("setpriv", f"--inh-caps={DAC}", f"--bounding-set={DAC}", *ALEMBIC)
-
-
-def failed_lines(result: subprocess.CompletedProcess) -> list[str]:
-    """The FAILED lines of a run that failed without a traceback."""
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
-    assert "Traceback" not in output, output
-    return [line for line in output.splitlines() if line.startswith("FAILED:")]
 
 
 def untouched(engine: sa.Engine) -> bool:
