@@ -36,9 +36,18 @@ AUDIT_ROWS = 200_000
 
 def started(args: list[str], env: dict[str, str], cwd: Path | None = None
             ) -> subprocess.Popen[str]:
-    """A command in a process group of its own, as a terminal's foreground job."""
+    """A command in a process group of its own, as a terminal's foreground job: SIGINT and
+    SIGTERM at their default, as a terminal gives them, even when the test run itself
+    ignores them (a shell without job control starts its background jobs ignoring SIGINT,
+    and a command keeps a signal it was started ignoring)."""
     return subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=signals_at_default)
+
+
+def signals_at_default() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def interrupted(process: subprocess.Popen[str], signum: int, when: Callable[[], object]
