@@ -24,7 +24,13 @@ from contextlib import closing
 import settings
 from data_migrations.files import preflight as files_preflight
 from data_migrations.files import presync_record
-from data_migrations.files.ledger import Listing, Outcome, StorageSettingsSource, difference
+from data_migrations.files.ledger import (
+    Listing,
+    Outcome,
+    StorageSettingsSource,
+    changed_since,
+    difference,
+)
 from data_migrations.files.output import print_plan, print_summary
 from data_migrations.files.presync_record import PresyncRecord, RecordedFile
 from data_migrations.files.retry import RETRY_BACKOFF_SECONDS
@@ -86,14 +92,7 @@ class PresyncLedger:
         """The file is as it was read (size, modification time), so what was stored is the
         file as the record will describe it; a file the app changed or deleted since is
         not."""
-        file = outcome.file
-        if outcome.status == "vanished":
-            return False
-        try:
-            seen = file.source.stat()
-        except FileNotFoundError:
-            return False
-        return (seen.st_size, seen.st_mtime_ns) == (file.size, file.mtime_ns)
+        return outcome.status != "vanished" and not changed_since(outcome.file)
 
     def flush(self) -> None:
         self.record.add(self.pending)
