@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import closing
+from functools import partial
 from typing import TypeVar
 
 from data_migrations.files import presync_record
 from data_migrations.files import upload as file_upload
+from data_migrations.files.retry import ActionFailure, denied, retrying
 from data_migrations.files.scan import scan_folder
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.preflight import writable
@@ -76,10 +78,10 @@ def retried(action: Callable[[], R], name: str) -> R:
     """A storage call of the preflight, retried as the data steps retry theirs (a burst of
     5xx, a store down for a while); what still fails is a StorageError, as from one call."""
     try:
-        return file_upload.retrying(action, name)
-    except file_upload.ActionFailure as failure:
+        return retrying(action, name)
+    except ActionFailure as failure:
         cause = failure.__cause__
-        if isinstance(cause, StorageError) and cause.denied:
+        if denied(failure):
             raise cause from cause.__cause__  # refused at once: the call's own error says all
         raise StorageError(str(failure)) from cause
 
@@ -124,8 +126,8 @@ def prune_guarded(cutover: Settings) -> list[str]:
                 return []
             scan = scan_folder(options.uploads_dir, options.exclude)
             try:
-                present = retried(lambda: {info.key: info for info in storage.list()},
-                                  "listing of the bucket")
+                present = retried(partial(file_upload.stored_objects, storage),
+                                  file_upload.BUCKET_LISTING)
             except StorageError as error:  # unchecked is no pass: 0002 would commit first
                 return [f"-x prune=true could not be checked: {error}. Run again once the "
                         "store answers, or without -x prune=true to upload without deleting"]

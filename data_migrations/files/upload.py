@@ -208,7 +208,7 @@ class FileUpload:
         report.aborted = self.take_leftover_uploads(keys, {f.relative_path for f in to_check})
         for file in unchanged:
             self.tally(report, Outcome(file, "presynced", present[file.relative_path]))
-        if self.record is not None and self.record.entries:
+        if recorded:
             log.info(f"{len(unchanged):,} files are unchanged since the presync and in the bucket "
                      f"as it recorded them: taken from {self.record.path}, not read.")
         log.info(f"{len(present):,} objects already stored; uploading {len(to_check):,} files "
@@ -386,10 +386,16 @@ class FileUpload:
         report.pruned = len(report.orphans)
 
     def stored_objects(self) -> dict[str, ObjectInfo]:
-        """Every object in the bucket (under the key prefix) by key, with its size and
-        CRC-64: one listing, 1,000 objects a page, instead of a request per file."""
-        return self.retrying(lambda: {info.key: info for info in self.storage.list()},
-                             "listing of the bucket")
+        return self.retrying(partial(stored_objects, self.storage), BUCKET_LISTING)
+
+
+BUCKET_LISTING = "listing of the bucket"
+
+
+def stored_objects(storage: StorageClient) -> dict[str, ObjectInfo]:
+    """Every object in the bucket (under the key prefix) by key, with its size and CRC-64:
+    one listing, 1,000 objects a page, instead of a request per file."""
+    return {info.key: info for info in storage.list()}
 
 
 def started_at(upload: PendingUpload) -> datetime:
