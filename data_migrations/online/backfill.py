@@ -53,13 +53,14 @@ from alembic import op
 
 from data_migrations.online.run import (
     WITHOUT_LOCK_TIMEOUT,
-    is_dry_run,
     lock_policy,
     outside_transaction,
+    skipped_in_dry_run,
 )
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.lock_retry import Policy, lock_not_available, plural, seconds
 from data_migrations.run.report import PROGRESS_EVERY_SECONDS
+from data_migrations.run.sql import quote
 
 log = logging.getLogger("cutover.online")
 
@@ -115,8 +116,7 @@ def backfill_in_batches(job: Backfill) -> int:
             f"-- UPDATE {job.table} SET {job.set} WHERE {job.key} > <last committed key> "
             f"AND {job.key} <= <batch end>{f' AND ({job.where})' if job.where else ''}")
         return 0
-    if is_dry_run():  # the plan: one transaction, rolled back; a batch commits on its own
-        log.info("Dry run: backfill %s is not run (each batch commits on its own)", job.name)
+    if skipped_in_dry_run(f"backfill {job.name} is not run", "each batch commits on its own"):
         return 0
     with outside_transaction():
         return run_backfill(op.get_bind(), job, lock_policy())
@@ -162,7 +162,6 @@ def _run(connection: sa.Connection, job: Backfill, policy: Policy) -> int:
     if cursor.finished:
         log.info("Backfill %s: already finished", job.name)
         return 0
-    quote = connection.dialect.identifier_preparer.quote
     table, key = quote(job.table), quote(job.key)
     last = connection.execute(sa.text(f"SELECT max({key})::text FROM {table}")).scalar_one()
     total = connection.execute(sa.text(
@@ -173,7 +172,7 @@ def _run(connection: sa.Connection, job: Backfill, policy: Policy) -> int:
     progress = _Progress(job.name, total)
     statement = sa.text(_batch_sql(table, key, job))
     size = job.batch_size
-    with _session_lock_timeout(connection, policy.lock_timeout):
+    with _session_lock_timeout(connection, policy):
         while True:
             began = time.monotonic()
             done = _batch(connection, statement, job, cursor.last_key, last, size, policy,
@@ -191,10 +190,10 @@ def _run(connection: sa.Connection, job: Backfill, policy: Policy) -> int:
 
 
 @contextmanager
-def _session_lock_timeout(connection: sa.Connection, timeout: float) -> Iterator[None]:
+def _session_lock_timeout(connection: sa.Connection, policy: Policy) -> Iterator[None]:
     """``lock_timeout`` for the session (``0``: none) while the batches run, each in its own
     transaction; reset to the session's default after, also when a batch failed."""
-    connection.execute(sa.text(f"SET lock_timeout = '{round(timeout * 1000)}ms'"))
+    connection.execute(sa.text(policy.set_session()))
     try:
         yield
     finally:

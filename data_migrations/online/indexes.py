@@ -41,9 +41,10 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from data_migrations.online.run import is_dry_run, outside_transaction
+from data_migrations.online.run import outside_transaction, skipped_in_dry_run
 
 log = logging.getLogger("cutover.online")
+CONCURRENTLY_OUTSIDE = "CONCURRENTLY runs outside the transaction"
 
 INVALID_INDEX = sa.text(
     "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
@@ -57,7 +58,7 @@ def create_index_concurrently(name: str, table: str, columns: Sequence[str], *,
                               schema: str | None = None) -> None:
     """``CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS``, after dropping an invalid
     leftover of an interrupted attempt; ``where`` makes it a partial index."""
-    if _skipped_in_dry_run(f"index {name} is not built"):
+    if skipped_in_dry_run(f"index {name} is not built", CONCURRENTLY_OUTSIDE):
         return
     context = op.get_context()
     with outside_transaction():
@@ -73,19 +74,11 @@ def create_index_concurrently(name: str, table: str, columns: Sequence[str], *,
 
 def drop_index_concurrently(name: str, table: str, *, schema: str | None = None) -> None:
     """``DROP INDEX CONCURRENTLY IF EXISTS``: valid or not, the index is gone after it."""
-    if _skipped_in_dry_run(f"index {name} is not dropped"):
+    if skipped_in_dry_run(f"index {name} is not dropped", CONCURRENTLY_OUTSIDE):
         return
     with outside_transaction():
         op.drop_index(name, table_name=table, schema=schema, postgresql_concurrently=True,
                       if_exists=True)
-
-
-def _skipped_in_dry_run(what: str) -> bool:
-    """The plan runs in one transaction it rolls back: CONCURRENTLY cannot run there."""
-    if is_dry_run():
-        log.info("Dry run: %s (CONCURRENTLY runs outside the transaction)", what)
-        return True
-    return False
 
 
 def _is_invalid(name: str, schema: str | None) -> bool:

@@ -4,6 +4,7 @@ revisions' retries."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,6 +12,8 @@ from alembic import op
 
 from data_migrations.run.lock_retry import Policy
 from settings import ATTRIBUTE, Settings, declared
+
+log = logging.getLogger("cutover.online")
 
 # Outside a run's settings (a test's own migration context, a script on its own connection):
 # locks are waited for without limit, so a lock timeout never arises to be retried.
@@ -22,6 +25,15 @@ def _settings() -> Settings | None:
     them (a test's own migration context)."""
     config = op.get_context().config
     return config.attributes.get(ATTRIBUTE) if config is not None else None
+
+
+def skipped_in_dry_run(what: str, because: str) -> bool:
+    """Whether to skip work that commits on its own: the plan runs in one transaction it
+    rolls back, where nothing may commit on its own; logged as a line that says so."""
+    if is_dry_run():
+        log.info("Dry run: %s (%s)", what, because)
+        return True
+    return False
 
 
 def is_dry_run() -> bool:

@@ -85,7 +85,14 @@ class Policy:
 
     def set_local(self) -> str:
         """The statement that puts the rest of a transaction under this lock timeout."""
-        return f"SET LOCAL lock_timeout = '{round(self.lock_timeout * 1000)}ms'"
+        return f"SET LOCAL {self.setting()}"
+
+    def set_session(self) -> str:
+        """The statement that puts the session under this lock timeout until a RESET."""
+        return f"SET {self.setting()}"
+
+    def setting(self) -> str:
+        return f"lock_timeout = '{round(self.lock_timeout * 1000)}ms'"
 
 
 def lock_not_available(exc: BaseException) -> bool:
