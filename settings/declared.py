@@ -476,21 +476,32 @@ VERIFY_URLS = Setting(
     "`none`, or `sample:N` (N chosen at random)", x="urls")
 REPORTS_DIR = Setting("REPORTS_DIR", path, "./reports", "each run's JSON cutover report")
 # After go-live a schema revision runs on the live database: it waits for its locks at most
-# this long, so the app's statements queued behind it wait no longer (as GitLab's
-# with_lock_retries and strong_migrations do), and is rolled back and retried.
+# LOCK_TIMEOUT, so the app's statements queued behind it wait no longer, and is rolled back
+# and retried after a pause (GitLab's with_lock_retries, strong_migrations). Short waits and
+# many tries by default: every attempt that waits stalls every app statement on the table
+# for the whole wait, so 100 ms per attempt stays below what a user notices, while 20
+# retries with pauses doubling from 500 ms to 10 s (about 3 minutes in all) outlast an
+# ordinary report query. A longer wait is the operator's explicit choice for a hard case.
 LOCK_TIMEOUT = Setting(
-    "LOCK_TIMEOUT", duration, "3s",
-    "how long a schema revision waits for a lock (so the app queued behind it waits no "
-    "longer) before it is rolled back and retried, e.g. `3s`, `500ms`; `0` waits without "
-    "limit; the cutover's data revisions run without one", x="lock_timeout")
+    "LOCK_TIMEOUT", duration, "100ms",
+    "how long each attempt of a schema revision waits for a lock (the app's statements "
+    "queued behind it wait as long) before it is rolled back and retried, e.g. `100ms`, "
+    "`2s`; `0` waits without limit; the cutover's data revisions run without one",
+    x="lock_timeout")
 LOCK_RETRIES = Setting(
-    "LOCK_RETRIES", whole_number, "5",
+    "LOCK_RETRIES", whole_number, "20",
     "retries of a revision whose lock was not granted in time; `0` fails at the first",
     x="lock_retries")
 LOCK_RETRY_BACKOFF = Setting(
-    "LOCK_RETRY_BACKOFF", duration, "2s",
-    "the pause before the first retry, doubled before each next one (at most 1 min)",
+    "LOCK_RETRY_BACKOFF", duration, "500ms",
+    "the pause before the first retry, doubled before each next one (at most 10 s)",
     x="lock_retry_backoff")
+# A downgrade past the baseline drops the app's tables; after go-live they hold what the
+# app's users made. It refuses while any of them holds a row unless this says so.
+DROP_APP_DATA = Setting(
+    "DROP_APP_DATA", flag, "false",
+    "let a downgrade drop tables (the baseline's downgrade) or columns that still hold rows "
+    "or values, e.g. ones the app wrote after go-live", x="drop_app_data")
 
 DECLARED: tuple[Setting, ...] = (
     ENV, DATABASE_URL, SOURCE_DATABASE_URL, BAD_ROWS, ORPHANS, ROW_COPY_WORKERS, UPLOADS_DIR,
@@ -501,4 +512,5 @@ DECLARED: tuple[Setting, ...] = (
     STORAGE_ACL, STORAGE_CLASS, STORAGE_SSE, STORAGE_SECURITY_TOKEN, STORAGE_CONFIG, DRY_RUN,
     FORCE, PURGE_OBJECTS, CHECKSUM_EVERY_FILE, PRUNE_OBJECTS, PRUNE_MAX_DELETE, WORK_DIR,
     VERIFY_URLS, REPORTS_DIR, LOCK_TIMEOUT, LOCK_RETRIES, LOCK_RETRY_BACKOFF,
+    DROP_APP_DATA,
 )

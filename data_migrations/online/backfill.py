@@ -60,11 +60,13 @@ from data_migrations.online.run import (
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.lock_retry import Policy, lock_not_available, plural, seconds
 from data_migrations.run.report import PROGRESS_EVERY_SECONDS
+from data_migrations.run.revision_error import BACKFILL_CURSORS
 from data_migrations.run.sql import quote
 
 log = logging.getLogger("cutover.online")
 
-PROGRESS_TABLE = "cutover_backfills"  # cutover_: bookkeeping that autogenerate leaves alone
+# cutover_: bookkeeping that autogenerate leaves alone; a failed run names what it holds.
+PROGRESS_TABLE = BACKFILL_CURSORS
 CREATE_PROGRESS_TABLE = f"""
 CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (
     name text PRIMARY KEY,

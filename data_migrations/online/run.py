@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 from alembic import op
 
+from data_migrations.run import open_work
 from data_migrations.run.lock_retry import Policy
 from settings import ATTRIBUTE, Settings, declared
 
@@ -43,6 +44,12 @@ def is_dry_run() -> bool:
     return bool(read is not None and read[declared.DRY_RUN])
 
 
+def drop_app_data_allowed() -> bool:
+    """Whether the operator let a downgrade drop what the app wrote (``DROP_APP_DATA``)."""
+    read = _settings()
+    return bool(read is not None and read[declared.DROP_APP_DATA])
+
+
 def lock_policy() -> Policy:
     """The run's lock timeout and retries, for the work a helper runs outside the revision's
     transaction (and so outside its ``SET LOCAL lock_timeout``)."""
@@ -56,10 +63,16 @@ def outside_transaction() -> Iterator[None]:
     revision goes on under its lock timeout again: the block commits the revision's
     transaction, and its ``SET LOCAL lock_timeout`` ends with it, so a statement the revision
     runs after a helper would otherwise wait for its lock without limit (``--sql`` shows the
-    ``SET`` where it will run)."""
+    ``SET`` where it will run). It refuses, before anything commits, when the revision
+    changed something before it (data_migrations/run/open_work.py says why)."""
     context = op.get_context()
+    connection = None if context.as_sql else op.get_bind()
+    if connection is not None:
+        open_work.refuse_commit(connection)
     with context.autocommit_block():
         yield
+    if connection is not None:
+        open_work.committed(connection)
     policy = lock_policy()
     if policy.lock_timeout and context.dialect.name == "postgresql":
         context.execute(policy.set_local())

@@ -29,6 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,10 @@ from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script, ScriptDirectory
 
 import settings
+from data_migrations.run import drop_guard, open_work
 from data_migrations.run.errors import DataMigrationError
+from data_migrations.run.lost_connection import is_lost_connection
+from data_migrations.run.revision_error import RevisionError, revision_file, standing
 from settings import declared
 
 log = logging.getLogger("cutover.locks")
@@ -46,7 +50,7 @@ log = logging.getLogger("cutover.locks")
 # SQLSTATE lock_not_available: a lock not granted within lock_timeout. PostgreSQL rolls the
 # statement back whole (the transaction too, unless a savepoint catches it).
 LOCK_NOT_AVAILABLE = "55P03"
-LONGEST_PAUSE = 60.0
+LONGEST_PAUSE = 10.0  # the pause between attempts grows to this and no further
 QUERY_SHOWN = 80  # characters of a blocker's query in a message
 SECTION = "cutover"
 
@@ -210,16 +214,20 @@ class BlockerWatch:
 class LockRetry:
     """One command's lock timeouts and retries."""
 
-    def __init__(self, policy: Policy, exempt: frozenset[str]) -> None:
+    def __init__(self, policy: Policy, exempt: frozenset[str],
+                 drop_app_data: bool = False) -> None:
         self.policy = policy
         self.exempt = exempt
+        self.drop_app_data = drop_app_data
         self.attempts: dict[str, int] = {}
         self.backend_pid: int | None = None
+        self.connection: sa.Connection | None = None
 
     @classmethod
     def of(cls, cutover: settings.Settings, script: ScriptDirectory,
            config: Config) -> LockRetry:
-        return cls(Policy.of(cutover), data_revisions(script, config))
+        return cls(Policy.of(cutover), data_revisions(script, config),
+                   cutover[declared.DROP_APP_DATA])
 
     def install(self, context: MigrationContext) -> None:
         """Pass the command's steps (Alembic's ``fn``: none for a command that runs no
@@ -228,6 +236,9 @@ class LockRetry:
         steps: Steps | None = context._migrations_fn
         if steps is None:
             return
+        if not context.as_sql and context.connection is not None:
+            self.connection = context.connection
+            open_work.track(context.connection)
 
         def timed_steps(heads: tuple[str, ...], context: MigrationContext) -> Iterator[Any]:
             for step in steps(heads, context):
@@ -243,6 +254,10 @@ class LockRetry:
             try:
                 migrate()
                 return
+            except RevisionError as failed:
+                if self.connection is None:
+                    raise
+                raise DataMigrationError(failed.told(standing(self.connection))) from None
             except LockNotGranted as failed:
                 if failed.last:
                     log.warning(f"{failed}; rolled back")
@@ -267,11 +282,44 @@ class LockRetry:
                 run(**kw)
                 return
             self._set_timeouts(step.revision, exempt, context)
-            if exempt or context.as_sql or not self.policy.lock_timeout:
-                run(**kw)
-                return
-            self._attempt(step, context, run, kw)
+            with self._told(step, context):
+                if not step.is_upgrade and step.revision.down_revision is None:
+                    self._guard_baseline_drop(step, context)
+                if exempt or context.as_sql or not self.policy.lock_timeout:
+                    run(**kw)
+                    return
+                self._attempt(step, context, run, kw)
         return timed
+
+    @contextmanager
+    def _told(self, step: RevisionStep, context: MigrationContext) -> Iterator[None]:
+        """The revision's own transaction: what it changes is kept (open_work), and a
+        database error it meets becomes a ``RevisionError`` (a lost connection and a lock
+        not granted keep their own ways)."""
+        connection = None if context.as_sql else context.connection
+        if connection is not None:
+            open_work.begin(connection, step.revision)
+        try:
+            yield
+        except sa.exc.DBAPIError as exc:
+            if lock_not_available(exc) or is_lost_connection(exc, context.dialect):
+                raise
+            raise RevisionError(step.revision, step.is_upgrade, exc) from None
+        finally:
+            if connection is not None:
+                open_work.begin(connection, None)
+
+    def _guard_baseline_drop(self, step: RevisionStep, context: MigrationContext) -> None:
+        """Before the baseline's downgrade drops the app's tables (drop_guard)."""
+        if context.as_sql:
+            context.impl.static_output(
+                "-- make downgrade refuses this while any of these tables holds a row, "
+                f"unless {drop_guard.SETTING}")
+            return
+        assert context.connection is not None
+        drop_guard.refuse_dropping_rows(
+            context.connection, f"{revision_file(step.revision)} (downgrade)",
+            ", ".join(step.from_revisions), self.drop_app_data)
 
     def _set_timeouts(self, revision: Script, exempt: bool, context: MigrationContext) -> None:
         """The revision's SET lines (in --sql too, under a comment saying why)."""

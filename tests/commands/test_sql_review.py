@@ -133,7 +133,7 @@ def test_from_renders_without_a_database(released: Released) -> None:
     sql = released.sql("upgrade-review.sql")
     assert sql.startswith("-- make sql: upgrade from 0005 (FROM) to head")
     assert RUNNING.findall(sql) == [("0005", "0006")]
-    assert "SET LOCAL lock_timeout = '3000ms';" in sql  # the default
+    assert "SET LOCAL lock_timeout = '100ms';" in sql  # the default
 
     at_head = released.make("sql", ENV="review", FROM="0006")
     assert at_head.returncode == 0, at_head.stdout + at_head.stderr

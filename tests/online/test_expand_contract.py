@@ -60,8 +60,10 @@ STEPS = {
     "0005_expand_audit_logs_client_ip.py": ("0004", '''
 
 def upgrade() -> None:
-    # Nullable: the app that runs now inserts rows without it.
-    op.add_column("audit_logs", sa.Column("client_ip", sa.String(45), nullable=True))
+    # Nullable: the app that runs now inserts rows without it. IF NOT EXISTS: the index
+    # build commits it, so a run whose build failed finds it there when it runs again.
+    op.add_column("audit_logs", sa.Column("client_ip", sa.String(45), nullable=True),
+                  if_not_exists=True)
     create_index_concurrently("ix_audit_logs_client_ip", "audit_logs", ["client_ip"])
 
 

@@ -302,7 +302,7 @@ def test_lock_settings_parse_with_their_units() -> None:
                           "lock_retry_backoff": "1min"}, load_env_file=False)
     assert lock_retry.Policy.of(read) == lock_retry.Policy(0.5, 0, 60.0)
     assert lock_retry.Policy(3.0, 5, 2.0).pause(1) == 2.0
-    assert [lock_retry.Policy(3.0, 9, 2.0).pause(n) for n in (2, 3, 6, 7)] == [4, 8, 60, 60]
+    assert [lock_retry.Policy(3.0, 9, 2.0).pause(n) for n in (2, 3, 4, 5)] == [4, 8, 10, 10]
 
 
 def test_a_lock_timeout_is_told_apart_from_any_other_error(pg: sa.Engine) -> None:
