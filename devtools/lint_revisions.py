@@ -1,4 +1,6 @@
-"""``make lint``'s check of the revisions that run on the live database: squawk on their SQL.
+"""``make lint``'s check of the revisions that run on the live database: squawk on their SQL,
+and the project's own rule that a helper committing on its own never follows a change of its
+revision that a second run would stop at (``commit-after-change``).
 
 Each revision after the cutover's own is rendered alone as ``alembic upgrade <down>:<rev>
 --sql`` would print it for the DBA, and its way back as ``alembic downgrade <rev>:<down>
@@ -32,9 +34,12 @@ from alembic.util import CommandError
 
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.lock_retry import data_revision_range
+from data_migrations.run.open_work import changes
 
 ROOT = Path(__file__).resolve().parent.parent
 SQUAWK_CONFIG = ".squawk.toml"
+# The project's own rule beside squawk's (data_migrations/run/open_work.py says why).
+COMMIT_AFTER_CHANGE = "commit-after-change"
 
 
 class LintError(Exception):
@@ -124,18 +129,49 @@ def squawk_findings(ini: Path, sql_files: dict[Path, str]) -> list[Finding]:
     return findings
 
 
+def statements(sql: str) -> list[str]:
+    """The rendered statements, without comment lines, each without its ``;``."""
+    kept = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [" ".join(part.split()) for part in kept.split(";") if part.strip()]
+
+
+def commit_after_change(sql: str, where: str) -> list[Finding]:
+    """A ``COMMIT`` in the middle of a revision (a helper that commits on its own) after a
+    change of the revision that a second run would stop at."""
+    found, open_changes = [], []
+    rendered = statements(sql)
+    last_commit = max((i for i, s in enumerate(rendered) if s.upper() == "COMMIT"), default=-1)
+    for index, statement in enumerate(rendered):
+        if statement.upper() == "BEGIN":
+            open_changes = []
+        elif statement.upper() == "COMMIT":
+            if index != last_commit and open_changes:
+                found.append(Finding(
+                    where, COMMIT_AFTER_CHANGE,
+                    "a helper that commits on its own follows this change: if it failed, "
+                    "the change would stay committed and the revision could not run again; "
+                    "move the change into a revision of its own, after the helper, or write "
+                    "it to run again (IF NOT EXISTS)", open_changes[0]))
+            open_changes = []
+        elif changes(statement):
+            open_changes.append(statement)
+    return found
+
+
 def check(ini: Path) -> list[Finding]:
     revisions = live_revisions(Config(str(ini)))
     if not revisions:
         return []
     with tempfile.TemporaryDirectory() as scratch:
-        sql_files = {}
+        sql_files, own = {}, []
         for revision in revisions:
             for direction, named in (("upgrade", ""), ("downgrade", " (downgrade)")):
                 path = Path(scratch) / f"{Path(str(revision.path)).stem}.{direction}.sql"
-                path.write_text(rendered_sql(ini, revision, direction), encoding="utf-8")
+                sql = rendered_sql(ini, revision, direction)
+                path.write_text(sql, encoding="utf-8")
                 sql_files[path] = relative(ini, revision) + named
-        return squawk_findings(ini, sql_files)
+                own += commit_after_change(sql, sql_files[path])
+        return own + squawk_findings(ini, sql_files)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,36 +28,11 @@ import sqlalchemy as sa
 
 from tests.conftest import fetch, version
 from tests.online.app import Writers, writing
-from tests.runs import repository_copy
+from tests.online.chain import released_copy
 
-COPIED = ("alembic", "alembic.ini", ".squawk.toml", "Makefile", "pyproject.toml", "devtools",
-          "data_migrations")
 ROWS = 20_000
-HEADER = '''"""{message}
-
-Revision ID: {revision}
-Revises: {down_revision}
-"""
-
-from collections.abc import Sequence
-
-import sqlalchemy as sa
-from alembic import op
-
-from data_migrations.online.backfill import Backfill, backfill_in_batches, forget_backfill
-from data_migrations.online.indexes import create_index_concurrently, drop_index_concurrently
-from data_migrations.online.lint import waive
-
-revision: str = "{revision}"
-down_revision: str | Sequence[str] | None = "{down_revision}"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
-
-__all__ = ["Backfill", "backfill_in_batches", "create_index_concurrently",
-           "drop_index_concurrently", "forget_backfill", "op", "sa", "waive"]
-'''
 STEPS = {
-    "0005_expand_audit_logs_client_ip.py": ("0004", '''
+    "0005_expand_audit_logs_client_ip.py": '''
 
 def upgrade() -> None:
     # Nullable: the app that runs now inserts rows without it. IF NOT EXISTS: the index
@@ -72,8 +47,8 @@ def downgrade() -> None:
     waive("ban-drop-column", reason="undoes the expand step: the app rolled back to "
                                     "neither reads nor writes client_ip")
     op.drop_column("audit_logs", "client_ip")
-'''),
-    "0006_backfill_audit_logs_client_ip.py": ("0005", '''
+''',
+    "0006_backfill_audit_logs_client_ip.py": '''
 COPY = Backfill(name="0006_audit_logs_client_ip", table="audit_logs",
                 set="client_ip = ip_address", where="client_ip IS DISTINCT FROM ip_address",
                 batch_size=1000, pause_seconds=0.01)
@@ -87,8 +62,8 @@ def downgrade() -> None:
     # The values stay (client_ip goes with 0005's downgrade); an upgrade after this one
     # backfills again from the start.
     forget_backfill(COPY)
-'''),
-    "0007_contract_audit_logs_ip_address.py": ("0006", '''
+''',
+    "0007_contract_audit_logs_ip_address.py": '''
 RESTORE = Backfill(name="0007_audit_logs_ip_address", table="audit_logs",
                    set="ip_address = client_ip", where="ip_address IS DISTINCT FROM client_ip",
                    batch_size=1000, pause_seconds=0.01)
@@ -106,7 +81,7 @@ def downgrade() -> None:
     op.add_column("audit_logs", sa.Column("ip_address", sa.String(45), nullable=True),
                   if_not_exists=True)
     backfill_in_batches(RESTORE)
-'''),
+''',
 }
 
 
@@ -165,15 +140,7 @@ class Migrations:
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    root = repository_copy(tmp_path / "repo", COPIED)
-    ini = root / "alembic.ini"
-    ini.write_text(ini.read_text(encoding="utf-8").replace("released = false",
-                                                           "released = true"), encoding="utf-8")
-    for name, (down_revision, body) in STEPS.items():
-        header = HEADER.format(message=name[5:-3].replace("_", " "), revision=name[:4],
-                               down_revision=down_revision)
-        (root / "alembic" / "versions" / name).write_text(header + body, encoding="utf-8")
-    return root
+    return released_copy(tmp_path / "repo", STEPS)
 
 
 @pytest.fixture
