@@ -88,7 +88,7 @@ class Diagnostics:
             columns = key["columns"]
             return (f"one duplicated value: ({columns})=({key['values']}); the rest: SELECT "
                     f"{columns}, count(*) FROM {table} GROUP BY {columns} HAVING count(*) > 1;"
-                    " make them unique, then run again")
+                    " remove the duplicates, then run again")
         if self.sqlstate == "23503" and key:
             return (f"one row that references nothing: ({key['columns']})=({key['values']}) "
                     f"in {table}; fix or remove such rows, then run again")

@@ -59,7 +59,8 @@ WRITTEN = {
     "REPORTS_DIR": "./elsewhere/reports",
     "LOCK_TIMEOUT": "10s",
     "LOCK_RETRIES": "0",
-    "LOCK_RETRY_BACKOFF": "500ms",
+    "LOCK_RETRY_BACKOFF": "2s",
+    "DROP_APP_DATA": "true",
 }
 
 
