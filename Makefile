@@ -15,7 +15,7 @@ export ENV PG_BIN
 
 .PHONY: help install test test-fast lint demo migrate plan verify sql sql-downgrade downgrade current \
 	history check presync adopt-dev upgrade-dev adopt-target revision postgres-binaries bench \
-	bench-rows bench-upload bench-rate-limit bench-cutover bench-backfill
+	bench-rows bench-upload bench-rate-limit bench-cutover bench-backfill bench-online
 
 help:
 	@echo "make demo                      the whole cutover and rollback on sample data"
@@ -39,6 +39,7 @@ help:
 	@echo "make bench-rate-limit          how closely STORAGE_RATE_LIMIT holds the upload rate"
 	@echo "make bench-cutover             the freeze window, cold and after a presync (long: ~2 GiB)"
 	@echo "make bench-backfill            a batched backfill of 1M audit_logs rows while the app writes"
+	@echo "make bench-online              the app's waits while revisions run on a live table"
 
 install: $(VENV)/.installed
 
@@ -162,3 +163,7 @@ bench-cutover: install postgres-binaries
 # app writer inserts and updates them: rows/s, and the writer's p50/p99/worst latency.
 bench-backfill: install postgres-binaries
 	$(BIN)/python -m bench.backfill --rows $(ROWS)
+
+# Five revisions on a live table, default lock settings, beside a report and an app; bench/online.py.
+bench-online: install postgres-binaries
+	$(BIN)/python -m bench.online
