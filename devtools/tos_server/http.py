@@ -18,7 +18,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -53,8 +53,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def do_CONNECT(self) -> None:
         # The SDK only proxies http:// endpoints; a tunnel would bypass the fake TOS host.
         self.close_connection = True
-        self._send(error_reply(TosError(405, "MethodNotAllowed", "CONNECT is refused."),
-                   uuid.uuid4().hex, self.path))
+        with self.server.owner.request_in_flight():
+            self._send(error_reply(TosError(405, "MethodNotAllowed", "CONNECT is refused."),
+                       uuid.uuid4().hex, self.path))
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -62,17 +63,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
     do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
 
     def _dispatch(self) -> None:
-        faults = self.server.owner.faults
-        if faults.latency > 0:
-            time.sleep(faults.latency)
-        outcome = faults.draw(self.command)
-        if outcome == "drop":
-            self.close_connection = True  # the socket closes with no answer at all
-            return
-        try:
-            self._serve(faults, outcome)
-        except OSError:  # the client went away (reset, broken pipe, closed mid-body)
-            self.close_connection = True
+        with self.server.owner.request_in_flight():
+            faults = self.server.owner.faults
+            if faults.latency > 0:
+                time.sleep(faults.latency)
+            outcome = faults.draw(self.command)
+            if outcome == "drop":
+                self.close_connection = True  # the socket closes with no answer at all
+                return
+            try:
+                self._serve(faults, outcome)
+            except OSError:  # the client went away (reset, broken pipe, closed mid-body)
+                self.close_connection = True
 
     def _serve(self, faults: Faults, outcome: FaultOutcome) -> None:
         request_id = uuid.uuid4().hex
@@ -193,6 +195,9 @@ class TosServer:
     ``http://127.0.0.1:<port>/<key>``), as a CDN or custom domain bound to a bucket.
     ``tls`` serves https with that context's certificate (the SDK's proxy mode needs
     plain http: a second server on the same root serves the https side).
+
+    ``wait_idle()`` returns once no request is in flight: after a client is killed
+    mid-upload, the bucket is listed once the requests it had sent are answered.
     """
 
     def __init__(self, root: Path, *, access_key: str, secret_key: str,
@@ -211,6 +216,8 @@ class TosServer:
         self._address = (host, port)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._requests = 0  # in flight: from the parsed headers to the reply sent
+        self._idle = threading.Condition()
 
     @property
     def port(self) -> int:
@@ -221,6 +228,30 @@ class TosServer:
     @property
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self._address[0]}:{self.port}"
+
+    @contextlib.contextmanager
+    def request_in_flight(self) -> Iterator[None]:
+        """Count one request as in flight for the block (the handler's whole answer)."""
+        with self._idle:
+            self._requests += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._requests -= 1
+                if not self._requests:
+                    self._idle.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no request is in flight; False if one still is after ``timeout``.
+
+        A client killed mid-request leaves the server answering what had already reached
+        it (a PUT whose whole body is in the socket's buffer is still stored), so what a
+        bucket holds after such a kill settles only once those requests end. A request
+        counts from its parsed headers to its reply.
+        """
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._requests, timeout)
 
     def start(self) -> TosServer:
         """Start serving in a background thread; returns once the socket listens."""

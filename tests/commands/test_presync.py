@@ -225,6 +225,7 @@ def test_a_killed_presync_resumes_without_reading_what_it_recorded(
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
+    assert tos_server.wait_idle(timeout=60)
     recorded = record_rows(work)
     files = files_in(uploads)
     assert 10 <= len(recorded) < len(files)
@@ -323,6 +324,7 @@ def test_a_presync_killed_in_a_multipart_upload_resumes_from_its_stored_parts(
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
+    assert tos_server.wait_idle(timeout=60)
     (left,) = bucket.uploads()
     kept = set(left.parts)
     assert left.key == "audio/all hands.wav" and 2 <= len(kept) < 4

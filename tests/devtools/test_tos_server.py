@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email.message import Message
@@ -184,6 +186,40 @@ def test_connect_is_refused(tos_server: TosServer) -> None:
     assert response.status == 405
     assert json.loads(response.read())["Code"] == "MethodNotAllowed"
     connection.close()
+
+
+def test_wait_idle_returns_once_the_request_in_flight_is_answered(
+        tos_server: TosServer, raw_client: tos.TosClientV2) -> None:
+    gate, events = threading.Event(), []
+
+    def body() -> Iterator[bytes]:  # sent chunked: the server reads it as it comes
+        yield b"first half, "
+        gate.wait()
+        yield b"second half"
+
+    def idle_then_state() -> tuple[bool, list[str]]:
+        idle = tos_server.wait_idle(timeout=60)
+        events.append("idle")
+        return idle, tos_server.store.bucket(BUCKET).sorted_keys()
+
+    assert tos_server.wait_idle(timeout=0)  # nothing sent yet
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        upload = pool.submit(raw_client.put_object, BUCKET, "slow.txt", content=body())
+        try:
+            deadline = time.monotonic() + 60
+            while tos_server.wait_idle(timeout=0):  # until the server reads the body
+                assert not upload.done() and time.monotonic() < deadline
+                time.sleep(0.01)
+            waiter = pool.submit(idle_then_state)
+            events.append("rest of the body sent")
+        finally:
+            gate.set()
+        upload.result()
+        idle, keys = waiter.result()
+
+    assert events == ["rest of the body sent", "idle"]
+    assert (idle, keys) == (True, ["slow.txt"])  # stored before wait_idle returned
+    assert raw_client.get_object(BUCKET, "slow.txt").read() == b"first half, second half"
 
 
 def test_parallel_clients(tos_storage: TosStorage, make_file: MakeFile) -> None:

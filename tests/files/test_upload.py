@@ -301,6 +301,8 @@ def test_a_killed_upload_resumes_and_skips_what_is_there(
                                 lambda process: process.kill())
     assert code == -9, output
     tos_server.faults = Faults()
+    # A PUT the server had received whole is stored although its client is gone.
+    assert tos_server.wait_idle(timeout=60)
     present = set(stored(bucket))
     assert 0 < len(present) < len(files)
     assert version(pg_engine) == "0002"
@@ -637,6 +639,7 @@ def test_a_multipart_upload_killed_midway_is_resumed_by_the_next_run(
                                 UPLOADING, kill_midway)
     tos_server.faults = Faults()
     assert code == -signal.SIGKILL, output
+    assert tos_server.wait_idle(timeout=60)
     assert pending_keys(raw_client) == ["elsewhere/b.bin", LARGE, "recordings/other.wav"]
     assert version(pg_engine) == "0002"
 
@@ -676,6 +679,7 @@ def test_a_probe_left_by_a_killed_preflight_is_deleted_by_the_next_one(
                                 "Preflight of", kill_during_the_probe)
     tos_server.faults = Faults()
     assert code == -signal.SIGKILL, output
+    assert tos_server.wait_idle(timeout=60)
     assert len(probes()) == 1
     assert [p.name for p in work.glob("preflight-*.txt")] == [probes()[0].rpartition("/")[2]]
 

@@ -34,13 +34,15 @@ PART_UPLOAD = re.compile(r'"PUT \S*[?&]partNumber=(\d+)')
 def killed_upload(server: TosServer, work_dir: Path, key: str, source: Path,
                   parts_before_kill: int) -> None:
     """Upload ``source`` as ``key`` in a child process that SIGKILLs itself once
-    ``parts_before_kill`` parts are stored."""
+    ``parts_before_kill`` parts are stored; returns once the server has answered every
+    request the child sent."""
     child = subprocess.run(
         [sys.executable, "-m", "tests.storage.killed_upload", str(server.port), str(work_dir),
          key, str(source), str(parts_before_kill)],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )
     assert child.returncode == -signal.SIGKILL, child.stderr
+    assert server.wait_idle(timeout=60)
 
 
 def stored_part_numbers(raw_client: tos.TosClientV2, upload: PendingUpload) -> list[int]:
