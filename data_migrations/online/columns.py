@@ -26,6 +26,7 @@ from alembic import op
 
 from data_migrations.online.lint import waive
 from data_migrations.online.run import drop_app_data_allowed
+from data_migrations.run.drop_guard import SETTING
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.sql import quote
 
@@ -44,14 +45,14 @@ def drop_added_column(table: str, column: str) -> None:
     if context.as_sql:
         context.impl.static_output(
             f"-- make downgrade refuses this while {table}.{column} holds values other than "
-            "its default (DROP_APP_DATA=true lets it)")
+            f"its default, unless {SETTING}")
     elif not drop_app_data_allowed():
         held = values_held(op.get_bind(), table, column)
         if held:
             raise DataMigrationError(
                 f"{table}.{column} holds {held:,} values other than its default, written "
                 f"since the column was added; nothing was dropped; back them up first, or to "
-                f"drop them set DROP_APP_DATA=true (-x drop_app_data=true)")
+                f"drop them set {SETTING}")
     op.drop_column(table, column)
 
 

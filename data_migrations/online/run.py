@@ -12,7 +12,7 @@ from alembic import op
 
 from data_migrations.run import open_work
 from data_migrations.run.lock_retry import Policy
-from settings import ATTRIBUTE, Settings, declared
+from settings import ATTRIBUTE, Setting, Settings, declared
 
 log = logging.getLogger("cutover.online")
 
@@ -40,14 +40,18 @@ def skipped_in_dry_run(what: str, because: str) -> bool:
 def is_dry_run() -> bool:
     """Whether this is the plan (``-x dry_run=true``): the whole chain in one transaction,
     rolled back at the end, where nothing may commit on its own."""
-    read = _settings()
-    return bool(read is not None and read[declared.DRY_RUN])
+    return _flag(declared.DRY_RUN)
 
 
 def drop_app_data_allowed() -> bool:
     """Whether the operator let a downgrade drop what the app wrote (``DROP_APP_DATA``)."""
+    return _flag(declared.DROP_APP_DATA)
+
+
+def _flag(setting: Setting) -> bool:
+    """A true-or-false setting of the run; false without the run's settings."""
     read = _settings()
-    return bool(read is not None and read[declared.DROP_APP_DATA])
+    return bool(read is not None and read[setting])
 
 
 def lock_policy() -> Policy:

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from alembic.script import Script
 
 from data_migrations.run.errors import DataMigrationError
+from data_migrations.run.failure import driver_message
 from data_migrations.run.sql import quote
 
 STATEMENT_SHOWN = 80  # characters of the failed statement in the line
@@ -76,7 +77,7 @@ class Diagnostics:
         def field(name: str) -> str:
             return (getattr(diag, name, None) or "").strip()
 
-        message = field("message_primary") or str(orig).strip().splitlines()[0]
+        message = field("message_primary") or driver_message(error)
         return cls(getattr(orig, "pgcode", None) or "", message, field("message_detail"),
                    field("table_name"), field("column_name"), field("constraint_name"))
 
