@@ -5,6 +5,8 @@ downgrade never drops the app's rows without being told to."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -168,6 +170,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     drop_added_column("tasks", "priority")
 '''})
+    lint = subprocess.run([sys.executable, "-m", "devtools.lint_revisions", "--config",
+                           str(target / "alembic.ini")], cwd=target, capture_output=True,
+                          text=True, timeout=300)
+    assert lint.returncode == 0, lint.stdout + lint.stderr  # no waiver of its own needed
     assert alembic(target, pg_url, "upgrade", "head").returncode == 0
     assert alembic(target, pg_url, "downgrade", "0004").returncode == 0  # only defaults
     assert alembic(target, pg_url, "upgrade", "head").returncode == 0
