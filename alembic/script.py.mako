@@ -28,6 +28,8 @@ def upgrade() -> None:
     # a lock not granted in time rolls it back and retries it. Keep it short.
     # An index on an existing table: data_migrations.online.indexes.create_index_concurrently.
     # Changing rows of a live table: data_migrations.online.backfill (batches, a commit each).
+    # Those two commit on their own: nothing of this revision's own may come before them
+    # that a second run would stop at (make lint's commit-after-change).
     # Review the SQL: make sql ENV=prod.
 % endif
     ${upgrades if upgrades else "pass"}
@@ -36,7 +38,8 @@ def upgrade() -> None:
 def downgrade() -> None:
 % if live:
     # Undo exactly what upgrade() did, in reverse order, under the same lock timeout:
-    # drop_index_concurrently for its indexes, and data a backfill changed, if the old
-    # values can be known. Review it: make sql-downgrade ENV=prod.
+    # drop_index_concurrently for its indexes, data_migrations.online.columns.drop_added_column
+    # for its columns (refused while they hold the app's values), and data a backfill
+    # changed, if the old values can be known. Review it: make sql-downgrade ENV=prod.
 % endif
     ${downgrades if downgrades else "pass"}
