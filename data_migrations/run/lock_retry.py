@@ -36,7 +36,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext, RevisionStep
-from alembic.script import Script, ScriptDirectory
+from alembic.script import ScriptDirectory
 
 import settings
 from data_migrations.run import drop_guard, open_work
@@ -281,7 +281,7 @@ class LockRetry:
             if context.dialect.name != "postgresql":  # the dev SQLite file: no lock queue
                 run(**kw)
                 return
-            self._set_timeouts(step.revision, exempt, context)
+            self._set_timeouts(step, exempt, context)
             with self._told(step, context):
                 if not step.is_upgrade and step.revision.down_revision is None:
                     self._guard_baseline_drop(step, context)
@@ -321,17 +321,19 @@ class LockRetry:
             context.connection, f"{revision_file(step.revision)} (downgrade)",
             ", ".join(step.from_revisions), self.drop_app_data)
 
-    def _set_timeouts(self, revision: Script, exempt: bool, context: MigrationContext) -> None:
+    def _set_timeouts(self, step: RevisionStep, exempt: bool,
+                      context: MigrationContext) -> None:
         """The revision's SET lines (in --sql too, under a comment saying why)."""
-        policy = self.policy
+        policy, revision = self.policy, step.revision
         if exempt:
             why = ("a data revision of the cutover: without lock or "
                    "statement timeout (a fresh target, the app stopped; its COPY is not cut "
                    "off)")
             lines = ("SET LOCAL lock_timeout = 0", "SET LOCAL statement_timeout = 0")
         elif policy.lock_timeout:
+            command = "make migrate" if step.is_upgrade else "make downgrade"
             why = ("waits for its locks at most "
-                   f"{seconds(policy.lock_timeout)} (LOCK_TIMEOUT); make migrate rolls it "
+                   f"{seconds(policy.lock_timeout)} (LOCK_TIMEOUT); {command} rolls it "
                    f"back and retries it up to {policy.retries} times, pausing from "
                    f"{seconds(policy.backoff)} (LOCK_RETRIES, LOCK_RETRY_BACKOFF)")
             lines = (policy.set_local(),)

@@ -152,6 +152,8 @@ def test_make_sql_downgrade_starts_at_the_targets_revision(
     sql = released.sql("downgrade-prod.sql")
     assert RUNNING.findall(sql) == [("0006", "0005"), ("0005", "0004")]
     assert sql.count("SET LOCAL lock_timeout = '5000ms';") == 2
+    assert sql.count("make downgrade rolls it back and retries it") == 2
+    assert "make migrate" not in sql
     assert "ALTER TABLE tasks DROP COLUMN priority;" in sql
 
 
