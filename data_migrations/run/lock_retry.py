@@ -87,6 +87,13 @@ class Policy:
     def pause(self, failed_attempt: int) -> float:
         return min(self.backoff * 2 ** (failed_attempt - 1), LONGEST_PAUSE)
 
+    def retry_after(self, failed_attempt: int, failed: str, logger: logging.Logger) -> None:
+        """Say that the attempt was rolled back and wait out the pause before the next one:
+        the one schedule of a revision's attempts and a backfill batch's."""
+        pause = self.pause(failed_attempt)
+        logger.warning(f"{failed}; rolled back, retrying in {seconds(pause)}")
+        time.sleep(pause)
+
     def set_local(self) -> str:
         """The statement that puts the rest of a transaction under this lock timeout."""
         return f"SET LOCAL {self.setting()}"
@@ -268,9 +275,7 @@ class LockRetry:
                         "session or run again when it is done (or -x lock_timeout=, "
                         "-x lock_retries=)"
                     ) from None
-                pause = self.policy.pause(failed.attempt)
-                log.warning(f"{failed}; rolled back, retrying in {seconds(pause)}")
-                time.sleep(pause)
+                self.policy.retry_after(failed.attempt, str(failed), log)
 
     def _timed(self, step: RevisionStep, context: MigrationContext) -> Callable[..., None]:
         run = step.migration_fn
