@@ -41,8 +41,13 @@ from alembic.script import ScriptDirectory
 import settings
 from data_migrations.run import drop_guard, open_work
 from data_migrations.run.errors import DataMigrationError
-from data_migrations.run.lost_connection import is_lost_connection
-from data_migrations.run.revision_error import RevisionError, revision_file, standing
+from data_migrations.run.lost_connection import ConnectionLost, is_lost_connection
+from data_migrations.run.revision_error import (
+    RevisionError,
+    RevisionRefused,
+    revision_file,
+    standing,
+)
 from settings import declared
 
 log = logging.getLogger("cutover.locks")
@@ -156,7 +161,7 @@ def seconds(value: float) -> str:
 
 
 def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def data_revision_range(config: Config) -> tuple[str, str]:
@@ -261,7 +266,7 @@ class LockRetry:
             try:
                 migrate()
                 return
-            except RevisionError as failed:
+            except (RevisionError, RevisionRefused) as failed:
                 if self.connection is None:
                     raise
                 raise DataMigrationError(failed.told(standing(self.connection))) from None
@@ -287,7 +292,7 @@ class LockRetry:
                 run(**kw)
                 return
             self._set_timeouts(step, exempt, context)
-            with self._told(step, context):
+            with self._told(step, exempt, context):
                 if not step.is_upgrade and step.revision.down_revision is None:
                     self._guard_baseline_drop(step, context)
                 if exempt or context.as_sql or not self.policy.lock_timeout:
@@ -297,10 +302,12 @@ class LockRetry:
         return timed
 
     @contextmanager
-    def _told(self, step: RevisionStep, context: MigrationContext) -> Iterator[None]:
-        """The revision's own transaction: what it changes is kept (open_work), and a
-        database error it meets becomes a ``RevisionError`` (a lost connection and a lock
-        not granted keep their own ways)."""
+    def _told(self, step: RevisionStep, exempt: bool,
+              context: MigrationContext) -> Iterator[None]:
+        """The revision's own transaction: what it changes is kept (open_work), a database
+        error it meets becomes a ``RevisionError`` (a lost connection and a lock not granted
+        keep their own ways), and a helper's refusal a ``RevisionRefused`` naming the file
+        (the cutover's own revisions name their steps themselves)."""
         connection = None if context.as_sql else context.connection
         if connection is not None:
             open_work.begin(connection, step.revision)
@@ -310,6 +317,11 @@ class LockRetry:
             if lock_not_available(exc) or is_lost_connection(exc, context.dialect):
                 raise
             raise RevisionError(step.revision, step.is_upgrade, exc) from None
+        except DataMigrationError as refused:
+            if exempt or isinstance(refused, (LockNotGranted, RevisionError, ConnectionLost)) \
+                    or str(refused).startswith(revision_file(step.revision)):
+                raise
+            raise RevisionRefused(step.revision, step.is_upgrade, refused) from None
         finally:
             if connection is not None:
                 open_work.begin(connection, None)
