@@ -39,7 +39,9 @@ PYTHON_M = re.compile(r"\bpython3? -m ([\w.]+)")
 FENCE = re.compile(r"^```.*?^```", flags=re.DOTALL | re.MULTILINE)
 HEADING = re.compile(r"^(#{2,6}) (.+)$", flags=re.MULTILINE)
 HEADING_NUMBER = re.compile(r"^(\d+)\.")
-SPAN = re.compile(r"`([^`\n]+)`")
+# A code span: a run of backticks, the code, the same run (`a`, ``a `b` c``); it may go on
+# over a line break, which counts as a space.
+SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)", flags=re.DOTALL)
 
 
 def make_commands(text: str) -> set[str]:
@@ -57,7 +59,8 @@ def settings_named(text: str) -> set[str]:
 def failed_entries(text: str) -> set[str]:
     """The `FAILED:` lines a page quotes as code (the tool prints them in English, so a
     translation quotes them as they are)."""
-    return {span for span in SPAN.findall(text) if span.lstrip().startswith("FAILED:")}
+    spans = (" ".join(code.split()) for _, code in SPAN.findall(text))
+    return {span for span in spans if span.startswith("FAILED:")}
 
 
 def sections(text: str) -> list[tuple[str, str]]:
@@ -76,7 +79,7 @@ def twin_heading(english: str, chinese: str) -> bool:
     def shape(heading: str) -> tuple[str, str | None, list[str]]:
         level, _, title = heading.partition(" ")
         number = HEADING_NUMBER.match(title)
-        return level, number and number.group(1), SPAN.findall(title)
+        return level, number and number.group(1), [code for _, code in SPAN.findall(title)]
     return shape(english) == shape(chinese)
 
 
