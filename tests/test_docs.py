@@ -205,6 +205,31 @@ def test_a_chinese_page_missing_something_is_found(english: Path, removed: str,
     assert translation_differences(english.read_text(), copy.read_text()) != []
 
 
+# X="name=value …" after a make command: the settings it passes on as -x.
+MAKE_X = re.compile(r"\bmake [a-z][a-z0-9-]*[^`]*?\bX=\"([^\"]*)\"")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_a_make_command_takes_settings_as_x_and_only_ones_it_passes_on(page: Path) -> None:
+    """`make … -x name=value` would reach make, not the run; and each name in X= is a
+    setting's -x name, given to a target that passes X= on."""
+    text = page.read_text()
+    fenced = [line for block in FENCE.findall(text) for line in block.splitlines()]
+    spans = fenced + [" ".join(code.split()) for _, code in SPAN.findall(FENCE.sub("", text))]
+    wrong = [span for span in spans if re.search(r"\bmake [a-z][a-z0-9-]*\b.*\s-x\s", span)]
+    x_names = {setting.x for setting in DECLARED if setting.x}
+    passes_x = set(re.findall(r"^([a-z][a-z0-9-]*):.*\n(?:\t.*\n)*?\t.*\$\(X_ARGS\)",
+                              (ROOT / "Makefile").read_text(), flags=re.MULTILINE))
+    for span in spans:
+        given = " ".join(re.findall(r"(?<![\w-])X=\"([^\"]*)\"", span)).split()
+        # X="name=value …" is the form itself, not a setting
+        if "…" not in given and not {pair.partition("=")[0] for pair in given} <= x_names:
+            wrong.append(span)
+        if MAKE_X.search(span) and MAKE_COMMAND.search(span).group(1) not in passes_x:
+            wrong.append(span)
+    assert wrong == []
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_every_make_target_the_docs_name_exists(page: Path) -> None:
     assert make_commands(page.read_text()) <= makefile_targets()
