@@ -83,6 +83,14 @@ def twin_heading(english: str, chinese: str) -> bool:
     return shape(english) == shape(chinese)
 
 
+def layout(body: str) -> tuple[int, int, int]:
+    """A section's table rows, list items and fenced code blocks: a translation keeps
+    them (the text before the first heading may add a glossary)."""
+    return (len(re.findall(r"^\|", body, flags=re.MULTILINE)),
+            len(re.findall(r"^\s*(?:[-*]|\d+\.) ", FENCE.sub("", body), flags=re.MULTILINE)),
+            len(FENCE.findall(body)))
+
+
 def translation_differences(english: str, chinese: str) -> list[str]:
     """What the Chinese text lacks, or holds beyond, the English one: section by section
     in order, its settings, `make` commands and `FAILED:` lines."""
@@ -97,6 +105,9 @@ def translation_differences(english: str, chinese: str) -> list[str]:
         if heading.startswith("#") and not twin_heading(heading, twin):
             found.append(f"{heading!r} has no twin: {twin!r} stands in its place")
             continue
+        if heading.startswith("#") and layout(body) != layout(twin_body):
+            found.append(f"{heading}: (table rows, list items, code blocks) "
+                         f"{layout(body)} in English, {layout(twin_body)} in Chinese")
         for what, names in (("settings", settings_named), ("make commands", make_commands),
                             ("FAILED: lines", failed_entries)):
             missing, extra = names(body) - names(twin_body), names(twin_body) - names(body)
@@ -185,6 +196,8 @@ def test_a_chinese_page_links_the_chinese_pages(chinese: Path) -> None:
 MUTILATIONS = {
     "a section": lambda text: re.sub(r"^## .*?(?=^## )", "", text, count=1,
                                      flags=re.DOTALL | re.MULTILINE),
+    "a table row": lambda text: re.sub(r"(^## .*?^\|[^\n]*\n)\|[^\n]*\n", r"\1", text,
+                                       count=1, flags=re.DOTALL | re.MULTILINE),
     "a setting": lambda text: text.replace("`SOURCE_DATABASE_URL`", "`源库`"),
     "a FAILED: line": lambda text: text.replace(f"`{min(failed_entries(text), default='')}`",
                                                 "`…`"),
