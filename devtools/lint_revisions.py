@@ -1,10 +1,15 @@
 """``make lint``'s check of the revisions that run on the live database: squawk on their SQL,
-and the project's own rule that a helper committing on its own never follows a change of its
-revision that a second run would stop at (``commit-after-change``).
+and the project's own rules: a helper committing on its own never follows a change of its
+revision that a second run would stop at (``commit-after-change``); no raw data change of a
+live table (``raw-dml``); no drop of what ``models/`` still maps (``drop-mapped``;
+devtools/revision_sql.py says why, and why a downgrade dropping its own upgrade's additions
+needs no waiver). First of all the chain must be one line: no id in two files, one head
+(devtools/revision_chain.py), each refused in one line that says how to fix it.
 
 Each revision after the cutover's own is rendered alone as ``alembic upgrade <down>:<rev>
 --sql`` would print it for the DBA, and its way back as ``alembic downgrade <rev>:<down>
---sql`` (``make downgrade ENV=prod`` runs that on the live database too); squawk (PyPI
+--sql`` (``make downgrade ENV=prod`` runs that on the live database too), a merge revision
+(it revises two) here in this process; squawk (PyPI
 ``squawk-cli``) checks both with the rule set of ``.squawk.toml`` beside alembic.ini. A
 finding is one ``FAILED:`` line that names the revision file (with ``(downgrade)`` when it is
 in the way back), the rule, squawk's message and the statement; any finding fails the check.
