@@ -8,7 +8,7 @@ head (the revision the first data revision revises), and the first data revision
 no database has applied it (the dev file never runs the data steps, production has not
 run them yet). Once ``released = true``, a new revision goes after the last one.
 
-A revision's id is the UTC second it was written (``next_id`` says why), so revisions
+A revision's id is the UTC second it was written (revision_chain.next_id says why), so revisions
 written on two branches do not share one. A chain that two branches forked (two heads) or
 that holds an id twice has no one place for a new revision: ``new`` refuses it in one line
 that says how to linearise or merge it (devtools/revision_chain.py), and ``merge`` (``make
@@ -33,7 +33,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from devtools.revision_chain import Chain, ChainError, next_id, problems, quiet_duplicates
+from devtools.revision_chain import (
+    Chain,
+    ChainError,
+    next_id,
+    problems,
+    quiet_duplicates,
+    taken_ids,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,7 +94,7 @@ def new_revision(config: Config, message: str, rev_id: str | None = None) -> Pat
     this id instead of the time's."""
     chain = Chain.of(config)
     script = one_line_chain(config)
-    rev_id = rev_id or next_id(script)
+    rev_id = rev_id or next_id(taken_ids(script))
     if chain.released:
         created = command.revision(config, message, rev_id=rev_id)
     else:
@@ -114,7 +121,7 @@ def merge_heads(config: Config, message: str) -> Path:
         raise ChainError(f"the chain has one head, {heads[0] if heads else 'none'}: "
                          "nothing to merge")
     return created_path(command.merge(config, "heads", message=message,
-                                      rev_id=next_id(script)))
+                                      rev_id=next_id(taken_ids(script))))
 
 
 def created_path(created: object) -> Path:

@@ -21,7 +21,7 @@ import ast
 import os
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -71,8 +71,7 @@ def problems(config: Config, script: ScriptDirectory) -> list[str]:
     return [forked] if forked else []
 
 
-def next_id(script: ScriptDirectory, now: datetime | None = None,
-            taken: set[str] | None = None) -> str:
+def next_id(taken: Collection[str], now: datetime | None = None) -> str:
     """The UTC second the revision is written, the next free one if this one is taken.
 
     Not a count: two branches counting the same chain both write the next number, and git
@@ -83,9 +82,6 @@ def next_id(script: ScriptDirectory, now: datetime | None = None,
     0001-0004, and an operator reads and types it (``make downgrade REV=20261205_233000``).
     The chain (``make history``) tells the order they run in."""
     moment = (now or datetime.now(UTC)).replace(microsecond=0)
-    if taken is None:
-        with quiet_duplicates():
-            taken = {r.revision for r in script.walk_revisions()}
     while moment.strftime(ID_FORMAT) in taken:
         moment += timedelta(seconds=1)
     return moment.strftime(ID_FORMAT)
@@ -117,6 +113,11 @@ def declared_id(path: Path) -> str | None:
     return None
 
 
+def taken_ids(script: ScriptDirectory) -> set[str]:
+    with quiet_duplicates():
+        return {r.revision for r in script.walk_revisions()}
+
+
 def duplicate_ids(script: ScriptDirectory, root: Path) -> list[str]:
     """One line for each id that two or more files declare."""
     files: dict[str, list[str]] = defaultdict(list)
@@ -124,7 +125,7 @@ def duplicate_ids(script: ScriptDirectory, root: Path) -> list[str]:
         rev_id = declared_id(path)
         if rev_id is not None:
             files[rev_id].append(os.path.relpath(path, root))
-    fresh = next_id(script, taken=set(files))
+    fresh = next_id(files)
     return [f"revision id {rev_id} is declared by {len(paths)} files, {' and '.join(paths)} "
             "(written on two branches): Alembic would run one of them only; give the one "
             f"written later a new id (e.g. {fresh}: its file name, its revision = and "

@@ -75,10 +75,9 @@ def test_ids_are_the_utc_second_written_and_sort_in_the_order_written(config: Co
     assert len(set(ids)) == 3
     names = sorted(p.name for p in paths[0].parent.glob("*.py"))
     assert names[4:] == [p.name for p in paths]
-    script = ScriptDirectory.from_config(config)
     noon = datetime(2026, 12, 5, 12, 0, 0, 999, tzinfo=UTC)
-    assert next_id(script, noon) == "20261205_120000"
-    assert next_id(script, noon, taken={"20261205_120000"}) == "20261205_120001"
+    assert next_id(set(ids), noon) == "20261205_120000"
+    assert next_id({"20261205_120000", "20261205_120001"}, noon) == "20261205_120002"
 
 
 def test_after_release_a_new_revision_goes_after_the_last_one(config: Config) -> None:

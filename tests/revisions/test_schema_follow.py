@@ -142,20 +142,21 @@ def add_priority(repository: Repository) -> str:
     return added
 
 
-def rename_raw_result(repository: Repository, update_0004: bool = True) -> None:
-    repository.new_revision("rename raw result path", RENAME_RAW_RESULT)
+def rename_raw_result(repository: Repository, update_0004: bool = True) -> str:
+    renamed = repository.new_revision("rename raw result path", RENAME_RAW_RESULT)
     repository.edit("models/tables.py", RENAME_MODEL)
     if update_0004:
         repository.edit("alembic/versions/0004_rewrite_file_paths.py", RENAME_0004)
+    return renamed
 
 
 def test_a_cutover_after_two_schema_revisions_copies_every_value_and_checks_clean(
     repository: Repository, pg_engine: sa.Engine,
 ) -> None:
     add_priority(repository)
-    rename_raw_result(repository)
+    renamed = rename_raw_result(repository)
     repository.upgrade_dev()
-    assert repository.dev_rows("SELECT version_num FROM alembic_version") == [("0006",)]
+    assert repository.dev_rows("SELECT version_num FROM alembic_version") == [(renamed,)]
     with sqlite3.connect(repository.dev_db) as connection:
         connection.execute("UPDATE tasks SET priority = rowid % 5 + 1")
     priorities = set(repository.dev_rows("SELECT id, priority FROM tasks"))
