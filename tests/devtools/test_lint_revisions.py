@@ -450,3 +450,18 @@ def test_a_fresh_revision_passes_make_lint_and_make_lint_reports_every_tool(
     assert ("FAILED: alembic/versions/29991231_000000_index_titles.py: "
             "require-concurrent-index-creation") in output
     assert "make lint: failed: ruff lint_revisions" in output
+
+
+def test_rows_written_into_a_table_the_revision_creates_are_no_raw_dml(
+    repository: Path,
+) -> None:
+    """No app reads or writes a table before its revision commits: its first rows lock no
+    one. The same INSERT into a table the app uses is refused."""
+    seeded = ('labels = op.create_table("task_labels", sa.Column("name", sa.String(32),\n'
+              '                                                   primary_key=True))\n'
+              '    op.bulk_insert(labels, [{"name": "urgent"}, {"name": "later"}])')
+
+    assert lint(repository, seeded, 'op.drop_table("task_labels")').returncode == 0
+
+    result = lint(repository, 'op.execute("INSERT INTO hotword_sets (name) VALUES (\'x\')")')
+    assert failed_rules(result) == [(FILE, "raw-dml")], result.stderr
