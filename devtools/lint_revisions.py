@@ -208,6 +208,8 @@ class Rendered:
 
 def check(ini: Path) -> list[Finding]:
     revisions = live_revisions(Config(str(ini)))
+    if not revisions:
+        return []
     with tempfile.TemporaryDirectory() as scratch:
         own: list[Finding] = []
         ups, downs = [], []
@@ -221,8 +223,6 @@ def check(ini: Path) -> list[Finding]:
                                      revision_sql.parsed(sql)))
                 own += commit_after_change(sql, into[-1].where)
         own += own_rule_findings(ups, downs)
-        if not revisions:
-            return own
         return own + squawk_findings(ini, {r.sql_file: r.where for r in ups + downs},
                                      not_reported(ups, downs))
 
