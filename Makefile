@@ -48,6 +48,7 @@ help:
 	@echo "make adopt-target ENV=prod     stamp a target the app's create_all() made at the baseline"
 	@echo "make upgrade-dev DEV_DB=./meeting_agent.db  upgrade the dev file to the schema head"
 	@echo "make revision MSG='add x'      new schema revision (before the data steps until released)"
+	@echo "make merge-heads MSG='join x'   after release: join two branches' heads with a merge revision"
 	@echo "make bench                     bench-rows and bench-upload below"
 	@echo "make bench-rows ROWS=1000000   time the row copy (and pgloader) on generated dev data"
 	@echo "make bench-upload              time the file upload against a slow local TOS server"
@@ -75,13 +76,16 @@ postgres-binaries:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; \
 	fi
 
-# ruff; the layers' contracts (pyproject.toml [tool.importlinter]); then squawk on the SQL
-# of every revision after the cutover's own (.squawk.toml's rules; devtools/lint_revisions.py):
-# a finding is a FAILED line naming the revision file.
+# ruff; the layers' contracts (pyproject.toml [tool.importlinter]); then the revisions: one
+# chain with one head, and squawk and the project's own rules on the SQL of every revision
+# after the cutover's own (.squawk.toml; devtools/lint_revisions.py): a finding is a FAILED
+# line naming the revision file. All three run every time; lint fails after them if any did.
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/lint-imports
-	$(BIN)/python -m devtools.lint_revisions
+	@failed=; \
+	$(BIN)/ruff check . || failed="$$failed ruff"; \
+	$(BIN)/lint-imports || failed="$$failed lint-imports"; \
+	$(BIN)/python -m devtools.lint_revisions || failed="$$failed lint_revisions"; \
+	if [ -n "$$failed" ]; then echo "make lint: failed:$$failed" >&2; exit 1; fi
 
 test: install postgres-binaries lint
 	$(BIN)/pytest
@@ -150,11 +154,20 @@ upgrade-dev: install
 	rev=$$($(BIN)/python -m devtools.revision dev-head) && \
 		DATABASE_URL=sqlite:///$(DEV_DB) SOURCE_DATABASE_URL= $(ALEMBIC) upgrade $$rev
 
-# A new schema revision, numbered after the last one and placed before the data
+# A new schema revision, its id the UTC second it is written, placed before the data
 # revisions until production has run them (alembic.ini's [cutover]; devtools/revision.py).
+# Refused while the chain has two heads (two branches' revisions): make lint says how to
+# join them, by hand or with make merge-heads.
 revision: install
 	@if [ -z "$(MSG)" ]; then echo "MSG is not set: make revision MSG='what it does'" >&2; exit 2; fi
-	$(BIN)/python -m devtools.revision new "$(MSG)"
+	@$(BIN)/python -m devtools.revision new "$(MSG)"
+
+# After the release: a revision that revises every head and does nothing (docs/runbook.md:
+# "Two branches").
+.PHONY: merge-heads
+merge-heads: install
+	@if [ -z "$(MSG)" ]; then echo "MSG is not set: make merge-heads MSG='join x and y'" >&2; exit 2; fi
+	@$(BIN)/python -m devtools.revision merge "$(MSG)"
 
 bench: bench-rows bench-upload
 
