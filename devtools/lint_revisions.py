@@ -42,8 +42,8 @@ from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 
 import models
+from data_migrations.run.cutover_section import CutoverSection
 from data_migrations.run.errors import DataMigrationError
-from data_migrations.run.lock_retry import data_revision_range
 from data_migrations.run.open_work import changes
 from devtools import revision_chain, revision_sql
 from devtools.revision_sql import Statement
@@ -78,15 +78,13 @@ def live_revisions(config: Config) -> list[Script]:
     with revision_chain.quiet_duplicates():
         try:
             forked = revision_chain.problems(config, script)
-        except revision_chain.ChainError as exc:
+        except (revision_chain.ChainError, DataMigrationError) as exc:
             raise LintError(str(exc)) from None
     if forked:
         raise LintError("\n".join(forked))
+    last = CutoverSection.of(config).last_data_revision
     try:
-        _, last = data_revision_range(config)
         script.get_revision(last)
-    except DataMigrationError as exc:
-        raise LintError(str(exc)) from None
     except CommandError:
         raise LintError(f"revision {last} (last_data_revision, the cutover's last) is not "
                         f"in {script.versions}") from None

@@ -33,8 +33,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from data_migrations.run.cutover_section import CutoverSection
+from data_migrations.run.errors import DataMigrationError
 from devtools.revision_chain import (
-    Chain,
     ChainError,
     next_id,
     problems,
@@ -49,7 +50,7 @@ class RevisionError(ChainError):
     """A data revision this tool cannot rewire; the message says what and where."""
 
 
-def schema_head(script: ScriptDirectory, chain: Chain) -> str:
+def schema_head(script: ScriptDirectory, chain: CutoverSection) -> str:
     """The last schema revision before the data revisions: the one the first revises."""
     first = script.get_revision(chain.first_data_revision)
     if first is None or not isinstance(first.down_revision, str):
@@ -60,7 +61,7 @@ def schema_head(script: ScriptDirectory, chain: Chain) -> str:
 
 def dev_head(config: Config) -> str:
     """What the dev file is upgraded to: the schema head, or ``head`` once released."""
-    chain = Chain.of(config)
+    chain = CutoverSection.of(config)
     return "head" if chain.released else schema_head(ScriptDirectory.from_config(config), chain)
 
 
@@ -92,7 +93,7 @@ def one_line_chain(config: Config) -> ScriptDirectory:
 def new_revision(config: Config, message: str, rev_id: str | None = None) -> Path:
     """Create the revision file; before the data revisions unless released. ``rev_id``:
     this id instead of the time's."""
-    chain = Chain.of(config)
+    chain = CutoverSection.of(config)
     script = one_line_chain(config)
     rev_id = rev_id or next_id(taken_ids(script))
     if chain.released:
@@ -111,7 +112,7 @@ def new_revision(config: Config, message: str, rev_id: str | None = None) -> Pat
 def merge_heads(config: Config, message: str) -> Path:
     """A revision that revises every head and does nothing, after the release only: before
     it, the data revisions stay last, and a merge would put a schema revision after them."""
-    if not Chain.of(config).released:
+    if not CutoverSection.of(config).released:
         raise ChainError("before the release the data revisions stay last: linearise the "
                          "chain instead of merging it (make lint says how)")
     script = ScriptDirectory.from_config(config)
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Created {merge_heads(config, args.message)}")
         else:
             print(f"Created {new_revision(config, args.message)}")
-    except ChainError as exc:
+    except (ChainError, DataMigrationError) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -23,14 +23,14 @@ import warnings
 from collections import defaultdict
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 
-SECTION = "cutover"
+from data_migrations.run.cutover_section import CutoverSection
+
 # A revision's id: the UTC second it was written (20261205_233000).
 ID_FORMAT = "%Y%m%d_%H%M%S"
 
@@ -39,31 +39,12 @@ class ChainError(Exception):
     """The chain is not as the tools expect it; the message says what and where."""
 
 
-@dataclass(frozen=True)
-class Chain:
-    """The chain's layout as alembic.ini's ``[cutover]`` section describes it."""
-
-    first_data_revision: str
-    last_data_revision: str | None
-    released: bool
-
-    @classmethod
-    def of(cls, config: Config) -> Chain:
-        first = config.get_section_option(SECTION, "first_data_revision")
-        last = config.get_section_option(SECTION, "last_data_revision")
-        released = config.get_section_option(SECTION, "released", "false").strip().lower()
-        if not first or released not in ("true", "false"):
-            raise ChainError(f"{config.config_file_name}: [{SECTION}] needs "
-                             "first_data_revision and released = true|false")
-        return cls(first.strip(), last.strip() if last else None, released == "true")
-
-
 def problems(config: Config, script: ScriptDirectory) -> list[str]:
     """One line for each id written twice; without those, one for a fork (more than one
     head). The heads of a chain that holds an id twice are not known: Alembic sees one of
     its files only."""
     root = Path(str(config.config_file_name)).resolve().parent
-    chain = Chain.of(config)
+    chain = CutoverSection.of(config)
     duplicated = duplicate_ids(script, root)
     if duplicated:
         return duplicated
@@ -133,7 +114,7 @@ def duplicate_ids(script: ScriptDirectory, root: Path) -> list[str]:
             for rev_id, paths in files.items() if len(paths) > 1]
 
 
-def fork_problem(script: ScriptDirectory, root: Path, chain: Chain) -> str | None:
+def fork_problem(script: ScriptDirectory, root: Path, chain: CutoverSection) -> str | None:
     """The line for a chain with more than one head, or None for one head."""
     with quiet_duplicates():
         heads = sorted(script.get_revisions(script.get_heads()), key=lambda r: r.revision)
@@ -153,7 +134,7 @@ def fork_problem(script: ScriptDirectory, root: Path, chain: Chain) -> str | Non
 
 
 def unreleased_fork(script: ScriptDirectory, root: Path, heads: list[Script], named: str,
-                    chain: Chain) -> str:
+                    chain: CutoverSection) -> str:
     """Before the release the data revisions stay last: a head other than the last data
     revision is a schema branch to put back before them."""
     others = [h for h in heads if h.revision != chain.last_data_revision]

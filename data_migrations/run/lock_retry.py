@@ -40,6 +40,7 @@ from alembic.script import ScriptDirectory
 
 import settings
 from data_migrations.run import drop_guard, open_work
+from data_migrations.run.cutover_section import CutoverSection
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.lost_connection import ConnectionLost, is_lost_connection
 from data_migrations.run.revision_error import (
@@ -57,7 +58,6 @@ log = logging.getLogger("cutover.locks")
 LOCK_NOT_AVAILABLE = "55P03"
 LONGEST_PAUSE = 10.0  # the pause between attempts grows to this and no further
 QUERY_SHOWN = 80  # characters of a blocker's query in a message
-SECTION = "cutover"
 
 Steps = Callable[[tuple[str, ...], MigrationContext], Iterable[Any]]
 
@@ -164,21 +164,11 @@ def plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
-def data_revision_range(config: Config) -> tuple[str, str]:
-    """alembic.ini's ``[cutover]`` first_data_revision and last_data_revision: the one
-    place that says which revisions are the cutover's own (make lint exempts them too)."""
-    first = config.get_section_option(SECTION, "first_data_revision")
-    last = config.get_section_option(SECTION, "last_data_revision")
-    if not first or not last:
-        raise DataMigrationError(f"{config.config_file_name}: [{SECTION}] needs "
-                                 "first_data_revision and last_data_revision")
-    return first, last
-
-
 def data_revisions(script: ScriptDirectory, config: Config) -> frozenset[str]:
     """The cutover's data revisions, first_data_revision to last_data_revision."""
-    first, last = data_revision_range(config)
-    return frozenset(s.revision for s in script.walk_revisions(base=first, head=last))
+    section = CutoverSection.of(config)
+    return frozenset(s.revision for s in script.walk_revisions(
+        base=section.first_data_revision, head=section.last_data_revision))
 
 
 class BlockerWatch:

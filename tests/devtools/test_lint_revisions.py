@@ -264,7 +264,8 @@ def test_the_cutover_revisions_are_the_ones_its_alembic_ini_names(repository: Pa
 
 @pytest.mark.parametrize(("edit", "message"), [
     (("last_data_revision = 0004\n", ""),
-     "{ini}: [cutover] needs first_data_revision and last_data_revision"),
+     "{ini}: [cutover] needs first_data_revision, last_data_revision and released = "
+     "true|false"),
     (("last_data_revision = 0004", "last_data_revision = 0099"),
      "revision 0099 (last_data_revision, the cutover's last) is not in {versions}"),
 ])

@@ -114,7 +114,8 @@ def test_a_chain_section_without_its_settings_is_one_failed_line(
     assert revision.main(["--config", str(ini), "dev-head"]) == 1
 
     assert capsys.readouterr().err.splitlines() == [
-        f"FAILED: {ini}: [cutover] needs first_data_revision and released = true|false"]
+        f"FAILED: {ini}: [cutover] needs first_data_revision, last_data_revision and "
+        "released = true|false"]
 
 
 def two_branches(config: Config) -> tuple[Path, Path]:
