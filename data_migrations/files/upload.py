@@ -79,7 +79,8 @@ from storage import (
     file_state,
 )
 from storage.options import ObjectOptions
-from storage.tos import LEFTOVER_UPLOADS_NOT_LISTED, guess_content_type
+from storage.tos import guess_content_type
+from storage.tos_checks import LEFTOVER_UPLOADS_NOT_LISTED
 
 log = logging.getLogger("cutover.files")
 
