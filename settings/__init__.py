@@ -115,7 +115,8 @@ class Settings:
             purge_objects=self[declared.PURGE_OBJECTS], work_dir=self[declared.WORK_DIR],
             checksum_every_file=self[declared.CHECKSUM_EVERY_FILE],
             prune_objects=self[declared.PRUNE_OBJECTS],
-            prune_max_delete=self[declared.PRUNE_MAX_DELETE])
+            prune_max_delete=self[declared.PRUNE_MAX_DELETE],
+            uploads_dir_changed=self[declared.UPLOADS_DIR_CHANGED])
 
     def path_options(self) -> PathOptions:
         return PathOptions(

@@ -465,6 +465,15 @@ PRUNE_MAX_DELETE = Setting(
     "the most objects `-x prune=true` deletes in one run: a count (`50`) or a share of the "
     "objects the presync record holds (`10%`); more stops the run, nothing deleted",
     x="prune_max_delete")
+# A presync refuses, and prune deletes nothing, while UPLOADS_DIR does not look like the
+# folder the presync record describes (a wrong path, another disk mounted there): one
+# check, data_migrations/files/folder_guard.py. When the folder really is the app's, this
+# says so, for both.
+UPLOADS_DIR_CHANGED = Setting(
+    "UPLOADS_DIR_CHANGED", flag, "false",
+    "`true`: `UPLOADS_DIR` is the app's folder although most files the presync record holds "
+    "are gone from it or changed; the presync uploads it and `-x prune=true` deletes (within "
+    "`PRUNE_MAX_DELETE`) instead of refusing", x="uploads_dir_changed")
 WORK_DIR = Setting(
     "WORK_DIR", path, "./work",
     "the source backup (`backups/`, which `make verify` compares with: keep it), rejects and "
@@ -513,4 +522,5 @@ DECLARED: tuple[Setting, ...] = (
     FORCE, PURGE_OBJECTS, CHECKSUM_EVERY_FILE, PRUNE_OBJECTS, PRUNE_MAX_DELETE, WORK_DIR,
     VERIFY_URLS, REPORTS_DIR, LOCK_TIMEOUT, LOCK_RETRIES, LOCK_RETRY_BACKOFF,
     DROP_APP_DATA,
+    UPLOADS_DIR_CHANGED,
 )

@@ -24,6 +24,7 @@ from contextlib import closing
 import settings
 from data_migrations.files import preflight as files_preflight
 from data_migrations.files import presync_record
+from data_migrations.files.folder_guard import presync_refusal
 from data_migrations.files.ledger import (
     Listing,
     Outcome,
@@ -132,6 +133,9 @@ def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
         assert record is not None
         log.info(f"Presync record: {record.path} ({len(record.entries):,} files recorded "
                  "before this run)")
+        refusal = presync_refusal(record, scan, options)
+        if refusal is not None:
+            raise DataMigrationError(refusal)
         ledger = PresyncLedger(record, target.key_prefix, target.object_options)
         run = FileUpload(storage, target, ledger, record, options, retry_backoff)
         with stopped_in("the presync", ledger):

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from data_migrations.files import presync_record
 from data_migrations.files import upload as file_upload
+from data_migrations.files.folder_guard import orphans_of, prune_refusal
 from data_migrations.files.retry import ActionFailure, denied, retrying
 from data_migrations.files.scan import scan_folder
 from data_migrations.run.errors import DataMigrationError
@@ -107,7 +108,7 @@ def presync_record_usable(cutover: Settings) -> list[str]:
 
 def prune_guarded(cutover: Settings) -> list[str]:
     """With ``-x prune=true``, what the files step would delete passes prune's guards
-    (file_upload.prune_refusal): checked here, before the first step writes, so that a
+    (folder_guard.prune_refusal): checked here, before the first step writes, so that a
     cutover never stops at its files step over prune after the rows step committed."""
     options = cutover.upload_options()
     if not options.prune_objects or options.dry_run or not options.uploads_dir.is_dir():
@@ -131,9 +132,8 @@ def prune_guarded(cutover: Settings) -> list[str]:
             except StorageError as error:  # unchecked is no pass: 0002 would commit first
                 return [f"-x prune=true could not be checked: {error}. Run again once the "
                         "store answers, or without -x prune=true to upload without deleting"]
-            orphans = file_upload.orphans_of(record, scan, present)
-            refusal = file_upload.prune_refusal(record, scan, orphans,
-                                                options.prune_max_delete) if orphans else None
+            orphans = orphans_of(record, scan, present)
+            refusal = prune_refusal(record, scan, orphans, options) if orphans else None
     except (DataMigrationError, StorageError, OSError):
         # A record that cannot be used, or storage that cannot be reached: named by
         # presync_record_usable and storage_ready (and the presync's own opening of it).
