@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from tos.enum import StorageClassType
 
+from settings.app_config import overridable
 from settings.errors import ConfigError
 from settings.urls import parse_source_url, parse_target_url
 from storage.tos import DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, MIN_PART_SIZE
@@ -438,7 +439,15 @@ STORAGE_CONFIG = Setting(
     "STORAGE_CONFIG", optional(path), "",
     "the app's YAML configuration, e.g. `config/production.yaml`: its `storage:` block gives "
     "the bucket settings (see [The app's configuration file](#the-apps-configuration-file)); "
-    "a `STORAGE_*` setting given explicitly wins", storage=True)
+    "a `STORAGE_*` setting given explicitly must agree with it (`STORAGE_CONFIG_OVERRIDES`)",
+    storage=True)
+# An explicit STORAGE_* setting that says otherwise than the app's YAML is refused: the
+# operator names the ones meant to differ (a staging bucket for a rehearsal, say).
+STORAGE_CONFIG_OVERRIDES = Setting(
+    "STORAGE_CONFIG_OVERRIDES", overridable, "",
+    "comma-separated `STORAGE_*` settings that may say otherwise than `STORAGE_CONFIG`'s "
+    "file, e.g. `STORAGE_BUCKET`: given explicitly, they win over it; any other that "
+    "disagrees with the file stops the run", storage=True)
 DRY_RUN = Setting("DRY_RUN", flag, "false",
                   "run the whole chain, print every plan and finding, roll everything back",
                   x="dry_run")
@@ -523,4 +532,5 @@ DECLARED: tuple[Setting, ...] = (
     VERIFY_URLS, REPORTS_DIR, LOCK_TIMEOUT, LOCK_RETRIES, LOCK_RETRY_BACKOFF,
     DROP_APP_DATA,
     UPLOADS_DIR_CHANGED,
+    STORAGE_CONFIG_OVERRIDES,
 )
