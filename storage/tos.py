@@ -116,6 +116,7 @@ class TosStorage(TosMultipart, TosChecks, StorageClient):
         _quiet_sdk_logger()
         self.bucket = bucket
         self.endpoint = endpoint
+        self.region = region
         self.public_base_url = public_base_url
         self.work_dir = work_dir
         self.multipart_threshold = multipart_threshold

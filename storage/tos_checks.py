@@ -31,6 +31,7 @@ class TosChecks:
 
     bucket: str
     endpoint: str
+    region: str
     options: ObjectOptions
     _client: tos.TosClientV2
 
@@ -85,13 +86,14 @@ class TosChecks:
 
     def check_access(self) -> None:
         try:
-            self._client.head_bucket(self.bucket)
+            head = self._client.head_bucket(self.bucket)
         except TosServerError as error:
             if error.status_code in (401, 403):
                 # A HEAD answer has no body to tell a wrong key from a policy without the
                 # action.
-                step, reason = "credentials", ("the access key or secret key was refused, or "
-                                               "the key may not call tos:HeadBucket")
+                step, reason = "credentials", ("the access key or secret key was refused, "
+                                               "STORAGE_REGION is not the bucket's, or the "
+                                               "key may not call tos:HeadBucket")
             elif error.status_code == 404:
                 step, reason = "bucket", "the bucket does not exist"
             else:
@@ -100,3 +102,9 @@ class TosChecks:
             raise preflight_error(step, f"{reason} ({where}: {describe(error)})") from error
         except TosError as error:
             raise preflight_error("connect", f"{self.endpoint}: {describe(error)}") from error
+        if head.region and head.region != self.region:
+            # Signed for one region, sent to an endpoint of another: writes would fail or
+            # go through another region's network; named here, before any.
+            raise preflight_error("region", f"bucket {self.bucket!r} is in region "
+                                  f"{head.region!r}, not STORAGE_REGION {self.region!r} "
+                                  f"(endpoint {self.endpoint})")

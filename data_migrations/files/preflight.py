@@ -11,7 +11,7 @@ from contextlib import closing
 from functools import partial
 from typing import TypeVar
 
-from data_migrations.files import presync_record
+from data_migrations.files import plan_storage, presync_record
 from data_migrations.files import upload as file_upload
 from data_migrations.files.folder_guard import orphans_of, prune_refusal
 from data_migrations.files.retry import ActionFailure, denied, retrying
@@ -50,7 +50,8 @@ def uploads_readable(cutover: Settings) -> list[str]:
 
 def storage_ready(cutover: Settings) -> list[str]:
     """The storage settings are complete, nothing the upload writes lies in UPLOADS_DIR,
-    and (unless this is a dry run) the storage preflight passes: credentials, bucket, every
+    and the storage preflight passes (a dry run's asks only what it can without writing:
+    data_migrations/files/plan_storage.py): credentials, bucket, every
     policy action a run calls (one it can do without is logged, not a problem), a probe
     object written, read back and deleted; each call retried as the data steps retry."""
     options = cutover.upload_options()
@@ -60,8 +61,9 @@ def storage_ready(cutover: Settings) -> list[str]:
             file_upload.check_folders(options, storage_settings)
     except ConfigError as error:
         return [str(error)]
-    if options.dry_run:  # the plan touches no storage
-        return []
+    if options.dry_run:  # the plan writes nothing to the storage
+        return plan_storage.checked_without_writing(cutover, storage_settings,
+                                                    options.work_dir, retried)
     if writable(declared.WORK_DIR, cutover):  # the probe's scratch file goes there
         return []  # work_dir_writable names it
     try:
