@@ -89,3 +89,19 @@ def test_an_empty_record_is_refused_as_a_damaged_one(
                               "is empty: it is no record); ")
     assert stored(tos_storage) == objects
     assert record.stat().st_size == 0
+
+
+def test_the_same_setting_lets_prune_go_ahead_within_prune_max_delete(
+    env: dict[str, str], tmp_path: Path, tos_storage: StorageClient
+) -> None:
+    uploads = Path(env["UPLOADS_DIR"])
+    ok(presync(env, tmp_path))
+    recorded = sorted(record_rows(Path(env["WORK_DIR"])))
+    replace_folder(uploads, another_apps_files(recorded))
+
+    refused = one_failure(presync(env, tmp_path, "prune=true", "uploads_dir_changed=true"))
+    assert refused.startswith("FAILED: -x prune=true would delete ")  # PRUNE_MAX_DELETE holds
+    output = ok(presync(env, tmp_path, "prune=true", "uploads_dir_changed=true",
+                        "prune_max_delete=100%"))
+    assert f"Deleted {len(recorded) - 2} objects the presync stored" in output, output
+    assert set(stored(tos_storage)) == set(another_apps_files(recorded))
