@@ -45,7 +45,7 @@ def _causes(error: BaseException) -> list[BaseException]:
             continue
         seen.append(link)
         reason = getattr(link, "reason", None)
-        todo += [c for c in (link.__cause__, link.__context__, reason, *link.args)
+        todo += [c for c in (link.__cause__, reason, *link.args)
                  if isinstance(c, BaseException)]
     return seen
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from data_migrations.files.plan_storage import where_from
 from settings import ConfigError, read
 from storage import StorageClient
 from tests.conftest import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, TosServer, stored
@@ -116,3 +117,14 @@ def test_an_env_file_copied_from_the_example_never_sends_the_files_to_its_bucket
         "STORAGE_CONFIG config/production.yaml line 5 (storage.bucket); nothing was written.")
     assert SECRET_KEY not in result.stderr + result.stdout
     assert stored(tos_storage) == {}
+
+
+def test_the_plan_names_where_each_storage_value_came_from(tmp_path: Path) -> None:
+    path = app_yaml(tmp_path)
+    cutover = read(environ={"STORAGE_CONFIG": str(path), "STORAGE_REGION": "cn-beijing"},
+                   load_env_file=False)
+    assert where_from(cutover, cutover.storage()) == (
+        f"STORAGE_BUCKET 'meeting-agent-prod' (STORAGE_CONFIG {path} line 5 (storage.bucket)); "
+        "STORAGE_REGION 'cn-beijing' (the environment); STORAGE_ENDPOINT "
+        f"https://tos-cn-beijing.volces.com (STORAGE_CONFIG {path} line 7 (storage.endpoint)); "
+        "STORAGE_PUBLIC_BASE_URL https://meeting-agent-prod.tos-cn-beijing.volces.com (derived)")
