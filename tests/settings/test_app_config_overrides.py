@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 
 from data_migrations.files.plan_storage import where_from
 from settings import ConfigError, read
 from storage import StorageClient
-from tests.conftest import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, TosServer, stored
+from tests.conftest import ACCESS_KEY, BUCKET, REGION, ROOT, SECRET_KEY, TosServer, stored
 from tests.runs import one_failure
 
 APP_YAML = """app:
@@ -128,3 +129,12 @@ def test_the_plan_names_where_each_storage_value_came_from(tmp_path: Path) -> No
         "STORAGE_REGION 'cn-beijing' (the environment); STORAGE_ENDPOINT "
         f"https://tos-cn-beijing.volces.com (STORAGE_CONFIG {path} line 7 (storage.endpoint)); "
         "STORAGE_PUBLIC_BASE_URL https://meeting-agent-prod.tos-cn-beijing.volces.com (derived)")
+
+
+def test_the_example_env_file_takes_the_bucket_settings_from_the_apps_yaml() -> None:
+    """A .env.prod copied from .env.example sets no bucket setting that the app's YAML
+    would have to agree with: only which provider and which YAML."""
+    example = dotenv_values(ROOT / ".env.example")
+    assert {name for name in example if name.startswith("STORAGE_")} == {
+        "STORAGE_PROVIDER", "STORAGE_CONFIG"}
+    assert example["STORAGE_PROVIDER"] == "tos"
