@@ -70,6 +70,9 @@ class Settings:
     # The settings given by -x: a bad value of one is named by its -x name, any other by
     # its variable's name, as the operator wrote it.
     by_x: frozenset[str] = field(default=frozenset())
+    # Where each explicit setting came from, for a line that names it: "-x bucket",
+    # ".env.prod", "the environment" (the default for a name not in it).
+    origins: Mapping[str, str] = field(default_factory=dict)
     # Each value parsed once, on first use: read() parses all but the storage ones.
     _parsed: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -115,7 +118,8 @@ class Settings:
             purge_objects=self[declared.PURGE_OBJECTS], work_dir=self[declared.WORK_DIR],
             checksum_every_file=self[declared.CHECKSUM_EVERY_FILE],
             prune_objects=self[declared.PRUNE_OBJECTS],
-            prune_max_delete=self[declared.PRUNE_MAX_DELETE])
+            prune_max_delete=self[declared.PRUNE_MAX_DELETE],
+            uploads_dir_changed=self[declared.UPLOADS_DIR_CHANGED])
 
     def path_options(self) -> PathOptions:
         return PathOptions(
@@ -132,14 +136,33 @@ class Settings:
             if not setting.storage:
                 continue
             given = file_values.get(setting.name)
-            if given is None or setting.name in self.explicit:
+            if given is None:
                 values[setting.name] = self[setting]
                 continue
             try:
-                values[setting.name] = setting.parse(setting.name, given.text)
+                from_file = setting.parse(setting.name, given.text)
             except ConfigError as error:
                 raise ConfigError(f"{given.where}: {error}") from None
+            values[setting.name] = self._explicit_over_file(setting, from_file, given)
         return StorageSettings.from_values(values)
+
+    def origin(self, name: str) -> str:
+        return self.origins.get(name, "the environment")
+
+    def _explicit_over_file(self, setting: Setting, from_file: Any,
+                            given: app_config.FileValue) -> Any:
+        """The file's value, unless the setting is given explicitly: then the explicit one,
+        which must agree with the file's unless STORAGE_CONFIG_OVERRIDES names it (an
+        .env file copied from .env.example would otherwise send the files to its bucket,
+        not the app's)."""
+        if setting.name not in self.explicit:
+            return from_file
+        explicit = self[setting]
+        if explicit != from_file and setting.name not in self[declared.STORAGE_CONFIG_OVERRIDES]:
+            raise ConfigError(app_config.disagreement(
+                setting.name, self.origin(setting.name), given,
+                None if setting.secret else (explicit, from_file)))
+        return explicit
 
     def storage_config_values(self) -> dict[str, app_config.FileValue]:
         """What the app's configuration file (STORAGE_CONFIG) gives, when one is named."""
@@ -165,17 +188,28 @@ def read(x_args: Mapping[str, str] | None = None, *, load_env_file: bool = True,
          environ: Mapping[str, str] | None = None) -> Settings:
     """Load ``.env.<ENV>`` (unless told not to), then take every declared setting once; a
     malformed value stops here, except a storage one (parsed when a step needs storage)."""
-    if load_env_file:
-        load_environment(os.environ.get("ENV") or None)
+    before = set(os.environ)
+    env_file = load_environment(os.environ.get("ENV") or None) if load_env_file else None
     source = os.environ if environ is None else environ
     given = x_args or {}
     read = Settings({s.name: _raw(s, given, source) for s in DECLARED},
                     frozenset(s.name for s in DECLARED if _is_given(s, given, source)),
-                    frozenset(s.name for s in DECLARED if s.x is not None and s.x in given))
+                    frozenset(s.name for s in DECLARED if s.x is not None and s.x in given),
+                    _origins(given, env_file, before))
     for setting in DECLARED:
         if not setting.storage:  # parsed now, so that a bad value stops the run at its start
             read[setting]
     return read
+
+
+def _origins(x_args: Mapping[str, str], env_file: Path | None, before: set[str]
+             ) -> dict[str, str]:
+    """Where each setting given by ``-x`` or the .env file came from (the others, if
+    given, came from the environment)."""
+    origins = {s.name: env_file.name for s in DECLARED
+               if env_file is not None and s.name not in before}
+    origins.update({s.name: f"-x {s.x}" for s in DECLARED if s.x is not None and s.x in x_args})
+    return origins
 
 
 def of_run() -> Settings:

@@ -6,7 +6,8 @@ Only the ``storage:`` block is read. Its values may name environment variables a
 ``${NAME}`` (the app keeps its keys out of the file that way); each is replaced from the
 environment, and a missing one stops the run naming it and the line. What the block gives
 is text, parsed by the same declarations as the ``STORAGE_*`` settings it stands for; an
-explicit ``STORAGE_*`` setting wins over it (settings.Settings.storage).
+explicit ``STORAGE_*`` setting that says otherwise is refused (``disagreement``) unless
+STORAGE_CONFIG_OVERRIDES names it, and then wins (settings.Settings.storage).
 """
 
 from __future__ import annotations
@@ -91,3 +92,28 @@ def _expand(text: str, where: str, environ: Mapping[str, str]) -> str:
             raise ConfigError(f"{where} uses ${{{name}}}, which is not set in the environment")
         return environ[name]
     return VARIABLE.sub(variable, text)
+
+
+def disagreement(name: str, origin: str, given: FileValue,
+                 values: tuple[object, object] | None) -> str:
+    """One line for a setting whose explicit value is not the app's: both values and where
+    each came from (``values`` is None for a secret: neither is shown)."""
+    shown = (f"{name} is {_shown(values[0])} in {origin} but {_shown(values[1])} in "
+             f"{given.where}" if values is not None
+             else f"{name} in {origin} is not the one in {given.where} (not shown: a secret)")
+    return (f"{shown}; nothing was written. Remove {name} from {origin} to use the app's "
+            f"value, or, if {origin}'s is meant, set STORAGE_CONFIG_OVERRIDES={name}")
+
+
+def _shown(value: object) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def overridable(label: str, value: str) -> frozenset[str]:
+    """STORAGE_CONFIG_OVERRIDES: comma-separated settings the storage block gives."""
+    names = frozenset(name.strip().upper() for name in value.split(",") if name.strip())
+    unknown = sorted(names - set(KEYS.values()))
+    if unknown:
+        raise ConfigError(f"{label} names {', '.join(unknown)}, which the app's configuration "
+                          f"does not give (it gives {', '.join(sorted(KEYS.values()))})")
+    return names

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from settings.app_config import overridable
 from settings.parsers import (
     STORAGE_CLASSES,
     Parser,
@@ -181,7 +182,15 @@ STORAGE_CONFIG = Setting(
     "STORAGE_CONFIG", optional(path), "",
     "the app's YAML configuration, e.g. `config/production.yaml`: its `storage:` block gives "
     "the bucket settings (see [The app's configuration file](#the-apps-configuration-file)); "
-    "a `STORAGE_*` setting given explicitly wins", storage=True)
+    "a `STORAGE_*` setting given explicitly must agree with it (`STORAGE_CONFIG_OVERRIDES`)",
+    storage=True)
+# An explicit STORAGE_* setting that says otherwise than the app's YAML is refused: the
+# operator names the ones meant to differ (a staging bucket for a rehearsal, say).
+STORAGE_CONFIG_OVERRIDES = Setting(
+    "STORAGE_CONFIG_OVERRIDES", overridable, "",
+    "comma-separated `STORAGE_*` settings that may say otherwise than `STORAGE_CONFIG`'s "
+    "file, e.g. `STORAGE_BUCKET`: given explicitly, they win over it; any other that "
+    "disagrees with the file stops the run", storage=True)
 DRY_RUN = Setting("DRY_RUN", flag, "false",
                   "run the whole chain, print every plan and finding, roll everything back",
                   x="dry_run")
@@ -208,6 +217,15 @@ PRUNE_MAX_DELETE = Setting(
     "the most objects `-x prune=true` deletes in one run: a count (`50`) or a share of the "
     "objects the presync record holds (`10%`); more stops the run, nothing deleted",
     x="prune_max_delete")
+# A presync refuses, and prune deletes nothing, while UPLOADS_DIR does not look like the
+# folder the presync record describes (a wrong path, another disk mounted there): one
+# check, data_migrations/files/folder_guard.py. When the folder really is the app's, this
+# says so, for both.
+UPLOADS_DIR_CHANGED = Setting(
+    "UPLOADS_DIR_CHANGED", flag, "false",
+    "`true`: `UPLOADS_DIR` is the app's folder although most files the presync record holds "
+    "are gone from it or changed; the presync uploads it and `-x prune=true` deletes (within "
+    "`PRUNE_MAX_DELETE`) instead of refusing", x="uploads_dir_changed")
 WORK_DIR = Setting(
     "WORK_DIR", path, "./work",
     "the source backup (`backups/`, which `make verify` compares with: keep it), rejects and "
@@ -256,4 +274,6 @@ DECLARED: tuple[Setting, ...] = (
     FORCE, PURGE_OBJECTS, CHECKSUM_EVERY_FILE, PRUNE_OBJECTS, PRUNE_MAX_DELETE, WORK_DIR,
     VERIFY_URLS, REPORTS_DIR, LOCK_TIMEOUT, LOCK_RETRIES, LOCK_RETRY_BACKOFF,
     DROP_APP_DATA,
+    UPLOADS_DIR_CHANGED,
+    STORAGE_CONFIG_OVERRIDES,
 )

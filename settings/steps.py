@@ -40,6 +40,9 @@ class UploadOptions:
     # At most this many of the recorded objects pruned in one run: (count, "") or
     # (percent, "%"), as PRUNE_MAX_DELETE gives it.
     prune_max_delete: tuple[int, str]
+    # UPLOADS_DIR is the app's folder although it no longer looks like the one the presync
+    # record describes (UPLOADS_DIR_CHANGED): the presync and prune go ahead.
+    uploads_dir_changed: bool = False
 
 
 @dataclass(frozen=True)

@@ -201,6 +201,14 @@ class StorageClient(ABC):
         probe_round_trip(self, key, retry)
         return doing_without
 
+    def check_without_writing(self, retry: Retry = once) -> None:
+        """What can be asked of the target without writing to it (the plan's check):
+        check_access (the keys, the bucket, its region), then one page of the listing.
+        Writing, and the calls on uploads, are left to ``preflight``."""
+        self.check_access()
+        with preflight_step("listing", "tos:ListBucket"):
+            retry(lambda: next(iter(self.list()), None), "listing of the bucket")
+
     def preflight_permissions(self, key: str, retry: Retry) -> list[str]:
         """Check, on ``key`` (which does not exist) or an upload of it that does not exist,
         the calls a run makes beyond writing, reading, listing and deleting objects; return

@@ -2,41 +2,37 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import mimetypes
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, NoReturn, TypeVar
+from typing import BinaryIO, NoReturn
 
 import tos
 from tos.enum import ACLType, CannedType, PermissionType, StorageClassType
 from tos.exceptions import TosError, TosServerError
-from tos.models2 import GetObjectACLOutput, GetObjectOutput, UploadedPart
+from tos.models2 import GetObjectACLOutput, GetObjectOutput
 from tos.utils import RateLimiter
 
 from storage.base import (
     FileChanged,
-    FileState,
     ObjectInfo,
     PartDone,
     PendingUpload,
-    Retry,
     StorageClient,
     StorageError,
     file_state,
     join_url,
-    preflight_error,
-    preflight_step,
 )
-from storage.crc64 import crc64_combine, crc64_update, file_chunks, file_crc64
+from storage.crc64 import crc64_update, file_crc64
 from storage.options import BUCKET_DEFAULTS, Correction, ObjectOptions
+from storage.tos_checks import TosChecks
+from storage.tos_errors import NO_SUCH_BUCKET_EC, describe, is_denied, is_no_such_upload
+from storage.tos_multipart import TosMultipart
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB  # TOS refuses smaller parts, except the last one
@@ -45,18 +41,8 @@ MIN_PART_SIZE = 5 * MiB  # TOS refuses smaller parts, except the last one
 DEFAULT_MULTIPART_THRESHOLD = 16 * MiB
 DEFAULT_PART_SIZE = 16 * MiB
 DEFAULT_PART_CONCURRENCY = 8
-NO_SUCH_BUCKET_EC = "0006-00000001"
 CRC_HEADER = "x-tos-hash-crc64ecma"
 SSE_HEADER = "x-tos-server-side-encryption"
-NO_SUCH_UPLOAD = "NoSuchUpload"
-ACCESS_DENIED = "AccessDenied"
-# An upload id no upload has: the preflight's permission checks aim their calls at it.
-NO_UPLOAD_ID = "0" * 32
-LEFTOVER_UPLOADS_NOT_LISTED = (
-    "The storage key may not call tos:ListMultipartUploads: the files step does without "
-    "finding the incomplete multipart uploads a killed run left, so none is resumed or "
-    "aborted (their files are sent whole again; their parts stay until the bucket's "
-    "lifecycle rule for incomplete multipart uploads removes them).")
 # The SDK's token bucket refuses a read larger than the bucket holds, forever: the bucket
 # holds at least the largest read of a request body (the SDK's 64 KiB chunks; requests
 # reads 16 KiB at a time) whatever the rate.
@@ -86,29 +72,7 @@ def _ca_bundle_from_env() -> str | None:
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
 
 
-@dataclass(frozen=True)
-class _Part:
-    """One part of a multipart upload: which bytes of the file it carries."""
-
-    number: int
-    offset: int
-    length: int
-
-
-@dataclass(frozen=True)
-class _PartResult:
-    """A part the upload holds: its ETag, the CRC-64 of its bytes, and whether it was
-    already stored by an earlier run (reused) rather than sent now."""
-
-    etag: str
-    crc64: int
-    reused: bool = False
-
-
-_Result = TypeVar("_Result")
-
-
-class TosStorage(StorageClient):
+class TosStorage(TosMultipart, TosChecks, StorageClient):
     """A bucket on TOS.
 
     Files up to ``multipart_threshold`` go up in one PUT; larger ones as a multipart
@@ -152,6 +116,7 @@ class TosStorage(StorageClient):
         _quiet_sdk_logger()
         self.bucket = bucket
         self.endpoint = endpoint
+        self.region = region
         self.public_base_url = public_base_url
         self.work_dir = work_dir
         self.multipart_threshold = multipart_threshold
@@ -261,59 +226,6 @@ class TosStorage(StorageClient):
         self._check_crc("upload of", key, "the object", crc, output.hash_crc64_ecma)
         return crc
 
-    def _put_multipart(self, key: str, path: Path, state: FileState, content_type: str,
-                       on_part: PartDone | None,
-                       resume: PendingUpload | None) -> tuple[int, int]:
-        """The completed object's CRC-64 and how many of its bytes were reused from
-        ``resume``'s stored parts; a resumed upload that is gone is started afresh.
-
-        The parts are read at different times: if the file left ``state`` (taken before
-        the first of them, reused parts' checks included) by the time the last one is
-        stored, they are not one version of it, and the upload is aborted, not completed
-        (FileChanged). The completed object's CRC-64 is then the one of those very reads."""
-        stored = None if resume is None else self._stored_parts(key, resume.upload_id)
-        if resume is not None and stored is not None:
-            upload_id = resume.upload_id
-        else:
-            upload_id = self._client.create_multipart_upload(
-                self.bucket, key, content_type=content_type, **self._write_options()
-            ).upload_id
-        try:
-            parts, crc, reused = self._upload_parts(key, path, state.size, upload_id, on_part,
-                                                    stored or {})
-            if file_state(path) != state:
-                raise self._changed(key, path)
-            output = self._client.complete_multipart_upload(
-                self.bucket, key, upload_id, parts=parts
-            )
-        except BaseException:
-            self._abort_quietly(key, upload_id)
-            raise
-        # Reused parts were matched by MD5 alone: this check of the whole object against
-        # the file's CRC-64 is what makes reusing them safe.
-        self._check_crc("upload of", key, "the completed multipart object", crc,
-                        output.hash_crc64_ecma)
-        return crc, reused
-
-    def _stored_parts(self, key: str, upload_id: str) -> dict[int, UploadedPart] | None:
-        """The parts an incomplete upload holds, by number, across all pages; None when
-        the upload is gone (completed or aborted meanwhile)."""
-        stored: dict[int, UploadedPart] = {}
-        marker = None
-        while True:
-            try:
-                page = self._client.list_parts(self.bucket, key, upload_id,
-                                               part_number_marker=marker,
-                                               max_parts=self.list_page_size)
-            except TosServerError as error:
-                if _is_no_such_upload(error):
-                    return None
-                raise
-            stored.update((part.part_number, part) for part in page.parts)
-            if not page.is_truncated:
-                return stored
-            marker = page.next_part_number_marker
-
     def _write_options(self) -> dict[str, object]:
         """The SDK arguments for ``options``; an option not set is not sent, so that the
         bucket's default applies."""
@@ -343,83 +255,6 @@ class TosStorage(StorageClient):
                 return "acl"
         return "none"
 
-    def _upload_parts(
-        self, key: str, path: Path, size: int, upload_id: str, on_part: PartDone | None,
-        stored: dict[int, UploadedPart],
-    ) -> tuple[list[UploadedPart], int, int]:
-        """Every part in the upload: ``stored`` ones that match the file reused, the
-        others sent. Returns them in part order with the CRC-64 of the whole file they
-        make and the bytes reused."""
-        parts = [_Part(number, offset, min(self.part_size, size - offset))
-                 for number, offset in enumerate(range(0, size, self.part_size), start=1)]
-        done = self._reusable_parts(path, parts, stored)
-        for part in parts:
-            if part.number in done and on_part is not None:
-                on_part(part.length)
-        missing = [part for part in parts if part.number not in done]
-        if missing:
-            upload = partial(self._upload_part, key, path, upload_id, on_part=on_part)
-            # The first part goes up alone: a failure every part would meet (a refused
-            # key, a store that is down) then costs one request, not a burst of them.
-            sent = [upload(missing[0]), *self._on_part_threads(upload, missing[1:])]
-            done.update(zip((part.number for part in missing), sent, strict=True))
-        uploaded, crc, reused = [], 0, 0
-        for part in parts:
-            result = done[part.number]
-            uploaded.append(UploadedPart(part.number, result.etag))
-            crc = crc64_combine(crc, result.crc64, part.length)
-            reused += part.length if result.reused else 0
-        return uploaded, crc, reused
-
-    def _reusable_parts(self, path: Path, parts: list[_Part],
-                        stored: dict[int, UploadedPart]) -> dict[int, _PartResult]:
-        """The stored parts that hold exactly the file's bytes of that part: same size,
-        and an ETag equal to the MD5 of the file's range (what TOS gives a part; an ETag
-        of any other form, e.g. under some encryptions, never matches and the part is sent
-        again). Checked on the part threads: each reads its part of the file."""
-        candidates = [part for part in parts if part.number in stored
-                      and stored[part.number].size == part.length]
-        checked = self._on_part_threads(partial(_reuse_if_same, path, stored), candidates)
-        return {part.number: result for part, result in zip(candidates, checked, strict=True)
-                if result is not None}
-
-    def _on_part_threads(self, work: Callable[[_Part], _Result],
-                         parts: list[_Part]) -> list[_Result]:
-        """``work`` done for each part on the shared part threads, results in part order.
-        The first failure (or an interrupt) cancels the parts not started yet and waits for
-        those in flight, so that the abort that follows leaves nothing behind."""
-        futures = [self._part_pool.submit(work, part) for part in parts]
-        try:
-            wait(futures, return_when=FIRST_EXCEPTION)
-            if failed := next((future for future in futures if _failed(future)), None):
-                failed.result()  # raises the part's error
-            return [future.result() for future in futures]
-        finally:
-            for future in futures:
-                future.cancel()  # only those not started yet
-            wait(futures)
-
-    def _upload_part(self, key: str, path: Path, upload_id: str, part: _Part, *,
-                     on_part: PartDone | None) -> _PartResult:
-        """One part, streamed from its offset in the file; returns its ETag and CRC-64
-        and, once TOS holds it, tells ``on_part`` its length."""
-        crc = file_crc64(path, part.offset, part.length)
-        output = self._client.upload_part_from_file(
-            self.bucket, key, upload_id, part.number,
-            file_path=str(path), offset=part.offset, part_size=part.length,
-            rate_limiter=self.rate_limiter,
-        )
-        self._check_crc("upload of", key, f"part {part.number}", crc, output.hash_crc64_ecma)
-        if on_part is not None:
-            on_part(part.length)
-        return _PartResult(output.etag, crc)
-
-    def _abort_quietly(self, key: str, upload_id: str) -> None:
-        # The original failure is the one to report; if the abort fails too, TOS lifecycle
-        # rules for incomplete uploads clean up.
-        with suppress(TosError):
-            self._client.abort_multipart_upload(self.bucket, key, upload_id)
-
     def pending_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
         key_marker = upload_id_marker = None
         while True:
@@ -438,7 +273,7 @@ class TosStorage(StorageClient):
         try:
             self._client.abort_multipart_upload(self.bucket, upload.key, upload.upload_id)
         except TosServerError as error:
-            if not _is_no_such_upload(error):
+            if not is_no_such_upload(error):
                 self._fail("abort of the multipart upload of", upload.key, error)
         except TosError as error:
             self._fail("abort of the multipart upload of", upload.key, error)
@@ -483,68 +318,6 @@ class TosStorage(StorageClient):
     def public_url(self, key: str) -> str:
         return join_url(self.public_base_url, key)
 
-    def preflight_permissions(self, key: str, retry: Retry) -> list[str]:
-        """The multipart calls (abort, and the listings that find and resume a killed run's
-        uploads) and, with STORAGE_ACL, the object ACL calls, each made on ``key`` or an
-        upload of it that do not exist: TOS checks the policy first, so an allowed call
-        answers "no such key/upload" and a denied one 403, and nothing is written.
-        Without tos:ListMultipartUploads a run can still upload: it does without finding
-        the uploads a killed run left (and so without their part listing)."""
-        calls: list[tuple[str, str, Callable[[], object]]] = [
-            ("tos:AbortMultipartUpload", "abort of a multipart upload of",
-             partial(self._client.abort_multipart_upload, self.bucket, key, NO_UPLOAD_ID))]
-        if self.options.acl:
-            calls += [
-                ("tos:GetObjectAcl", "read of the ACL of",
-                 partial(self._client.get_object_acl, self.bucket, key)),
-                ("tos:PutObjectAcl", "setting of the ACL of",
-                 partial(self._client.put_object_acl, self.bucket, key,
-                         acl=ACLType(self.options.acl)))]
-        for action, what, call in calls:
-            with preflight_step("permissions", action):
-                retry(partial(self._absent_target_call, what, key, call), f"{what} {key}")
-        try:
-            retry(lambda: next(iter(self.pending_uploads(key)), None),
-                  f"listing of the multipart uploads under {key}")
-        except StorageError as error:
-            if not error.denied:
-                raise preflight_error("permissions", str(error)) from error
-            return [LEFTOVER_UPLOADS_NOT_LISTED]
-        with preflight_step("permissions", "tos:ListMultipartUploadParts"):
-            retry(partial(self._absent_target_call, "listing of the parts of an upload of", key,
-                          partial(self._client.list_parts, self.bucket, key, NO_UPLOAD_ID)),
-                  f"listing of the parts of an upload of {key}")
-        return []
-
-    def _absent_target_call(self, what: str, key: str, call: Callable[[], object]) -> None:
-        """``call`` on a key or upload that does not exist: its 404 is the expected answer."""
-        try:
-            call()
-        except TosServerError as error:
-            if error.status_code != 404:
-                self._fail(what, key, error)
-        except TosError as error:
-            self._fail(what, key, error)
-
-    def check_access(self) -> None:
-        try:
-            self._client.head_bucket(self.bucket)
-        except TosServerError as error:
-            if error.status_code in (401, 403):
-                # A HEAD answer has no body to tell a wrong key from a policy without the
-                # action.
-                step, reason = "credentials", ("the access key or secret key was refused, or "
-                                               "the key may not call tos:HeadBucket")
-            elif error.status_code == 404:
-                step, reason = "bucket", "the bucket does not exist"
-            else:
-                step, reason = "bucket", "the bucket cannot be checked"
-            where = f"bucket {self.bucket!r} at {self.endpoint}"
-            raise preflight_error(step, f"{reason} ({where}: {describe(error)})") from error
-        except TosError as error:
-            raise preflight_error("connect", f"{self.endpoint}: {describe(error)}") from error
-
-
 class _ObjectReader(io.RawIOBase):
     """A GetObjectOutput as a raw stream whose CRC-64 is checked against the server's once
     the whole object has been read; any failure is a StorageError naming the key."""
@@ -577,14 +350,6 @@ class _ObjectReader(io.RawIOBase):
         super().close()
 
 
-def describe(error: TosError) -> str:
-    """One line for an SDK error: status and TOS code, or the client-side cause."""
-    if isinstance(error, TosServerError):
-        text = f"HTTP {error.status_code}"
-        text += f" {error.code}" if error.code else ""
-        return text + (f": {error.message}" if error.message else "")
-    cause = getattr(error, "cause", None)
-    return f"{error.message} ({cause})" if cause else str(error.message)
 
 
 def canned_acl(output: GetObjectACLOutput) -> str:
@@ -603,26 +368,8 @@ def guess_content_type(path: Path) -> str:
     return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
-def is_denied(error: TosError) -> bool:
-    """TOS refused the call as not allowed to this key by its bucket or IAM policy."""
-    return isinstance(error, TosServerError) and error.status_code == 403 \
-        and error.code == ACCESS_DENIED
 
 
-def _is_no_such_upload(error: TosServerError) -> bool:
-    return error.status_code == 404 and error.code == NO_SUCH_UPLOAD
 
 
-def _reuse_if_same(path: Path, stored: dict[int, UploadedPart], part: _Part) -> _PartResult | None:
-    """``part`` as reused from ``stored`` if its ETag is the MD5 of the file's bytes of
-    it, else None (to be sent again). Both digests come from one read of the range."""
-    md5, crc = hashlib.md5(usedforsecurity=False), 0
-    for chunk in file_chunks(path, part.offset, part.length):
-        md5.update(chunk)
-        crc = crc64_update(chunk, crc)
-    etag = stored[part.number].etag
-    return _PartResult(etag, crc, reused=True) if etag.lower() == md5.hexdigest() else None
 
-
-def _failed(future: Future) -> bool:
-    return future.done() and not future.cancelled() and future.exception() is not None

@@ -10,7 +10,10 @@ last changes, not the whole folder.
 It needs no database: the record lives next to the other working files, and a file is
 recorded only once its object is confirmed, with the size and modification time it had
 when it was read (a file that changed while it was read, or since, is not recorded, so the
-next run sends it again).
+next run sends it again). Before it uploads anything it refuses a record it cannot write
+or that is empty (presync_record.opened), and an UPLOADS_DIR that does not look like the
+folder its record describes (folder_guard.presync_refusal: another app's folder at the
+same path would put its files under the app's keys).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from contextlib import closing
 import settings
 from data_migrations.files import preflight as files_preflight
 from data_migrations.files import presync_record
+from data_migrations.files.folder_guard import presync_refusal
 from data_migrations.files.ledger import (
     Listing,
     Outcome,
@@ -132,6 +136,9 @@ def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
         assert record is not None
         log.info(f"Presync record: {record.path} ({len(record.entries):,} files recorded "
                  "before this run)")
+        refusal = presync_refusal(record, scan, options)
+        if refusal is not None:
+            raise DataMigrationError(refusal)
         ledger = PresyncLedger(record, target.key_prefix, target.object_options)
         run = FileUpload(storage, target, ledger, record, options, retry_backoff)
         with stopped_in("the presync", ledger):

@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
@@ -149,14 +150,38 @@ def opened(options: UploadOptions, settings: StorageSettings, *, create: bool,
                     path.parent.rmdir()
             return
         with unusable(path):
+            _refuse_empty(path)
             connection = sqlite3.connect(path, isolation_level=None)
         with closing(connection):
             with unusable(path):
                 if create:
                     connection.executescript(SCHEMA)
                 _check_target(connection, path, target_description(options, settings), create)
+                if create:
+                    _check_writable(connection, path)
                 record = PresyncRecord(path, connection)
             yield record
+
+
+def _refuse_empty(path: Path) -> None:
+    """SQLite takes an empty file for an empty database: a record truncated to nothing
+    (a disk that filled, a copy that failed) would pass for a presync that stored
+    nothing, and the next run would send the whole folder again without a word."""
+    if path.is_file() and path.stat().st_size == 0:
+        raise sqlite3.DatabaseError("the file is empty: it is no record")
+
+
+def _check_writable(connection: sqlite3.Connection, path: Path) -> None:
+    """The record and its folder take writes (a write rolled back, and a scratch file):
+    a presync that cannot record what it stored must refuse before it uploads anything,
+    not after."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.execute("UPDATE target SET description = description")
+    finally:
+        connection.execute("ROLLBACK")
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}-"):
+        pass
 
 
 def _check_target(connection: sqlite3.Connection, path: Path, description: str,

@@ -2,7 +2,7 @@
 
 The SDK retries single requests; what still gets through (a store down for a while, a
 connection dropped on every SDK attempt, a long spell of 5xx) is retried here after each
-wait of a schedule, and a refusal (403, 400...) fails at once. A stopping run starts no
+wait of a schedule, and a refusal (403, 400...) or a 501 fails at once. A stopping run starts no
 new attempt. Hand-written rather than tenacity: the schedule is a plain tuple that the
 tests and revision 0003 replace, the wait is cut short by the run's stop event, and the
 final failure names the attempts; tenacity would need a custom stop, sleep and error
@@ -72,11 +72,19 @@ def _stopped(stopping: Event | None, wait: float) -> bool:
     return stopping.wait(wait)
 
 
+# Answers that say the request itself will never succeed, whenever it is sent again: a
+# refusal (4xx) other than a timeout or a throttle, and a call the store does not implement.
+TRANSIENT_4XX = (408, 429)
+NOT_IMPLEMENTED = 501
+
+
 def is_permanent(error: StorageError) -> bool:
-    """A refusal (403, 400, ...) fails the same way every time; 5xx, 408, 429 and lost
-    connections may not."""
+    """A refusal (403, 400, ...) or a 501 Not Implemented fails the same way every time;
+    the other 5xx, 408, 429 and lost connections may not."""
     status = getattr(error.__cause__, "status_code", None)
-    return isinstance(status, int) and 400 <= status < 500 and status not in (408, 429)
+    if not isinstance(status, int):
+        return False
+    return (400 <= status < 500 and status not in TRANSIENT_4XX) or status == NOT_IMPLEMENTED
 
 
 def failure_text(done: Done) -> str | None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +39,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 
 from data_migrations.files import presync_record
+from data_migrations.files.folder_guard import orphans_of, prune_refusal, vouches_for
 from data_migrations.files.ledger import (
     Ledger,
     ManifestLedger,
@@ -47,12 +47,11 @@ from data_migrations.files.ledger import (
     ResumedUploads,
     StorageSettingsSource,
     UploadReport,
-    difference,
     manifest_table,
     plan_manifest,
 )
 from data_migrations.files.output import describe_target, print_plan, print_summary, refusal_message
-from data_migrations.files.presync_record import PresyncRecord, RecordedFile
+from data_migrations.files.presync_record import PresyncRecord
 from data_migrations.files.retry import (
     RETRY_BACKOFF_SECONDS,
     ActionFailure,
@@ -78,8 +77,8 @@ from storage import (
     file_crc64,
     file_state,
 )
-from storage.options import ObjectOptions
-from storage.tos import LEFTOVER_UPLOADS_NOT_LISTED, guess_content_type
+from storage.tos import guess_content_type
+from storage.tos_checks import LEFTOVER_UPLOADS_NOT_LISTED
 
 log = logging.getLogger("cutover.files")
 
@@ -377,7 +376,7 @@ class FileUpload:
         report.orphans = orphans_of(self.record, scan, present)
         if not report.orphans or not self.options.prune_objects:
             return
-        refusal = prune_refusal(self.record, scan, report.orphans, self.options.prune_max_delete)
+        refusal = prune_refusal(self.record, scan, report.orphans, self.options)
         if refusal is not None:
             raise DataMigrationError(refusal)
         delete_objects(self.storage, report.orphans, self.workers, self.retry_backoff,
@@ -403,66 +402,8 @@ def started_at(upload: PendingUpload) -> datetime:
     return upload.initiated or datetime.min.replace(tzinfo=UTC)
 
 
-def vouches_for(recorded: RecordedFile, file: LocalFile, present: ObjectInfo | None, key: str,
-                options: ObjectOptions) -> bool:
-    """The presync record stands for the file: the file is as the presync saw it, and the
-    bucket holds the recorded object, written with today's options."""
-    return (present is not None and recorded.object_key == key and recorded.options == options
-            and (recorded.size, recorded.mtime_ns) == (file.size, file.mtime_ns)
-            and (present.size, present.crc64) == (recorded.size, recorded.crc64))
 
 
-def orphans_of(record: PresyncRecord, scan: FolderScan, present: dict[str, ObjectInfo]
-               ) -> list[str]:
-    """The objects the presync stored whose files are no longer to be uploaded (deleted,
-    or excluded since; a refused file still exists and is none, nor is any file under a
-    refused folder). Only keys the record holds, still holding the bytes the presync
-    stored: never anything else in the bucket."""
-    kept = {f.relative_path for f in scan.files}
-    unseen = {r.relative_path.rstrip("/") for r in scan.refused}
-    return sorted(path for path, entry in record.entries.items() if path not in kept
-                  and not under_refused(path, unseen)
-                  and difference(entry, present.get(path)) is None)
-
-
-def under_refused(path: str, unseen: set[str]) -> bool:
-    """The path is a refused entry or lies under one (``audio`` covers ``audio/x.wav``,
-    never ``audio2/x.wav``; ``.``, an unreadable UPLOADS_DIR, covers all): a folder that
-    could not be read, or a link that was not followed, may still hold the file, so its
-    absence from the scan proves nothing."""
-    if "." in unseen:
-        return True
-    parts = path.split("/")
-    return any("/".join(parts[:depth]) in unseen for depth in range(1, len(parts) + 1))
-
-
-def prune_refusal(record: PresyncRecord, scan: FolderScan, orphans: Sequence[str],
-                  max_delete: tuple[int, str]) -> str | None:
-    """Why ``-x prune=true`` must not delete ``orphans``, or None. Prune deletes only
-    what it can prove is gone: the folder must still look like the one the presync read
-    (at least half of the recorded files in it with their recorded size and modification
-    time: a wrong disk mounted there, or a stray file alone, has none of them), and the
-    deletion must stay within PRUNE_MAX_DELETE."""
-    recorded = len(record.entries)
-    files = {f.relative_path: f for f in scan.files}
-    missing = sum(1 for path in record.entries if path not in files)
-    other = sum(1 for path, entry in record.entries.items() if (file := files.get(path))
-                and (entry.size, entry.mtime_ns) != (file.size, file.mtime_ns))
-    if (missing + other) * 2 > recorded:
-        return (f"-x prune=true refused: UPLOADS_DIR {scan.root} does not look like the "
-                f"folder the presync read: of the {recorded:,} files its record {record.path} "
-                f"holds, {missing:,} are gone and {other:,} are other files (another size or "
-                "modification time), more than half (a wrong UPLOADS_DIR, another disk mounted "
-                "there?); nothing was deleted. Check UPLOADS_DIR; run without -x prune=true "
-                "to upload without deleting")
-    allowed = max_delete[0] if not max_delete[1] else math.ceil(recorded * max_delete[0] / 100)
-    if len(orphans) > allowed:
-        bound = f"{max_delete[0]}%, {allowed:,} objects" if max_delete[1] else f"{allowed:,}"
-        return (f"-x prune=true would delete {len(orphans):,} of the {recorded:,} objects the "
-                f"presync record {record.path} holds, more than PRUNE_MAX_DELETE allows "
-                f"({bound}); nothing was deleted. If the app did delete these files from "
-                f"UPLOADS_DIR {scan.root}, run with -x prune_max_delete={len(orphans)}")
-    return None
 
 
 def read_unchanged(file: LocalFile, read: Callable[[], R]) -> tuple[R, LocalFile]:

@@ -194,7 +194,8 @@ class TosServer:
     a custom domain to one bucket (``{"cdn.local": "b"}``, or ``{"127.0.0.1": "b"}`` for
     ``http://127.0.0.1:<port>/<key>``), as a CDN or custom domain bound to a bucket.
     ``tls`` serves https with that context's certificate (the SDK's proxy mode needs
-    plain http: a second server on the same root serves the https side).
+    plain http: a second server on the same root serves the https side). ``region`` is
+    where its buckets are, answered as ``x-tos-bucket-region`` on HeadBucket.
 
     ``wait_idle()`` returns once no request is in flight: after a client is killed
     mid-upload, the bucket is listed once the requests it had sent are answered.
@@ -204,8 +205,8 @@ class TosServer:
                  buckets: Iterable[str] = (), host: str = "127.0.0.1", port: int = 0,
                  faults: Faults | None = None, bucket_acls: Mapping[str, str] | None = None,
                  domains: Mapping[str, str] | None = None,
-                 tls: ssl.SSLContext | None = None) -> None:
-        self.store = ObjectStore(root)
+                 tls: ssl.SSLContext | None = None, region: str = "cn-beijing") -> None:
+        self.store = ObjectStore(root, region)
         for name in buckets:
             self.store.ensure_bucket(name)
         self.bucket_acls = dict(bucket_acls or {})

@@ -205,7 +205,7 @@ def create_bucket(store: ObjectStore, request: TosRequest, body: RequestBody) ->
 
 def head_bucket(store: ObjectStore, request: TosRequest, body: RequestBody) -> Reply:
     store.bucket(request.bucket)
-    return Reply(200, {"x-tos-storage-class": "STANDARD"})
+    return Reply(200, {"x-tos-storage-class": "STANDARD", "x-tos-bucket-region": store.region})
 
 
 def delete_bucket(store: ObjectStore, request: TosRequest, body: RequestBody) -> Reply:

@@ -334,8 +334,9 @@ def _check_completion(upload: Upload, requested: list[tuple[int, str]]) -> list[
 class ObjectStore:
     """All buckets under a root folder (one sub-folder per bucket)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, region: str = "cn-beijing") -> None:
         self.root = root
+        self.region = region  # where every bucket is: answered on HeadBucket, as TOS does
         root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._buckets = {

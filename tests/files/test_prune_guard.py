@@ -10,13 +10,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from inotify_simple import INotify, flags
 
 import settings
 from data_migrations.files import preflight
 from devtools.tos_server import Faults
 from storage import StorageClient
 from tests.commands.test_presync import files_in, ok, presync, record_rows, run
-from tests.conftest import TosServer, stored, tos_env
+from tests.conftest import ROOT, TosServer, stored, tos_env
 from tests.run.test_preflight import DAC
 from tests.runs import cutover_environment, failed_lines, one_failure, upgrade_head
 
@@ -201,3 +204,27 @@ def test_a_bucket_that_cannot_be_listed_stops_a_pruning_cutover_before_anything_
                             "upload without deleting")
     assert sa.inspect(pg_engine).get_table_names() == []
     assert stored(tos_storage) == objects
+
+
+def test_the_pruning_preflight_scans_the_folder_and_reads_the_record_once(
+    env: dict[str, str], tmp_path: Path, uploads: Path
+) -> None:
+    """The checks revision 0003 declares, run as the chain's preflight runs them (one
+    Settings): UPLOADS_DIR is listed once and the presync record opened once, however many
+    checks need them (inotify IN_OPEN)."""
+    ok(presync(env, tmp_path))
+    record = next((Path(env["WORK_DIR"]) / "presync").glob("*.sqlite"))
+    script = ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini")))
+    checks = script.get_revision("0003").module.PREFLIGHT
+    cutover = settings.read(environ={**env, "PRUNE_OBJECTS": "true"}, load_env_file=False)
+    inotify = INotify()
+    folder_watch = inotify.add_watch(str(uploads), flags.OPEN)
+    record_watch = inotify.add_watch(str(record.parent), flags.OPEN)
+    try:
+        problems = [problem for check in checks for problem in check(cutover)]
+        events = inotify.read(timeout=0)
+    finally:
+        inotify.close()
+    assert problems == []
+    assert sum(1 for e in events if e.wd == folder_watch and not e.name) == 1
+    assert sum(1 for e in events if e.wd == record_watch and e.name == record.name) == 1

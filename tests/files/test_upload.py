@@ -500,19 +500,20 @@ def test_downgrade_keeps_the_objects_unless_purged(
     assert version(pg_engine) == "0002"
 
 
-def test_dry_run_uploads_nothing_and_needs_no_storage(
+def test_dry_run_uploads_nothing_and_writes_nothing_to_the_storage(
     bucket: StorageClient, uploads: Path, pg_url: str, pg_engine: sa.Engine,
     monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
 ) -> None:
+    """The plan asks TOS only what it can without writing (tests/files/test_plan_storage.py);
+    the local provider's folder is not even looked at."""
     write(uploads, "big.wav", b"x" * 5000)
     write(uploads, "small.txt")
     write(uploads, "tmp/skip.wav")
-    monkeypatch.setenv("STORAGE_PROXY", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("STORAGE_LOCAL_ROOT", str(uploads.parent / "no-such-folder"))
     monkeypatch.setenv("DRY_RUN", "true")
     command.upgrade(upgrade_config(pg_url), "0003")
-    monkeypatch.delenv("STORAGE_PROXY")
     monkeypatch.delenv("STORAGE_LOCAL_ROOT")
+    assert list(bucket.list()) == []
     err = capfd.readouterr().err
     assert "File upload plan (dry run, nothing uploaded)" in err
     plan = summary(err, "File upload plan")

@@ -199,7 +199,7 @@ def app_config(folder: Path, storage_block: str) -> Path:
     return path
 
 
-def test_the_apps_config_gives_the_bucket_settings_and_explicit_ones_win(
+def test_the_apps_config_gives_the_bucket_settings_and_the_overrides_named_win(
     tmp_path: Path, pg_url: str, pg_engine: sa.Engine, raw_client: tos.TosClientV2,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -222,6 +222,7 @@ def test_the_apps_config_gives_the_bucket_settings_and_explicit_ones_win(
     # and an http endpoint, which the proxy in front of the local server needs.
     monkeypatch.setenv("STORAGE_BUCKET", BUCKET)
     monkeypatch.setenv("STORAGE_ENDPOINT", "http://tos-cn-beijing.volces.com")
+    monkeypatch.setenv("STORAGE_CONFIG_OVERRIDES", "STORAGE_BUCKET,STORAGE_ENDPOINT")
 
     command.upgrade(alembic_config(pg_url), "0003")
 
