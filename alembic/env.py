@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 import models
 import settings
+from data_migrations.rows import difference, watch
 from data_migrations.run import failure, lock_retry, preflight, run_guard, run_lock
 from data_migrations.run.report import write_cutover_report
 from settings import declared
@@ -130,10 +131,25 @@ def migrate_on(connection: Connection, dry_run: bool, cutover: settings.Settings
     preflight.run(cutover, pending_revisions(connection))
     if not dry_run:
         retry.run(migrate)
-        write_cutover_report(cutover[declared.REPORTS_DIR])
+        found = watch.since_snapshot()
+        write_cutover_report(cutover[declared.REPORTS_DIR],
+                             None if found is None else difference.as_report(found))
+        told_last(found, cutover)
         return
     retry.run(lambda: rolled_back(connection))
     log.info("Dry run: every change was rolled back; the database is as it was.")
+
+
+def told_last(found: list[difference.TableDifference] | None,
+              cutover: settings.Settings) -> None:
+    """Rows written to the dev file after the snapshot this run copied: the run's last
+    line, and the exit code that says the target is not ready to go live."""
+    if found is None:
+        return
+    code = watch.tell(found, str(cutover.source_database_path()), cutover[declared.LEAVE_DEV_ROWS],
+                      os.environ.get("ENV") or None, failure.NOT_READY_EXIT)
+    if code:
+        raise SystemExit(code)
 
 
 def migrate() -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from data_migrations.rows import source as src
+from data_migrations.rows import watch
 from data_migrations.rows.checksum import CHECKSUM_MASK, target_checksum, target_plan
 from data_migrations.rows.conversion import (
     Converted,
@@ -359,7 +360,8 @@ def copy_rows(connection: sa.Connection, source_path: Path, options: CopyOptions
     started = time.monotonic()
     backup = None
     if not options.dry_run:
-        backup = src.back_up(source_path, options.work_dir)
+        # Watched from here to the end of the run: rows written after it are told then.
+        backup = watch.watched_snapshot(source_path, options.work_dir)
         log.info(f"Backed up {source_path} to {backup}")
     log.info(f"Copying rows from {backup or source_path}")
     with src.open_source(backup or source_path) as source:

@@ -61,6 +61,7 @@ WRITTEN = {
     "LOCK_RETRIES": "0",
     "LOCK_RETRY_BACKOFF": "2s",
     "DROP_APP_DATA": "true",
+    "LEAVE_DEV_ROWS": "true",
 }
 
 
