@@ -44,9 +44,8 @@ from data_migrations.paths.rewrite import PathColumn, rewritten_columns
 from data_migrations.rows import source as src
 from data_migrations.rows.checksum import target_checksum, target_plan
 from data_migrations.rows.conversion import TablePlan
-from data_migrations.rows.copy_record import CopyRecord, read_record
+from data_migrations.rows.copy_record import CopyRecord, read_record, recorded_policies, reread
 from data_migrations.rows.difference import counts_text, differences, left_behind
-from data_migrations.rows.row_copy import RowCopy
 from data_migrations.rows.target import identity_columns
 from data_migrations.rows.watch import LEAVE_SETTING
 from data_migrations.run import failure, lost_connection, run_lock
@@ -89,12 +88,8 @@ def target_plans(connection: sa.Connection, record: CopyRecord) -> list[TablePla
 def snapshot_figures(connection: sa.Connection, record: CopyRecord,
                      options: CopyOptions) -> Figures:
     """What the copy writes from the snapshot under the recorded policies, read again."""
-    options = replace(options, bad_rows=record.bad_rows, orphans=record.orphans,
-                      dry_run=False)
-    with src.open_source(record.snapshot) as source:
-        run = RowCopy(connection, source, options, COPIED_KEYS, write=False)
-        run.scan(run.plan())
-    return {r.table: (r.written, r.checksum) for r in run.report.tables}
+    report = reread(connection, record.snapshot, recorded_policies(record, options))
+    return {r.table: (r.written, r.checksum) for r in report.tables}
 
 
 def recorded_figures(record: CopyRecord) -> Figures:
