@@ -1,0 +1,149 @@
+"""Rows written to the dev file after the cutover's snapshot: the cutover's last line and
+exit code, make verify's failure, make catch-up, and the rows downgrade after it; each
+command a process of its own, the dev file written by another process (tests/rows/dev_writer.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from data_migrations.run.failure import NOT_READY_EXIT
+from tests.conftest import ROOT
+from tests.rows import dev_writer
+from tests.run.test_run_guard import session_of, wait_for
+from tests.runs import cutover_environment, failed_lines, one_failure, upgrade_head
+
+pytestmark = pytest.mark.slow
+
+
+def alembic(environment: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"),
+                           *args], env=environment, cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def command(module: str, environment: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", f"data_migrations.commands.{module}"],
+                          env=environment, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def write_dev_file(tmp_path: Path, phase: str) -> None:
+    """The forgotten worker writes to the dev file, in a process of its own."""
+    subprocess.run([sys.executable, "-m", "tests.rows.dev_writer", str(tmp_path / "dev.db"),
+                    str(tmp_path / "uploads"), phase], cwd=ROOT, check=True, timeout=60)
+
+
+def last_line(result: subprocess.CompletedProcess) -> str:
+    return result.stderr.rstrip().splitlines()[-1]
+
+
+def scalar(engine: sa.Engine, sql: str) -> object:
+    with engine.connect() as connection:
+        return connection.execute(sa.text(sql)).scalar()
+
+
+def left_line(result: subprocess.CompletedProcess) -> str:
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("left ")]
+    return line
+
+
+@pytest.fixture
+def environment(tmp_path: Path, pg_url: str) -> dict[str, str]:
+    return {**cutover_environment(tmp_path, pg_url), "VERIFY_URLS": "none"}
+
+
+def cut_over_while_written(environment: dict[str, str], tmp_path: Path,
+                           pg_engine: sa.Engine) -> subprocess.CompletedProcess:
+    """The cutover, held after its snapshot (on a lock of the test's) while the worker
+    writes to the dev file."""
+    assert alembic(environment, tmp_path, "upgrade", "0001").returncode == 0
+    with pg_engine.connect() as blocker:
+        blocker.execute(sa.text("LOCK TABLE audit_logs IN ACCESS EXCLUSIVE MODE"))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade",
+             "head"], env=environment, cwd=tmp_path, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        wait_for("the row copy waiting on audit_logs", lambda: session_of(
+            pg_engine, process, "wait_event_type = 'Lock'"))
+        assert list((tmp_path / "work" / "backups").glob("*.db")), "no snapshot taken yet"
+        write_dev_file(tmp_path, "during")
+        blocker.rollback()
+    stdout, stderr = process.communicate(timeout=600)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def test_rows_written_during_and_after_the_cutover_are_caught_up_and_rolled_back(
+        environment: dict[str, str], tmp_path: Path, pg_engine: sa.Engine) -> None:
+    cutover = cut_over_while_written(environment, tmp_path, pg_engine)
+    assert cutover.returncode == NOT_READY_EXIT, cutover.stdout + cutover.stderr
+    assert not failed_lines(cutover)
+    line = last_line(cutover)
+    assert line.startswith("NOT READY TO GO LIVE: the dev file"), line
+    assert "8 rows are not in the target (audit_logs 5 new; tasks 1 new; users 1 new, " \
+           "1 changed)" in line
+    assert "Stop the app's API and worker" in line and "`make catch-up`" in line
+    [report] = (tmp_path / "reports").glob("cutover-*.json")
+    assert json.loads(report.read_text())["left_behind"] == {
+        "audit_logs": {"new": 5, "changed": 0}, "tasks": {"new": 1, "changed": 0},
+        "users": {"new": 1, "changed": 1}}
+    users = scalar(pg_engine, "SELECT count(*) FROM users")
+
+    write_dev_file(tmp_path, "after")
+    verify = command("verify", environment, tmp_path)
+    assert verify.returncode == 1, verify.stdout + verify.stderr
+    assert "FAIL" in left_line(verify)
+    assert "audit_logs 7 new; tasks 1 new, 1 changed; users 1 new, 1 changed" in left_line(verify)
+
+    caught_up = command("catch_up", environment, tmp_path)
+    assert caught_up.returncode == 0, caught_up.stdout + caught_up.stderr
+    assert not failed_lines(caught_up)
+    assert scalar(pg_engine, "SELECT count(*) FROM users") == users + 1
+    assert scalar(pg_engine, "SELECT display_name FROM users WHERE id = 1") == \
+        dev_writer.CHANGED_NAME
+    assert scalar(pg_engine, "SELECT count(*) FROM tasks WHERE title = "
+                             f"'{dev_writer.CHANGED_TITLE}'") == 1
+    assert scalar(pg_engine, "SELECT count(*) FROM audit_logs WHERE id >= 1000") == 7
+    url = scalar(pg_engine, f"SELECT audio_path FROM tasks WHERE id = '{dev_writer.LATE_TASK}'")
+    assert url == scalar(pg_engine, "SELECT public_url FROM cutover_file_manifest WHERE "
+                                    "relative_path = 'audio/late recording #1.wav'")
+    assert (tmp_path / "bucket" / "audio" / "late recording #1.wav").read_bytes() == \
+        b"RIFF late recording"
+
+    verified = command("verify", environment, tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "pass" in left_line(verified)
+
+    back = alembic(environment, tmp_path, "downgrade", "0001")
+    assert back.returncode == 0, back.stdout + back.stderr
+    for table in ("users", "tasks", "audit_logs"):
+        assert scalar(pg_engine, f"SELECT count(*) FROM {table}") == 0, table
+
+
+def test_catch_up_after_the_app_wrote_to_the_target_is_refused_in_one_line(
+        environment: dict[str, str], tmp_path: Path, pg_engine: sa.Engine) -> None:
+    cutover = upgrade_head(environment, tmp_path)
+    assert cutover.returncode == 0, cutover.stdout + cutover.stderr
+    write_dev_file(tmp_path, "after")
+    with pg_engine.begin() as connection:  # the app, live on the target
+        connection.execute(sa.text("UPDATE users SET display_name = 'set by the app' "
+                                   "WHERE id = 1"))
+    refused = command("catch_up", environment, tmp_path)
+    assert refused.returncode == 2
+    assert one_failure(refused).startswith(
+        "FAILED: catch-up refused: the target's users differ from what the cutover copied")
+    assert scalar(pg_engine, "SELECT count(*) FROM audit_logs WHERE id >= 2000") == 0
+
+
+def test_nothing_written_after_the_snapshot_is_nothing_to_catch_up(
+        environment: dict[str, str], tmp_path: Path) -> None:
+    cutover = upgrade_head(environment, tmp_path)
+    assert cutover.returncode == 0, cutover.stdout + cutover.stderr
+    assert "NOT READY" not in cutover.stderr
+    result = command("catch_up", environment, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Nothing to catch up" in result.stderr
