@@ -16,6 +16,7 @@ from tests.dev_data import REQUIRED
 LATE_USER = 100
 LATE_TASK = "7e57ab1e-0000-4000-8000-000000000001"
 LATE_AUDIO = "uploads/audio/late recording #1.wav"
+LATE_MINUTES = "uploads/exports/late minutes 纪要.md"
 DURING_LOGS = range(1000, 1005)
 AFTER_LOGS = range(2000, 2002)
 CHANGED_NAME = "changed during the cutover"
@@ -39,7 +40,9 @@ def during(connection: sqlite3.Connection, uploads: Path) -> None:
 
 
 def after(connection: sqlite3.Connection, uploads: Path) -> None:
-    """More logs, and a task the cutover copied changed."""
+    """More logs, minutes in a new file, and a task the cutover copied changed."""
+    (uploads / LATE_MINUTES.removeprefix("uploads/")).write_text("# late minutes\n")
+    insert(connection, "generated_artifacts", id=500, task_id=LATE_TASK, file_path=LATE_MINUTES)
     for key in AFTER_LOGS:
         insert(connection, "audit_logs", id=key, user_id=1)
     connection.execute("UPDATE tasks SET title = ? WHERE id = (SELECT min(id) FROM tasks "

@@ -97,7 +97,8 @@ def test_rows_written_during_and_after_the_cutover_are_caught_up_and_rolled_back
     verify = command("verify", environment, tmp_path)
     assert verify.returncode == 1, verify.stdout + verify.stderr
     assert "FAIL" in left_line(verify)
-    assert "audit_logs 7 new; tasks 1 new, 1 changed; users 1 new, 1 changed" in left_line(verify)
+    assert ("audit_logs 7 new; generated_artifacts 1 new; tasks 1 new, 1 changed; users 1 new, "
+            "1 changed") in left_line(verify)
 
     caught_up = command("catch_up", environment, tmp_path)
     assert caught_up.returncode == 0, caught_up.stdout + caught_up.stderr
@@ -113,6 +114,11 @@ def test_rows_written_during_and_after_the_cutover_are_caught_up_and_rolled_back
                                     "relative_path = 'audio/late recording #1.wav'")
     assert (tmp_path / "bucket" / "audio" / "late recording #1.wav").read_bytes() == \
         b"RIFF late recording"
+    assert "1 files new or changed since the cutover's upload" in caught_up.stderr
+    minutes = scalar(pg_engine, "SELECT file_path FROM generated_artifacts WHERE id = 500")
+    assert minutes == scalar(pg_engine, "SELECT public_url FROM cutover_file_manifest WHERE "
+                                        "relative_path = 'exports/late minutes 纪要.md'")
+    assert (tmp_path / "bucket" / "exports" / "late minutes 纪要.md").is_file()
 
     verified = command("verify", environment, tmp_path)
     assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -120,7 +126,7 @@ def test_rows_written_during_and_after_the_cutover_are_caught_up_and_rolled_back
 
     back = alembic(environment, tmp_path, "downgrade", "0001")
     assert back.returncode == 0, back.stdout + back.stderr
-    for table in ("users", "tasks", "audit_logs"):
+    for table in ("users", "tasks", "audit_logs", "generated_artifacts"):
         assert scalar(pg_engine, f"SELECT count(*) FROM {table}") == 0, table
 
 
