@@ -1,6 +1,6 @@
 """The app's forgotten worker: a process of its own writing to the dev file, as the app does.
 
-    python -m tests.rows.dev_writer DEV_FILE UPLOADS_DIR during|after
+    python -m tests.rows.dev_writer DEV_FILE UPLOADS_DIR during|after|again
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ LATE_AUDIO = "uploads/audio/late recording #1.wav"
 LATE_MINUTES = "uploads/exports/late minutes 纪要.md"
 DURING_LOGS = range(1000, 1005)
 AFTER_LOGS = range(2000, 2002)
+AGAIN_LOGS = range(3000, 3003)
 CHANGED_NAME = "changed during the cutover"
 CHANGED_TITLE = "changed after the cutover"
 
@@ -49,9 +50,15 @@ def after(connection: sqlite3.Connection, uploads: Path) -> None:
                        "WHERE id <> ?)", (CHANGED_TITLE, LATE_TASK))
 
 
+def again(connection: sqlite3.Connection, uploads: Path) -> None:
+    """Still running: more logs."""
+    for key in AGAIN_LOGS:
+        insert(connection, "audit_logs", id=key, user_id=1)
+
+
 def main(dev_file: str, uploads: str, phase: str) -> None:
     with closing(sqlite3.connect(dev_file)) as connection, connection:
-        {"during": during, "after": after}[phase](connection, Path(uploads))
+        {"during": during, "after": after, "again": again}[phase](connection, Path(uploads))
 
 
 if __name__ == "__main__":

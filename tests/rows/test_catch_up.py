@@ -145,6 +145,34 @@ def test_catch_up_after_the_app_wrote_to_the_target_is_refused_in_one_line(
     assert scalar(pg_engine, "SELECT count(*) FROM audit_logs WHERE id >= 2000") == 0
 
 
+def test_a_worker_still_writing_during_the_catch_up_ends_it_not_ready(
+        environment: dict[str, str], tmp_path: Path, pg_engine: sa.Engine) -> None:
+    assert upgrade_head(environment, tmp_path).returncode == 0
+    write_dev_file(tmp_path, "after")
+    snapshots = set((tmp_path / "work" / "backups").glob("*.db"))
+    with pg_engine.connect() as blocker:  # reads pass, the catch-up's writes wait
+        blocker.execute(sa.text("LOCK TABLE audit_logs IN EXCLUSIVE MODE"))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "data_migrations.commands.catch_up"], env=environment,
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for("the catch-up waiting on audit_logs", lambda: session_of(
+            pg_engine, process, "wait_event_type = 'Lock'"))
+        assert set((tmp_path / "work" / "backups").glob("*.db")) - snapshots, "no snapshot"
+        write_dev_file(tmp_path, "again")
+        blocker.rollback()
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == NOT_READY_EXIT, stdout + stderr
+    assert stderr.rstrip().splitlines()[-1].startswith(
+        "NOT READY TO GO LIVE: the dev file")
+    assert "3 rows are not in the target (audit_logs 3 new)" in stderr
+    assert scalar(pg_engine, "SELECT count(*) FROM audit_logs WHERE id >= 2000") == 2
+
+    again = command("catch_up", environment, tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert scalar(pg_engine, "SELECT count(*) FROM audit_logs WHERE id >= 2000") == 5
+    assert command("verify", environment, tmp_path).returncode == 0
+
+
 def test_nothing_written_after_the_snapshot_is_nothing_to_catch_up(
         environment: dict[str, str], tmp_path: Path) -> None:
     cutover = upgrade_head(environment, tmp_path)
