@@ -29,6 +29,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -62,6 +63,7 @@ from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.report import log_to_stderr, table
 from data_migrations.run.sql import quote
 from settings import declared
+from settings.steps import CopyOptions
 
 log = logging.getLogger("cutover.catch_up")
 
@@ -134,11 +136,20 @@ def rewrite_paths_since(connection: sa.Connection, cutover: settings.Settings) -
         connection.execute(statement)
 
 
+def copy_policies(record: CopyRecord, cutover: settings.Settings) -> CopyOptions:
+    """The policies the cutover recorded, unless this run sets its own (``-x bad_rows=reject``
+    for a late row PostgreSQL would refuse); the new copy record keeps the ones used."""
+    given = cutover.copy_options()
+    recorded = recorded_policies(record, given)
+    return replace(recorded, **{name: getattr(given, name) for name, setting in
+                                (("bad_rows", declared.BAD_ROWS), ("orphans", declared.ORPHANS))
+                                if setting.name in cutover.explicit})
+
+
 def check_and_record(connection: sa.Connection, record: CopyRecord, plans: list[TablePlan],
-                     cutover: settings.Settings, snapshot: Path, rejects: Path | None) -> None:
+                     options: CopyOptions, snapshot: Path, rejects: Path | None) -> None:
     """Every table against the new snapshot, then the new snapshot recorded as the one the
     target was copied from."""
-    options = recorded_policies(record, cutover.copy_options())
     report = reread(connection, snapshot, options)
     originals = originals_of(connection)
     expected = {r.table: (r.written, r.checksum) for r in report.tables}
@@ -157,7 +168,7 @@ def check_and_record(connection: sa.Connection, record: CopyRecord, plans: list[
 def catch_up_rows(connection: sa.Connection, cutover: settings.Settings,
                   record: CopyRecord, behind: list[TableDifference]) -> None:
     """The rows, files and paths since the snapshot, checked and recorded."""
-    options = recorded_policies(record, cutover.copy_options())
+    options = copy_policies(record, cutover)
     snapshot = caught_up_snapshot(record.source, record.snapshot, options.work_dir)
     log.info(f"Copying the rows written to {record.source} since the cutover's snapshot, "
              f"from the new snapshot {snapshot} (bad_rows={options.bad_rows}, "
@@ -167,7 +178,7 @@ def catch_up_rows(connection: sa.Connection, cutover: settings.Settings,
         else None
     if has_table(connection, PATH_REWRITES):
         rewrite_paths_since(connection, cutover)
-    check_and_record(connection, record, target_plans(connection, record), cutover,
+    check_and_record(connection, record, target_plans(connection, record), options,
                      snapshot, report.rejects_file)
     rejected = {r.table: r.rejected for r in report.tables}
     log.info("Caught up:\n" + table(

@@ -1,6 +1,6 @@
 """The app's forgotten worker: a process of its own writing to the dev file, as the app does.
 
-    python -m tests.rows.dev_writer DEV_FILE UPLOADS_DIR during|after|again
+    python -m tests.rows.dev_writer DEV_FILE UPLOADS_DIR during|after|again|last|bad
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ LATE_MINUTES = "uploads/exports/late minutes 纪要.md"
 DURING_LOGS = range(1000, 1005)
 AFTER_LOGS = range(2000, 2002)
 AGAIN_LOGS = range(3000, 3003)
+LAST_LOGS = range(4000, 4003)
+BAD_USER = 200
 CHANGED_NAME = "changed during the cutover"
 CHANGED_TITLE = "changed after the cutover"
 
@@ -51,14 +53,28 @@ def after(connection: sqlite3.Connection, uploads: Path) -> None:
 
 
 def again(connection: sqlite3.Connection, uploads: Path) -> None:
-    """Still running: more logs."""
+    """Logs of a user the cutover copied."""
     for key in AGAIN_LOGS:
         insert(connection, "audit_logs", id=key, user_id=1)
 
 
+def last(connection: sqlite3.Connection, uploads: Path) -> None:
+    """Still running: more of them."""
+    for key in LAST_LOGS:
+        insert(connection, "audit_logs", id=key, user_id=1)
+
+
+def bad(connection: sqlite3.Connection, uploads: Path) -> None:
+    """A user whose email PostgreSQL refuses (longer than its 255 characters)."""
+    insert(connection, "users", id=BAD_USER, username="bad-user", email="x" * 300)
+
+
+PHASES = {"during": during, "after": after, "again": again, "last": last, "bad": bad}
+
+
 def main(dev_file: str, uploads: str, phase: str) -> None:
     with closing(sqlite3.connect(dev_file)) as connection, connection:
-        {"during": during, "after": after, "again": again}[phase](connection, Path(uploads))
+        PHASES[phase](connection, Path(uploads))
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ def alembic(environment: dict[str, str], cwd: Path, *args: str) -> subprocess.Co
                           timeout=600)
 
 
-def command(module: str, environment: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", f"data_migrations.commands.{module}"],
+def command(module: str, environment: dict[str, str], cwd: Path,
+            *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", f"data_migrations.commands.{module}", *args],
                           env=environment, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
@@ -148,7 +149,7 @@ def test_catch_up_after_the_app_wrote_to_the_target_is_refused_in_one_line(
 def test_a_worker_still_writing_during_the_catch_up_ends_it_not_ready(
         environment: dict[str, str], tmp_path: Path, pg_engine: sa.Engine) -> None:
     assert upgrade_head(environment, tmp_path).returncode == 0
-    write_dev_file(tmp_path, "after")
+    write_dev_file(tmp_path, "again")
     snapshots = set((tmp_path / "work" / "backups").glob("*.db"))
     with pg_engine.connect() as blocker:  # reads pass, the catch-up's writes wait
         blocker.execute(sa.text("LOCK TABLE audit_logs IN EXCLUSIVE MODE"))
@@ -158,19 +159,39 @@ def test_a_worker_still_writing_during_the_catch_up_ends_it_not_ready(
         wait_for("the catch-up waiting on audit_logs", lambda: session_of(
             pg_engine, process, "wait_event_type = 'Lock'"))
         assert set((tmp_path / "work" / "backups").glob("*.db")) - snapshots, "no snapshot"
-        write_dev_file(tmp_path, "again")
+        write_dev_file(tmp_path, "last")
         blocker.rollback()
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == NOT_READY_EXIT, stdout + stderr
     assert stderr.rstrip().splitlines()[-1].startswith(
         "NOT READY TO GO LIVE: the dev file")
     assert "3 rows are not in the target (audit_logs 3 new)" in stderr
-    assert scalar(pg_engine, "SELECT count(*) FROM audit_logs WHERE id >= 2000") == 2
+    assert scalar(pg_engine, "SELECT count(*) FROM audit_logs WHERE id >= 3000") == 3
 
     again = command("catch_up", environment, tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert scalar(pg_engine, "SELECT count(*) FROM audit_logs WHERE id >= 2000") == 5
+    assert scalar(pg_engine, "SELECT count(*) FROM audit_logs WHERE id >= 3000") == 6
     assert command("verify", environment, tmp_path).returncode == 0
+
+
+def test_a_late_row_postgresql_refuses_stops_the_catch_up_unless_rejected(
+        environment: dict[str, str], tmp_path: Path, pg_engine: sa.Engine) -> None:
+    assert upgrade_head(environment, tmp_path).returncode == 0
+    write_dev_file(tmp_path, "bad")
+    write_dev_file(tmp_path, "again")
+    refused = command("catch_up", environment, tmp_path)
+    assert one_failure(refused).startswith(
+        "FAILED: row copy stopped: 1 row PostgreSQL would refuse; nothing was written.")
+    assert scalar(pg_engine, "SELECT count(*) FROM audit_logs WHERE id >= 3000") == 0
+
+    rejecting = command("catch_up", environment, tmp_path, "-x", "bad_rows=reject")
+    assert rejecting.returncode == 0, rejecting.stdout + rejecting.stderr
+    assert scalar(pg_engine, "SELECT count(*) FROM audit_logs WHERE id >= 3000") == 3
+    assert scalar(pg_engine, f"SELECT count(*) FROM users WHERE id = {dev_writer.BAD_USER}") == 0
+    [rejects] = (tmp_path / "work" / "rejects").glob("row-copy-*.jsonl")
+    assert json.loads(rejects.read_text())["key"] == dev_writer.BAD_USER
+    verified = command("verify", environment, tmp_path)  # under the policy the catch-up used
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def test_nothing_written_after_the_snapshot_is_nothing_to_catch_up(
