@@ -57,7 +57,7 @@ from data_migrations.rows.copy_record import (
     recorded_policies,
     reread,
 )
-from data_migrations.rows.difference import TableDifference, differences, left_behind
+from data_migrations.rows.difference import differences, left_behind
 from data_migrations.run import failure, lost_connection, run_lock
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.report import log_to_stderr, table
@@ -166,8 +166,9 @@ def check_and_record(connection: sa.Connection, record: CopyRecord, plans: list[
 
 
 def catch_up_rows(connection: sa.Connection, cutover: settings.Settings,
-                  record: CopyRecord, behind: list[TableDifference]) -> None:
-    """The rows, files and paths since the snapshot, checked and recorded."""
+                  record: CopyRecord, deleted: dict[str, int]) -> None:
+    """The rows, files and paths since the snapshot, checked and recorded; ``deleted``: per
+    table, the rows the dev file deleted since, which the target keeps."""
     options = copy_policies(record, cutover)
     snapshot = caught_up_snapshot(record.source, record.snapshot, options.work_dir)
     log.info(f"Copying the rows written to {record.source} since the cutover's snapshot, "
@@ -180,10 +181,13 @@ def catch_up_rows(connection: sa.Connection, cutover: settings.Settings,
         rewrite_paths_since(connection, cutover)
     check_and_record(connection, record, target_plans(connection, record), options,
                      snapshot, report.rejects_file)
-    rejected = {r.table: r.rejected for r in report.tables}
+    caught = {d.table: d for d in differences(snapshot, record.snapshot)}
+    rows = [(r.table, caught[r.table].new if r.table in caught else 0,
+             caught[r.table].changed if r.table in caught else 0, r.rejected,
+             deleted.get(r.table, 0)) for r in report.tables]
     log.info("Caught up:\n" + table(
         ("table", "new", "changed", "rejected", "deleted in the dev file (kept)"),
-        [(d.table, d.new, d.changed, rejected.get(d.table, 0), d.deleted) for d in behind]))
+        [row for row in rows if any(row[1:])]))
     if files is not None:
         log.info(f"{files:,} files new or changed since the cutover's upload added to "
                  f"{FILE_MANIFEST}")
@@ -208,12 +212,11 @@ def caught_up(connection: sa.Connection, cutover: settings.Settings) -> Path | N
     refuse_app_writes(connection, record, target_plans(connection, record),
                       originals_of(connection))
     found = differences(record.source, record.snapshot)
-    behind = left_behind(found)
-    if not behind:
+    if not left_behind(found):
         log.info(f"Nothing to catch up: {record.source} holds no row new or changed since the "
                  f"cutover's snapshot {record.snapshot}.")
         return None
-    catch_up_rows(connection, cutover, record, found)
+    catch_up_rows(connection, cutover, record, {d.table: d.deleted for d in found})
     return record.source
 
 
