@@ -12,6 +12,8 @@ Each revision waits for its locks at most LOCK_TIMEOUT and is retried
 (data_migrations/run/lock_retry.py), except the cutover's data revisions.
 Expected failures (settings, storage, a data step's findings) become one ``FAILED: ...``
 line each instead of a traceback, and an interrupt its own line (data_migrations/run/failure.py).
+A run that copied the rows watched the dev file from its snapshot (data_migrations/rows/watch.py):
+rows written to it since are the run's last line, NOT READY TO GO LIVE, and exit 3.
 """
 
 from __future__ import annotations
