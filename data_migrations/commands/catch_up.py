@@ -174,14 +174,15 @@ def catch_up_rows(connection: sa.Connection, cutover: settings.Settings,
     log.info(f"Copying the rows written to {record.source} since the cutover's snapshot, "
              f"from the new snapshot {snapshot} (bad_rows={options.bad_rows}, "
              f"orphans={options.orphans})")
-    report = copy_since(connection, snapshot, record.snapshot, options, COPIED_KEYS)
+    caught = {d.table: d for d in differences(snapshot, record.snapshot)}
+    report = copy_since(connection, snapshot, record.snapshot, options, COPIED_KEYS,
+                        {name: d.left_behind for name, d in caught.items()})
     files = upload_files_since(connection, cutover) if has_table(connection, FILE_MANIFEST) \
         else None
     if has_table(connection, PATH_REWRITES):
         rewrite_paths_since(connection, cutover)
     check_and_record(connection, record, target_plans(connection, record), options,
                      snapshot, report.rejects_file)
-    caught = {d.table: d for d in differences(snapshot, record.snapshot)}
     rows = [(r.table, caught[r.table].new if r.table in caught else 0,
              caught[r.table].changed if r.table in caught else 0, r.rejected,
              deleted.get(r.table, 0)) for r in report.tables]

@@ -93,9 +93,13 @@ class CatchUpCopy(RowCopy):
     """The row copy of the rows a caught-up snapshot holds beyond the cutover's."""
 
     def __init__(self, connection: sa.Connection, source: sqlite3.Connection,
-                 options: CopyOptions, copied_keys: str) -> None:
+                 options: CopyOptions, copied_keys: str, since: dict[str, int]) -> None:
         super().__init__(connection, source, options, copied_keys)
         self.shapes = {shape.table: shape for shape in shapes(source)}
+        self.since = since  # per table, the rows new or changed since the snapshot
+
+    def rows_to_read(self, plan: TablePlan) -> int:
+        return self.since.get(plan.name, 0)
 
     def run(self) -> CopyReport:
         self.begin()
@@ -107,6 +111,8 @@ class CatchUpCopy(RowCopy):
 
     def converted_ranges(self, plan: TablePlan, result: TableResult,
                          rows: int) -> Iterator[Converted]:
+        if not self.rows_to_read(plan):
+            return
         shape = self.shapes[plan.name]
         since = self.source.execute(
             f"SELECT {', '.join(map(quote, plan.columns))} FROM main.{quote(plan.name)} "
@@ -136,8 +142,9 @@ class CatchUpCopy(RowCopy):
 
 
 def copy_since(connection: sa.Connection, caught_up: Path, snapshot: Path,
-               options: CopyOptions, copied_keys: str) -> CopyReport:
-    """Copy the rows ``caught_up`` holds beyond ``snapshot`` into the target, converted in
-    this process (they are few: no worker processes)."""
+               options: CopyOptions, copied_keys: str, since: dict[str, int]) -> CopyReport:
+    """Copy the rows ``caught_up`` holds beyond ``snapshot`` (``since``: how many per
+    table) into the target, converted in this process (they are few: no worker processes)."""
     with attached(caught_up, snapshot) as source:
-        return CatchUpCopy(connection, source, replace(options, workers=1), copied_keys).run()
+        return CatchUpCopy(connection, source, replace(options, workers=1), copied_keys,
+                           since).run()

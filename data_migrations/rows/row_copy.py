@@ -216,7 +216,7 @@ class RowCopy:
         result = TableResult(plan.name)
         self.report.tables.append(result)
         progress = Progress(log, f"{'copying' if self.write else 'checking'} {plan.name}",
-                            src.row_count(self.source, plan.name))
+                            self.rows_to_read(plan))
         lines = self.copy_lines(plan, result, progress)
         if not self.write:
             for _ in lines:
@@ -225,6 +225,9 @@ class RowCopy:
             self.load(plan, lines)
         progress.advance(0)
         result.seconds = progress.seconds
+
+    def rows_to_read(self, plan: TablePlan) -> int:
+        return src.row_count(self.source, plan.name)
 
     def load(self, plan: TablePlan, lines: Iterator[bytes]) -> None:
         """Stream the table's COPY text into it."""
