@@ -74,6 +74,14 @@ def since_snapshot() -> list[TableDifference] | None:
     return differences(watch.dev_file, watch.snapshot) if changed else []
 
 
+def since_record(dev_file: Path, snapshot: Path) -> list[TableDifference] | None:
+    """What the dev file holds beyond a snapshot an earlier run took, compared whole (no
+    watch saw it); None when either file is gone."""
+    if not (dev_file.is_file() and snapshot.is_file()):
+        return None
+    return differences(dev_file, snapshot)
+
+
 def tell(found: list[TableDifference], dev_file: str, leave: bool, env_name: str | None,
          not_ready_exit: int) -> int:
     """The run's last line when the dev file changed after the snapshot, and the exit

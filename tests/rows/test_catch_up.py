@@ -194,6 +194,23 @@ def test_a_late_row_postgresql_refuses_stops_the_catch_up_unless_rejected(
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+def test_a_cutover_resumed_after_its_rows_step_still_tells_the_rows_left_behind(
+        environment: dict[str, str], tmp_path: Path) -> None:
+    rows = alembic(environment, tmp_path, "upgrade", "0002")  # then killed, say
+    assert rows.returncode == 0, rows.stdout + rows.stderr
+    write_dev_file(tmp_path, "again")
+    left_on_purpose = alembic({**environment, "LEAVE_DEV_ROWS": "true"}, tmp_path,
+                              "upgrade", "0003")
+    assert left_on_purpose.returncode == 0, left_on_purpose.stdout + left_on_purpose.stderr
+    assert last_line(left_on_purpose).startswith(
+        "Left in the dev file on purpose (LEAVE_DEV_ROWS=true (-x leave_dev_rows=true)): the "
+        "dev file")
+
+    resumed = upgrade_head(environment, tmp_path)
+    assert resumed.returncode == NOT_READY_EXIT, resumed.stdout + resumed.stderr
+    assert "3 rows are not in the target (audit_logs 3 new)" in last_line(resumed)
+
+
 def test_nothing_written_after_the_snapshot_is_nothing_to_catch_up(
         environment: dict[str, str], tmp_path: Path) -> None:
     cutover = upgrade_head(environment, tmp_path)
