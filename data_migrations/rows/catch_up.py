@@ -36,6 +36,7 @@ from data_migrations.rows.difference import SNAPSHOT, Shape, attached, shapes
 from data_migrations.rows.row_copy import INTEGER_KEYS, CopyReport, RowCopy, TableResult
 from data_migrations.rows.target import reset_sequences
 from data_migrations.run.errors import DataMigrationError
+from data_migrations.run.failure import driver_message
 from data_migrations.run.sql import quote
 from settings.steps import CopyOptions
 
@@ -136,9 +137,16 @@ class CatchUpCopy(RowCopy):
             f"WHERE t.{key} = s.{key})"), {"table": plan.name})
         listed = ", ".join(map(quote, plan.columns))
         updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in plan.columns)
-        self.connection.execute(sa.text(
-            f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {stage} "
-            f"ON CONFLICT ({key}) DO UPDATE SET {updates}"))
+        try:
+            self.connection.execute(sa.text(
+                f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {stage} "
+                f"ON CONFLICT ({key}) DO UPDATE SET {updates}"))
+        except sa.exc.IntegrityError as error:
+            # A unique value the target holds already (a row the dev file deleted and made
+            # again), or a reference to a row the cutover rejected.
+            raise DataMigrationError(
+                f"catch-up stopped: the rows of {plan.name} written since the snapshot do not "
+                f"fit the target: {driver_message(error)}; nothing was copied") from None
 
 
 def copy_since(connection: sa.Connection, caught_up: Path, snapshot: Path,

@@ -1,6 +1,6 @@
 """The app's forgotten worker: a process of its own writing to the dev file, as the app does.
 
-    python -m tests.rows.dev_writer DEV_FILE UPLOADS_DIR during|after|again|last|bad
+    python -m tests.rows.dev_writer DEV_FILE UPLOADS_DIR during|after|again|last|bad|orphan
 """
 
 from __future__ import annotations
@@ -69,7 +69,13 @@ def bad(connection: sqlite3.Connection, uploads: Path) -> None:
     insert(connection, "users", id=BAD_USER, username="bad-user", email="x" * 300)
 
 
-PHASES = {"during": during, "after": after, "again": again, "last": last, "bad": bad}
+def orphan(connection: sqlite3.Connection, uploads: Path) -> None:
+    """A log of the user the cutover rejected."""
+    insert(connection, "audit_logs", id=5000, user_id=BAD_USER)
+
+
+PHASES = {"during": during, "after": after, "again": again, "last": last, "bad": bad,
+          "orphan": orphan}
 
 
 def main(dev_file: str, uploads: str, phase: str) -> None:

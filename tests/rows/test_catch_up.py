@@ -211,6 +211,19 @@ def test_a_cutover_resumed_after_its_rows_step_still_tells_the_rows_left_behind(
     assert "3 rows are not in the target (audit_logs 3 new)" in last_line(resumed)
 
 
+def test_a_late_row_referencing_a_row_the_cutover_rejected_stops_the_catch_up_in_one_line(
+        environment: dict[str, str], tmp_path: Path, pg_engine: sa.Engine) -> None:
+    write_dev_file(tmp_path, "bad")  # before the cutover, which rejects it
+    cutover = upgrade_head({**environment, "BAD_ROWS": "reject"}, tmp_path)
+    assert cutover.returncode == 0, cutover.stdout + cutover.stderr
+    write_dev_file(tmp_path, "orphan")
+    stopped = command("catch_up", environment, tmp_path)
+    assert one_failure(stopped).startswith(
+        "FAILED: catch-up stopped: the rows of audit_logs written since the snapshot do not "
+        "fit the target: insert or update on table \"audit_logs\" violates foreign key")
+    assert scalar(pg_engine, "SELECT count(*) FROM audit_logs WHERE id = 5000") == 0
+
+
 def test_nothing_written_after_the_snapshot_is_nothing_to_catch_up(
         environment: dict[str, str], tmp_path: Path) -> None:
     cutover = upgrade_head(environment, tmp_path)
