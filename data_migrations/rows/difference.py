@@ -64,13 +64,17 @@ def attached(dev_file: Path, snapshot: Path) -> Iterator[sqlite3.Connection]:
 
 
 def shapes(connection: sqlite3.Connection, schema: str = SNAPSHOT) -> list[Shape]:
-    """Every table of ``schema`` with its columns and its primary key (the rowid when it
-    declares none), as SQLite's own catalog says."""
+    """Every table of ``schema`` with its columns and its primary key, as SQLite's own
+    catalog says (the row copy needs a key in every table too)."""
     found = []
     for name in _tables(connection, schema):
         info = connection.execute(f"PRAGMA {schema}.table_info({quote(name)})").fetchall()
         keys = [row[1] for row in sorted(info, key=lambda row: row[5]) if row[5]]
-        found.append(Shape(name, tuple(row[1] for row in info), keys[0] if keys else "rowid"))
+        if not keys:
+            raise DataMigrationError(
+                f"the dev file's table {name} has no primary key: its rows written after the "
+                "cutover's snapshot cannot be told new or changed")
+        found.append(Shape(name, tuple(row[1] for row in info), keys[0]))
     return found
 
 
