@@ -20,7 +20,7 @@ export ENV PG_BIN
 X ?=
 X_ARGS = $(foreach setting,$(X),-x '$(setting)')
 
-.PHONY: help install test test-fast lint demo migrate plan verify sql sql-downgrade downgrade current \
+.PHONY: help install test test-fast lint demo migrate plan verify catch-up sql sql-downgrade downgrade current \
 	history check presync adopt-dev upgrade-dev adopt-target revision postgres-binaries bench \
 	bench-rows bench-upload bench-rate-limit bench-cutover bench-backfill bench-online
 
@@ -38,6 +38,7 @@ help:
 	@echo "make presync ENV=prod          [X] before the freeze: upload the files, then only what changed"
 	@echo "make migrate ENV=prod          [X] alembic upgrade head against DATABASE_URL"
 	@echo "make verify ENV=prod           [X] re-check a finished cutover; non-zero exit on any failure"
+	@echo "make catch-up ENV=prod         [X] copy the rows written to the dev file after the cutover's snapshot"
 	@echo "make sql ENV=prod              [X] the SQL the target has yet to run, for review (FROM=rev without a database)"
 	@echo "make sql-downgrade ENV=prod    [X] the downgrade SQL from the target's revision (to REV=x or base)"
 	@echo "make downgrade ENV=prod REV=x  [X] roll back to revision x (e.g. REV=0001, REV=base)"
@@ -114,6 +115,11 @@ plan: install
 
 verify: install
 	$(BIN)/python -m data_migrations.commands.verify $(X_ARGS)
+
+# After a cutover that ended NOT READY TO GO LIVE (exit 3), with the app's API and worker
+# stopped: the rows written to the dev file after its snapshot; data_migrations/commands/catch_up.py.
+catch-up: install
+	$(BIN)/python -m data_migrations.commands.catch_up $(X_ARGS)
 
 # From the target's revision (its alembic_version; FROM=<rev> without a database), each
 # revision with the SET lock_timeout lines make migrate runs; see

@@ -12,6 +12,8 @@ Each revision waits for its locks at most LOCK_TIMEOUT and is retried
 (data_migrations/run/lock_retry.py), except the cutover's data revisions.
 Expected failures (settings, storage, a data step's findings) become one ``FAILED: ...``
 line each instead of a traceback, and an interrupt its own line (data_migrations/run/failure.py).
+A run that copied the rows watched the dev file from its snapshot (data_migrations/rows/watch.py):
+rows written to it since are the run's last line, NOT READY TO GO LIVE, and exit 3.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 import models
 import settings
+from data_migrations.rows import copy_record, difference, watch
+from data_migrations.rows import preflight as rows_preflight
 from data_migrations.run import failure, lock_retry, preflight, run_guard, run_lock
 from data_migrations.run.report import write_cutover_report
 from settings import declared
@@ -127,13 +131,45 @@ def pending_revisions(connection: Connection) -> list[Script]:
 def migrate_on(connection: Connection, dry_run: bool, cutover: settings.Settings) -> None:
     retry = configure(connection=connection,
                       **configure_options(connection.dialect.name, dry_run))
-    preflight.run(cutover, pending_revisions(connection))
+    pending = pending_revisions(connection)
+    preflight.run(cutover, pending)
     if not dry_run:
         retry.run(migrate)
-        write_cutover_report(cutover[declared.REPORTS_DIR])
+        found = left_in_dev_file(connection, pending)
+        write_cutover_report(cutover[declared.REPORTS_DIR],
+                             None if found is None else difference.as_report(found))
+        told_last(found, cutover)
         return
     retry.run(lambda: rolled_back(connection))
     log.info("Dry run: every change was rolled back; the database is as it was.")
+
+
+def left_in_dev_file(connection: Connection,
+                     pending: list[Script]) -> list[difference.TableDifference] | None:
+    """What the dev file holds beyond the snapshot the rows were copied from: watched when
+    this run took it; compared whole when this run resumed the cutover after its rows step
+    (a data revision that reads the source ran, and the target records a copy); None when
+    the run had no part in the cutover."""
+    found = watch.since_snapshot()
+    if found is not None or rows_preflight.source_intact not in preflight.declared_checks(pending):
+        return found
+    started_here = not connection.in_transaction()
+    record = copy_record.read_record(connection)
+    if started_here:  # end the read, as pending_revisions does
+        connection.rollback()
+    return None if record is None else watch.since_record(record.source, record.snapshot)
+
+
+def told_last(found: list[difference.TableDifference] | None,
+              cutover: settings.Settings) -> None:
+    """Rows written to the dev file after the snapshot this run copied: the run's last
+    line, and the exit code that says the target is not ready to go live."""
+    if found is None:
+        return
+    code = watch.tell(found, str(cutover.source_database_path()), cutover[declared.LEAVE_DEV_ROWS],
+                      os.environ.get("ENV") or None, failure.NOT_READY_EXIT)
+    if code:
+        raise SystemExit(code)
 
 
 def migrate() -> None:

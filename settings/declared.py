@@ -263,6 +263,13 @@ DROP_APP_DATA = Setting(
     "DROP_APP_DATA", flag, "false",
     "let a downgrade drop tables (the baseline's downgrade) or columns that still hold rows "
     "or values, e.g. ones the app wrote after go-live", x="drop_app_data")
+# Rows written to the dev file after the cutover's snapshot are lost at go-live unless
+# make catch-up copies them; leaving them is a decision the operator states.
+LEAVE_DEV_ROWS = Setting(
+    "LEAVE_DEV_ROWS", flag, "false",
+    "rows written to the dev file after the cutover's snapshot stay there on purpose: the "
+    "cutover exits 0 instead of 3 and `make verify` passes, still listing them",
+    x="leave_dev_rows")
 
 DECLARED: tuple[Setting, ...] = (
     ENV, DATABASE_URL, SOURCE_DATABASE_URL, BAD_ROWS, ORPHANS, ROW_COPY_WORKERS, UPLOADS_DIR,
@@ -276,4 +283,5 @@ DECLARED: tuple[Setting, ...] = (
     DROP_APP_DATA,
     UPLOADS_DIR_CHANGED,
     STORAGE_CONFIG_OVERRIDES,
+    LEAVE_DEV_ROWS,
 )

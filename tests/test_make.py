@@ -19,7 +19,7 @@ from tests.runs import repository_copy
 ROOT = Path(__file__).resolve().parent.parent
 # The commands that read settings, and so take X=.
 X_TARGETS = ["plan", "migrate", "downgrade", "sql", "sql-downgrade", "presync", "verify",
-             "current", "check"]
+             "catch-up", "current", "check"]
 # Nothing listens on port 1: a command that got as far as connecting would fail otherwise.
 NOWHERE = "postgresql://meeting_agent:secret@127.0.0.1:1/meeting_agent"
 

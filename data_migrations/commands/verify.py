@@ -17,10 +17,13 @@
   a request made as the app makes it, with no credentials, with the object's size
   (data_migrations/files/url_fetch.py).
 
-Rows the app wrote to the dev file after the snapshot are counted per table and shown as
-a note, not a failure: the cutover never meant to copy them. The files changed since their
-upload are listed the same way, and fail the ``disk`` check; files deleted since are a
-note. Prints a pass/fail table and exits non-zero on any failure.
+- left: the dev file against the snapshot (data_migrations/rows/difference.py): rows new or
+  changed since fail the check, naming the tables, since going live would lose them
+  (``make catch-up`` copies them; ``LEAVE_DEV_ROWS=true`` leaves them on purpose); rows
+  deleted since are a note, the target keeps them.
+
+The files changed since their upload are listed in the notes, and fail the ``disk``
+check; files deleted since are a note. Prints a pass/fail table and exits non-zero on any failure.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import quote as percent_encoded
 
 import sqlalchemy as sa
 
@@ -42,9 +44,10 @@ from data_migrations.paths.rewrite import PathColumn, rewritten_columns
 from data_migrations.rows import source as src
 from data_migrations.rows.checksum import target_checksum, target_plan
 from data_migrations.rows.conversion import TablePlan
-from data_migrations.rows.copy_record import CopyRecord, read_record
-from data_migrations.rows.row_copy import RowCopy
+from data_migrations.rows.copy_record import CopyRecord, read_record, recorded_policies, reread
+from data_migrations.rows.difference import counts_text, differences, left_behind
 from data_migrations.rows.target import identity_columns
+from data_migrations.rows.watch import LEAVE_SETTING
 from data_migrations.run import failure, lost_connection, run_lock
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.report import log_to_stderr, table
@@ -85,12 +88,8 @@ def target_plans(connection: sa.Connection, record: CopyRecord) -> list[TablePla
 def snapshot_figures(connection: sa.Connection, record: CopyRecord,
                      options: CopyOptions) -> Figures:
     """What the copy writes from the snapshot under the recorded policies, read again."""
-    options = replace(options, bad_rows=record.bad_rows, orphans=record.orphans,
-                      dry_run=False)
-    with src.open_source(record.snapshot) as source:
-        run = RowCopy(connection, source, options, COPIED_KEYS, write=False)
-        run.scan(run.plan())
-    return {r.table: (r.written, r.checksum) for r in run.report.tables}
+    report = reread(connection, record.snapshot, recorded_policies(record, options))
+    return {r.table: (r.written, r.checksum) for r in report.tables}
 
 
 def recorded_figures(record: CopyRecord) -> Figures:
@@ -126,34 +125,31 @@ def row_checks(connection: sa.Connection, plans: list[TablePlan], expected: Figu
         yield Check("rows", plan.name, same, detail)
 
 
-def written_after_snapshot(record: CopyRecord, plans: list[TablePlan]) -> dict[str, int]:
-    """Per table, the rows of the dev file whose key the snapshot does not hold."""
-    counts = {}
-    with src.open_source(record.source) as live:
-        live.execute("ATTACH DATABASE ? AS snapshot",
-                     (f"file:{percent_encoded(str(record.snapshot))}?mode=ro",))
-        for plan in plans:
-            name, key = src.quote(plan.name), src.quote(plan.columns[plan.key_index])
-            (count,) = live.execute(
-                f"SELECT count(*) FROM main.{name} AS l WHERE NOT EXISTS "
-                f"(SELECT 1 FROM snapshot.{name} AS s WHERE s.{key} = l.{key})").fetchone()
-            if count:
-                counts[plan.name] = count
-    return counts
-
-
-def source_notes(record: CopyRecord, plans: list[TablePlan]) -> list[str]:
-    """What the dev file holds beyond the snapshot: information, never a failure."""
+def left_behind_check(record: CopyRecord, leave: bool) -> tuple[list[Check], list[str]]:
+    """The dev file against the snapshot: rows new or changed since fail the check (going
+    live would lose them) unless ``leave`` says they stay on purpose; deleted rows are a
+    note (the target keeps them)."""
     if not record.snapshot.is_file():
-        return []
+        return [], []
     if not record.source.is_file():
-        return [f"the dev file {record.source} is gone: rows written to it after the "
-                "cutover's snapshot cannot be counted"]
-    later = written_after_snapshot(record, plans)
-    if not later:
-        return ["no rows were written to the dev file after the cutover's snapshot"]
-    return ["rows written after the cutover's snapshot (in the dev file, not copied; "
-             "not a failure):"] + [f"  {name}: {count:,}" for name, count in later.items()]
+        return [], [f"the dev file {record.source} is gone: rows written to it after the "
+                    "cutover's snapshot cannot be counted"]
+    found = differences(record.source, record.snapshot)
+    if not found:
+        return [Check("left", record.source.name, True, "no rows written to the dev file "
+                      "after the cutover's snapshot")], []
+    behind = left_behind(found)
+    detail = (f"not in the target: {counts_text(behind)}" if behind
+              else "only deleted rows (the target keeps them)")
+    if behind and leave:
+        detail += f"; left on purpose ({LEAVE_SETTING})"
+    elif behind:
+        detail += "; stop the app's API and worker, then make catch-up"
+    notes = ["rows written to the dev file after the cutover's snapshot (new and changed ones "
+             "are not in the target; deleted ones stay in it):"]
+    notes += [f"  {d.table}: {d.new:,} new, {d.changed:,} changed, {d.deleted:,} deleted"
+              for d in found]
+    return [Check("left", record.source.name, not behind or leave, detail)], notes
 
 
 def copied_rows_checks(connection: sa.Connection, record: CopyRecord, plans: list[TablePlan],
@@ -325,7 +321,8 @@ def run_checks(connection: sa.Connection,
     rewritten = recorded_path_columns(connection)
     checks = [*copied_rows_checks(connection, record, plans, options, rewritten),
               *sequence_checks(connection)]
-    notes = source_notes(record, plans)
+    left, notes = left_behind_check(record, cutover[declared.LEAVE_DEV_ROWS])
+    checks += left
     if sa.inspect(connection).has_table(FILE_MANIFEST):
         storage_settings = cutover.storage()
         unprefixed = replace(storage_settings, key_prefix="")

@@ -218,6 +218,15 @@ def restore(col: PathColumn, rewrites: str) -> sa.TextClause:
         f"AND r.column_name = '{col.column}' AND r.key = t.{quote(col.key)}::text")
 
 
+def forget_replaced_originals(col: PathColumn, paths: PathSql, rewrites: str) -> sa.TextClause:
+    """The saved originals of rows whose value is a stored path again (make catch-up wrote
+    the row anew from the dev file): forgotten, so that the rewrite saves the new one."""
+    return sa.text(
+        f"DELETE FROM {quote(rewrites)} AS r USING {quote(col.table)} AS t "
+        f"WHERE r.table_name = '{col.table}' AND r.column_name = '{col.column}' "
+        f"AND r.key = t.{quote(col.key)}::text AND {paths.is_path(_value(col))}")
+
+
 def rewrite_statements(columns: list[PathColumn], paths: PathSql, manifest: str,
                        rewrites: str) -> Iterator[sa.TextClause]:
     """The statements of the rewrite, in order: keep each column's originals, then update."""

@@ -12,14 +12,14 @@ set-NULL decisions follow from the snapshot and the policies; the rejects file l
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from data_migrations.rows import source as src
-from data_migrations.rows.row_copy import CopyReport
+from data_migrations.rows.row_copy import CopyReport, RowCopy
 from settings.steps import CopyOptions
 
 TABLE = "cutover_row_copy_runs"
@@ -76,3 +76,18 @@ def read_record(connection: sa.Connection) -> CopyRecord | None:
         tables={name: TableFigures(f["written"], f["rejected"], f["nulled"],
                                    int(f["checksum"], 16))
                 for name, f in row.tables.items()})
+
+
+def recorded_policies(record: CopyRecord, options: CopyOptions) -> CopyOptions:
+    """``options`` with the policies the copy applied (not those of today's settings)."""
+    return replace(options, bad_rows=record.bad_rows, orphans=record.orphans, dry_run=False)
+
+
+def reread(connection: sa.Connection, snapshot: Path, options: CopyOptions) -> CopyReport:
+    """What the copy writes from ``snapshot`` under ``options``' policies, read and checked
+    again but written nowhere: per table the rows and their checksum (make verify, make
+    catch-up)."""
+    with src.open_source(snapshot) as source:
+        run = RowCopy(connection, source, options, copied_keys="", write=False)
+        run.scan(run.plan())
+    return run.report

@@ -31,11 +31,13 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from data_migrations.rows import source as src
+from data_migrations.rows import watch
 from data_migrations.rows.checksum import CHECKSUM_MASK, target_checksum, target_plan
 from data_migrations.rows.conversion import (
     Converted,
     Finding,
     ForeignKey,
+    ReferenceCheck,
     TablePlan,
     convert_range,
     convert_rows,
@@ -132,14 +134,25 @@ class RowCopy:
         self.pool: Executor | None = None
 
     def run(self) -> CopyReport:
-        # The converters spell values as PostgreSQL prints them in UTC, ISO style.
-        self.connection.execute(sa.text("SET LOCAL TimeZone = 'UTC'"))
-        self.connection.execute(sa.text("SET LOCAL DateStyle = 'ISO, YMD'"))
-        use_lz4_compression(self.connection)
+        self.begin()
         plans = self.plan()
         self.refuse_foreign_rows(plans)
         with deferred_checks(self.connection, [p.name for p in plans]):
             self.scan(plans)
+        self.conclude()
+        self.verify(plans)
+        reset_sequences(self.connection, [p.name for p in plans])
+        self.record_copied_keys(plans)
+        return self.report
+
+    def begin(self) -> None:
+        # The converters spell values as PostgreSQL prints them in UTC, ISO style.
+        self.connection.execute(sa.text("SET LOCAL TimeZone = 'UTC'"))
+        self.connection.execute(sa.text("SET LOCAL DateStyle = 'ISO, YMD'"))
+        use_lz4_compression(self.connection)
+
+    def conclude(self) -> None:
+        """The files of the scan into the report; refused rows stop a refusing copy."""
         if self.rejects.count:
             self.report.rejects_file = self.rejects.path
         if self.findings is not None and self.findings.count:
@@ -148,10 +161,6 @@ class RowCopy:
         # steps rehearse on the real rows; its findings are reported, not raised.
         if self.refusals.rows and self.options.bad_rows == "fail" and not self.options.dry_run:
             raise DataMigrationError(self.findings_message())
-        self.verify(plans)
-        reset_sequences(self.connection, [p.name for p in plans])
-        self.record_copied_keys(plans)
-        return self.report
 
     def scan(self, plans: list[TablePlan]) -> None:
         """Read, check and (when writing) copy every table, parents first."""
@@ -207,19 +216,29 @@ class RowCopy:
         result = TableResult(plan.name)
         self.report.tables.append(result)
         progress = Progress(log, f"{'copying' if self.write else 'checking'} {plan.name}",
-                            src.row_count(self.source, plan.name))
+                            self.rows_to_read(plan))
         lines = self.copy_lines(plan, result, progress)
         if not self.write:
             for _ in lines:
                 pass
         else:
-            cursor = self.connection.connection.dbapi_connection.cursor()
-            columns = ", ".join(map(src.quote, plan.columns))
-            with lost_connection.driver_dumps_silenced():
-                cursor.copy_expert(f"COPY {src.quote(plan.name)} ({columns}) FROM STDIN",
-                                   _LineReader(lines), size=COPY_CHUNK_BYTES)
+            self.load(plan, lines)
         progress.advance(0)
         result.seconds = progress.seconds
+
+    def rows_to_read(self, plan: TablePlan) -> int:
+        return src.row_count(self.source, plan.name)
+
+    def load(self, plan: TablePlan, lines: Iterator[bytes]) -> None:
+        """Stream the table's COPY text into it."""
+        self.copy_into(plan.name, plan, lines)
+
+    def copy_into(self, table_name: str, plan: TablePlan, lines: Iterator[bytes]) -> None:
+        cursor = self.connection.connection.dbapi_connection.cursor()
+        columns = ", ".join(map(src.quote, plan.columns))
+        with lost_connection.driver_dumps_silenced():
+            cursor.copy_expert(f"COPY {src.quote(table_name)} ({columns}) FROM STDIN",
+                               _LineReader(lines), size=COPY_CHUNK_BYTES)
 
     def copy_lines(self, plan: TablePlan, result: TableResult,
                    progress: Progress) -> Iterator[bytes]:
@@ -240,20 +259,24 @@ class RowCopy:
         row_bytes = src.average_row_bytes(self.source, plan.name, plan.columns)
         ranges = src.rowid_ranges(self.source, plan.name, rows,
                                   max(1, int(self.range_bytes / max(row_bytes, 1.0))))
-        # Only references that can fail need checking row by row: the parents are done.
-        # Those checks need the parents' rejected keys, so such a table stays here.
-        risky = [fk for fk in plan.foreign_keys
-                 if fk.orphans or self.refusals.refused_in(fk.parent)]
-        if self.pool is not None and len(ranges) > 1 and not risky:
+        check = self.reference_check(plan, result)
+        if self.pool is not None and len(ranges) > 1 and check is None:
             result.processes = self.options.workers
             window = self.options.workers * IN_FLIGHT_PER_WORKER
             yield from in_order(self.pool, convert_range,
                                 ((plan.shape, rowids) for rowids in ranges), window)
             return
-        check = functools.partial(self.check_references, plan, risky, result) if risky else None
         for rowids in ranges:
             rows = src.stream_rows(self.source, plan.name, plan.columns, rowids)
             yield convert_rows(plan, rows, check)
+
+    def reference_check(self, plan: TablePlan, result: TableResult) -> ReferenceCheck | None:
+        """The check of the table's rows' references, None when none can fail."""
+        # Only references that can fail need checking row by row: the parents are done.
+        # Those checks need the parents' rejected keys, so such a table stays here.
+        risky = [fk for fk in plan.foreign_keys
+                 if fk.orphans or self.refusals.refused_in(fk.parent)]
+        return functools.partial(self.check_references, plan, risky, result) if risky else None
 
     def check_references(self, plan: TablePlan, risky: list[ForeignKey], result: TableResult,
                          row: list) -> list[Finding]:
@@ -359,7 +382,8 @@ def copy_rows(connection: sa.Connection, source_path: Path, options: CopyOptions
     started = time.monotonic()
     backup = None
     if not options.dry_run:
-        backup = src.back_up(source_path, options.work_dir)
+        # Watched from here to the end of the run: rows written after it are told then.
+        backup = watch.watched_snapshot(source_path, options.work_dir)
         log.info(f"Backed up {source_path} to {backup}")
     log.info(f"Copying rows from {backup or source_path}")
     with src.open_source(backup or source_path) as source:

@@ -13,6 +13,8 @@ keeps its traceback. This module is the one place where either becomes its line:
 - An Alembic run (alembic/env.py) runs inside ``alembic_run``: a failure becomes Alembic's
   ``CommandError``, which its command line prints as ``FAILED: <message>`` with a non-zero
   exit, and which a run driven from Python receives as an exception.
+- A cutover that finished while rows of the dev file stayed behind exits
+  ``NOT_READY_EXIT`` after its last line says so (data_migrations/rows/watch.py).
 Once a signal arrived, whatever the run ends with is the interrupt's line and exit code.
 """
 
@@ -36,6 +38,10 @@ log = logging.getLogger("cutover.run")
 
 EXPECTED: tuple[type[Exception], ...] = (ConfigError, StorageError, DataMigrationError)
 FAILED_EXIT = 2
+# Not a failure: the cutover finished and is consistent, but rows written to the dev file
+# after its snapshot are not in the target (make catch-up copies them), so going live
+# would lose them.
+NOT_READY_EXIT = 3
 
 
 def driver_message(exc: sa.exc.DBAPIError) -> str:

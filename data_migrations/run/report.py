@@ -251,9 +251,12 @@ def report_table(steps: list[RecordedStep], window: dict[str, Any]) -> str:
     return table(("step", "result", "time", "share"), rows)
 
 
-def write_cutover_report(directory: Path) -> Path | None:
+def write_cutover_report(directory: Path,
+                         left_behind: dict[str, dict[str, int]] | None = None) -> Path | None:
     """Write the steps recorded in this run and the freeze window they made as JSON, and
-    print a one-line-per-step summary."""
+    print a one-line-per-step summary. ``left_behind``, when the run copied the rows: per
+    table, the rows written to the dev file after the snapshot (``{"new": n, "changed":
+    n}``; empty when none were)."""
     if not _steps:
         return None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -261,8 +264,10 @@ def write_cutover_report(directory: Path) -> Path | None:
     window = freeze_window(_steps)
     log.info("Cutover report:\n" + report_table(_steps, window))
     steps = [step.as_json() for step in _steps]
-    document = json.dumps({"finished_at": stamp, "freeze_window": window, "steps": steps},
-                          indent=2, ensure_ascii=False, default=_json_safe) + "\n"
+    content = {"finished_at": stamp, "freeze_window": window, "steps": steps}
+    if left_behind is not None:
+        content["left_behind"] = left_behind
+    document = json.dumps(content, indent=2, ensure_ascii=False, default=_json_safe) + "\n"
     _steps.clear()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -44,11 +44,11 @@ def cut_over(dev: DevDatabase, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> 
     return run
 
 
-def verify(url: str) -> subprocess.CompletedProcess:
+def verify(url: str, **settings: str) -> subprocess.CompletedProcess:
     env = {name: value for name, value in os.environ.items()
            if name not in ("SOURCE_DATABASE_URL", "BAD_ROWS", "ORPHANS")}
     return subprocess.run([sys.executable, "-m", "data_migrations.commands.verify"],
-                          env={**env, "DATABASE_URL": url}, capture_output=True,
+                          env={**env, **settings, "DATABASE_URL": url}, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -95,25 +95,39 @@ def test_a_set_null_cutover_verifies_clean_without_its_policies(
     assert "orphans=set_null" in result.stderr
 
 
-def test_rows_written_to_the_dev_file_after_the_snapshot_are_a_note_not_a_failure(
+def test_rows_written_to_the_dev_file_after_the_snapshot_fail_naming_the_tables(
     dev: DevDatabase, cut_over: CutOver
 ) -> None:
     url = cut_over()
     dev.add("users", id=3)
     dev.add("tasks", id=TASK_2, user_id=3)
     dev.add("audit_logs", id=2, user_id=3, task_id=TASK_2)
+    with closing(sqlite3.connect(dev.path)) as connection, connection:
+        connection.execute("UPDATE users SET email = 'changed@example.com' WHERE id = 1")
+        connection.execute("DELETE FROM audit_logs WHERE id = 1")
     result = verify(url)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
     assert result_of(result.stdout, "rows", "users") == "pass"
-    assert result_of(result.stdout, "rows", "tasks") == "pass"
-    notes = result.stdout.split("rows written after the cutover's snapshot", 1)[1]
+    assert result_of(result.stdout, "left", dev.path.name) == "FAIL"
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("left")]
+    assert "audit_logs 1 new; tasks 1 new; users 1 new, 1 changed" in line
+    assert "make catch-up" in line
+    notes = result.stdout.split("rows written to the dev file after the cutover's snapshot", 1)[1]
     assert [line.split() for line in notes.splitlines()[1:4]] == [
-        ["users:", "1"], ["tasks:", "1"], ["audit_logs:", "1"]]
+        ["audit_logs:", "1", "new,", "0", "changed,", "1", "deleted"],
+        ["tasks:", "1", "new,", "0", "changed,", "0", "deleted"],
+        ["users:", "1", "new,", "1", "changed,", "0", "deleted"]]
+
+    left_on_purpose = verify(url, LEAVE_DEV_ROWS="true")
+    assert left_on_purpose.returncode == 0, left_on_purpose.stdout + left_on_purpose.stderr
+    assert "left on purpose (LEAVE_DEV_ROWS=true" in left_on_purpose.stdout
 
 
-def test_a_dev_file_unchanged_since_the_snapshot_says_so(cut_over: CutOver) -> None:
+def test_a_dev_file_unchanged_since_the_snapshot_says_so(dev: DevDatabase,
+                                                          cut_over: CutOver) -> None:
     result = verify(cut_over())
-    assert "no rows were written to the dev file after the cutover's snapshot" in result.stdout
+    assert result_of(result.stdout, "left", dev.path.name) == "pass"
+    assert "no rows written to the dev file after the cutover's snapshot" in result.stdout
 
 
 def test_a_changed_row_fails_its_table(dev: DevDatabase, cut_over: CutOver) -> None:
