@@ -98,7 +98,9 @@ def main() -> int:
             TosServer(workspace / "bucket", access_key=ACCESS_KEY, secret_key=SECRET_KEY,
                       buckets=[BUCKET], bucket_acls={BUCKET: "public-read"},
                       domains={"127.0.0.1": BUCKET}) as tos:
-        print(f"  PostgreSQL on 127.0.0.1:{postgres.port}, TOS server on {tos.url}")
+        print(f"  PostgreSQL on 127.0.0.1:{postgres.port}, the local TOS server on {tos.url}: "
+              "every storage request goes to it (STORAGE_PROXY), signed for the endpoint "
+              "named below; nothing leaves this machine")
         env = cutover_environment(workspace, url, tos.port)
 
         step("Before the freeze: make presync (the files go up while the app still runs)")

@@ -37,4 +37,9 @@ def test_the_demo_runs_the_cutover_and_rolls_it_back(tmp_path: Path) -> None:
                                    output, re.M)
     assert cutover_files == (uploaded[1], "0")
     assert "Running downgrade 0001 -> " in output
+    # It talks only to the local TOS server, and says so where it names the endpoint.
+    server = re.search(r"the local TOS server on http://127\.0\.0\.1:(\d+)", output)
+    assert server and (f"Uploading files from {tmp_path / 'work' / 'demo' / 'uploads'} to "
+                       f"bucket 'meeting-agent-demo' at http://tos-cn-beijing.volces.com through "
+                       f"the proxy 127.0.0.1:{server[1]} (STORAGE_PROXY)") in output
     assert (tmp_path / "work" / "demo" / "reports").is_dir()

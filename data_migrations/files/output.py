@@ -31,8 +31,12 @@ STATUS_ROWS = (("presynced", "from the presync (unchanged, not read)"),
 
 
 def describe_target(settings: StorageSettings) -> str:
-    """Where the objects go, for people: never a credential."""
+    """Where the objects go, for people: never a credential. Through a proxy, the proxy
+    too: the endpoint is then only what the requests are signed for, not whom they reach."""
     where = settings.location()
+    if settings.provider == "tos" and settings.proxy:
+        host, port = settings.proxy
+        where += f" through the proxy {host}:{port} (STORAGE_PROXY)"
     written = [f"{name} {value}" for name, value in (
         ("ACL", settings.acl), ("storage class", settings.storage_class),
         ("SSE", settings.sse)) if value]

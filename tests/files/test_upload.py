@@ -533,7 +533,8 @@ def test_offline_sql_describes_the_upload_without_secrets(
                              text=True, timeout=60)
     assert upgrade.returncode == 0, upgrade.stderr
     assert f"-- 0003 uploads the files under {uploads}\n" in upgrade.stdout
-    assert f"-- to bucket '{BUCKET}' at {ENDPOINT}\n" in upgrade.stdout
+    assert (f"-- to bucket '{BUCKET}' at {ENDPOINT} through the proxy "
+            f"127.0.0.1:{tos_server.port} (STORAGE_PROXY)\n") in upgrade.stdout
     assert "--   1 files, 15 B; excluded 1 (tmp/, *.part); refused 0" in upgrade.stdout
     assert "cutover_file_manifest (" not in upgrade.stdout
     downgrade = subprocess.run(cli("downgrade", "head:0002", "--sql"), env=env,
