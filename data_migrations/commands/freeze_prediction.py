@@ -51,10 +51,11 @@ def predict(cutover: settings.Settings,
             return predicted.not_pending(step)
         return Estimate(0.0, rows) if isinstance(rows, str) else estimate(rows)
 
+    planned_per_file = None if measured is None else measured.seconds_per_planned_file
+    files = (files_estimate(cutover.upload_options(), cutover.storage(), planned_per_file)
+             if "files" in pending else predicted.not_pending("files"))
     return PredictedFreeze(
-        share("rows", lambda count: predicted.rows_estimate(count, measured)),
-        files_estimate(cutover.upload_options(), cutover.storage()) if "files" in pending
-        else predicted.not_pending("files"),
+        share("rows", lambda count: predicted.rows_estimate(count, measured)), files,
         share("paths", lambda count: predicted.paths_estimate(count, measured)))
 
 

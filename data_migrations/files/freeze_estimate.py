@@ -2,11 +2,12 @@
 
 The files step of a cutover after a presync sends what changed since (a file the record
 holds with another size or modification time, or not at all) and, for every file, pays
-its share of the scan and of the two listings of the bucket (the one the record is checked
-against, the one that verifies the manifest). The presync measured all three on this
-machine against this bucket (its record's ``runs``): the scan and its verifying listing
-per file, and its upload rate. Only the folder and the record are read: nothing is asked
-of the bucket, nothing is written.
+its share of the scan, of the two listings of the bucket (the one the record is checked
+against, the one that verifies the manifest) and of the manifest's rows. The presync
+measured the first two and its upload rate on this machine against this bucket (its
+record's ``runs``); ``make plan`` measured the scan and the manifest's rows against the
+target (its files step fills the manifest it rolls back). Only the folder and the record
+are read: nothing is asked of the bucket, nothing is written.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ def unchanged(entry: RecordedFile | None, file: LocalFile) -> bool:
     return entry is not None and (entry.size, entry.mtime_ns) == (file.size, file.mtime_ns)
 
 
-def files_estimate(options: UploadOptions, settings: StorageSettings) -> Estimate:
-    """The files step's predicted seconds for the folder as it is now."""
+def files_estimate(options: UploadOptions, settings: StorageSettings,
+                   planned_per_file: float | None) -> Estimate:
+    """The files step's predicted seconds for the folder as it is now; ``planned_per_file``
+    is what each file cost a plan's files step (its scan and manifest row), when one ran."""
     scan = scan_folder(options.uploads_dir, options.exclude)
     with presync_record.opened(options, settings, create=False,
                                who="the freeze prediction") as record:
@@ -49,10 +52,12 @@ def files_estimate(options: UploadOptions, settings: StorageSettings) -> Estimat
                         f"{ASSUMED_BYTES_PER_SECOND / 1e6:.0f} MB/s (no upload measured: "
                         "run make presync)")
     rate = run.sent_bytes / run.upload_seconds
-    seconds = len(scan.files) * per_file_seconds(run) + changed_bytes / rate
-    return Estimate(MARGIN * seconds, f"{what} at {rate / 1e6:.1f} MB/s, the scan and "
-                    f"{LISTINGS} listings at {per_file_seconds(run) * 1000:.2f} ms a file "
-                    "(measured by the presync)")
+    per_file = per_file_seconds(run) + (planned_per_file or 0.0)
+    seconds = len(scan.files) * per_file + changed_bytes / rate
+    manifest = ", its manifest row as the plan wrote it" if planned_per_file else ""
+    return Estimate(MARGIN * seconds, f"{what} at {rate / 1e6:.1f} MB/s (measured by the "
+                    f"presync); per file {per_file * 1000:.2f} ms: the scan and {LISTINGS} "
+                    f"listings as the presync took them{manifest}")
 
 
 def per_file_seconds(run: PresyncRun) -> float:

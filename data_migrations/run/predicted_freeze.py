@@ -80,6 +80,15 @@ class MeasuredRates:
     paths_seconds: float | None
     measured_by: str
     measured_at: str
+    # A plan's files step: the scan and the manifest's rows of every file, nothing sent.
+    planned_files: int | None = None
+    planned_files_seconds: float | None = None
+
+    @property
+    def seconds_per_planned_file(self) -> float | None:
+        if not self.planned_files or self.planned_files_seconds is None:
+            return None
+        return self.planned_files_seconds / self.planned_files
 
     def rate(self, seconds: float | None) -> float | None:
         return self.rows / seconds if seconds and self.rows else None
@@ -96,11 +105,14 @@ def remember_rates(work_dir: Path, steps: list[RecordedStep], measured_by: str) 
     rows = by_name.get("rows")
     if rows is None:
         return
-    paths = by_name.get("paths")
+    paths, files = by_name.get("paths"), by_name.get("files")
+    planned = files is not None and "planned_files" in files.figures
     measured = MeasuredRates(
         sum(table["read"] for table in rows.figures["tables"]), rows.seconds,
         None if paths is None else paths.seconds, measured_by,
-        datetime.now(UTC).isoformat(timespec="seconds"))
+        datetime.now(UTC).isoformat(timespec="seconds"),
+        files.figures["planned_files"] if planned else None,
+        files.seconds if planned else None)
     path = rates_path(work_dir)
     try:
         path.write_text(json.dumps(asdict(measured), indent=2) + "\n", encoding="utf-8")
