@@ -135,3 +135,16 @@ def test_the_prediction_writes_nothing_to_the_target_or_the_bucket(
     engine.dispose()
     assert stored(tos_storage) == bucket
     assert record.read_bytes() == recorded
+
+
+def test_a_plan_whose_report_cannot_be_written_stops_before_it_starts(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    env["REPORTS_DIR"] = str(tmp_path / "a-file" / "reports")
+    result = subprocess.run([sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"),
+                             "-x", "dry_run=true", "upgrade", "head"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    assert failed_lines(result) == [f"FAILED: REPORTS_DIR {tmp_path / 'a-file' / 'reports'} "
+                                    "is not writable (Not a directory)"]
+    assert not (Path(env["WORK_DIR"]) / "freeze-rates.json").exists()
