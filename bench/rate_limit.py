@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from bench.upload_files import random_file, storage_environment, tos_server
-from settings.declared import rate as byte_rate
+from settings.parsers import rate as byte_rate
 from storage.tos import MiB
 
 UPLOAD_SECONDS = re.compile(r"^File upload \(.*upload ([\d.]+)s", re.M)

@@ -8,10 +8,17 @@ head (the revision the first data revision revises), and the first data revision
 no database has applied it (the dev file never runs the data steps, production has not
 run them yet). Once ``released = true``, a new revision goes after the last one.
 
+A revision's id is the UTC second it was written (revision_chain.next_id says why), so revisions
+written on two branches do not share one. A chain that two branches forked (two heads) or
+that holds an id twice has no one place for a new revision: ``new`` refuses it in one line
+that says how to linearise or merge it (devtools/revision_chain.py), and ``merge`` (``make
+merge-heads``, after the release) writes the merge revision.
+
 The dev file follows the schema head only: ``dev-head`` prints the revision
 ``make upgrade-dev`` upgrades it to.
 
     python -m devtools.revision new "add task priority"
+    python -m devtools.revision merge "join the task and audit branches"
     python -m devtools.revision dev-head
 """
 
@@ -20,36 +27,26 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from devtools.revision_chain import (
+    Chain,
+    ChainError,
+    next_id,
+    problems,
+    quiet_duplicates,
+    taken_ids,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
-SECTION = "cutover"
 
 
-class RevisionError(Exception):
-    """The chain is not as this tool expects it; the message says what and where."""
-
-
-@dataclass(frozen=True)
-class Chain:
-    """The chain's layout as alembic.ini's ``[cutover]`` section describes it."""
-
-    first_data_revision: str
-    released: bool
-
-    @classmethod
-    def of(cls, config: Config) -> Chain:
-        first = config.get_section_option(SECTION, "first_data_revision")
-        released = config.get_section_option(SECTION, "released", "false").strip().lower()
-        if not first or released not in ("true", "false"):
-            raise RevisionError(f"{config.config_file_name}: [{SECTION}] needs "
-                                "first_data_revision and released = true|false")
-        return cls(first.strip(), released == "true")
+class RevisionError(ChainError):
+    """A data revision this tool cannot rewire; the message says what and where."""
 
 
 def schema_head(script: ScriptDirectory, chain: Chain) -> str:
@@ -67,12 +64,6 @@ def dev_head(config: Config) -> str:
     return "head" if chain.released else schema_head(ScriptDirectory.from_config(config), chain)
 
 
-def next_id(script: ScriptDirectory) -> str:
-    """The next number: ids are unique and tell the order revisions were written in; the
-    chain (``make history``) tells the order they run in."""
-    return f"{len(list(script.walk_revisions())) + 1:04d}"
-
-
 def rewire(path: Path, old: str, new: str) -> None:
     """Point the revision file at ``path`` from ``old`` to ``new``: its ``down_revision``
     and the ``Revises:`` line of its docstring, nothing else."""
@@ -87,11 +78,23 @@ def rewire(path: Path, old: str, new: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def new_revision(config: Config, message: str) -> Path:
-    """Create the revision file; before the data revisions unless released."""
-    chain = Chain.of(config)
+def one_line_chain(config: Config) -> ScriptDirectory:
+    """The revisions, refused (the first reason) while an id is written twice or the chain
+    has more than one head: there is no one place for a new revision then."""
     script = ScriptDirectory.from_config(config)
-    rev_id = next_id(script)
+    with quiet_duplicates():
+        found = problems(config, script)
+    if found:
+        raise ChainError(found[0])
+    return script
+
+
+def new_revision(config: Config, message: str, rev_id: str | None = None) -> Path:
+    """Create the revision file; before the data revisions unless released. ``rev_id``:
+    this id instead of the time's."""
+    chain = Chain.of(config)
+    script = one_line_chain(config)
+    rev_id = rev_id or next_id(taken_ids(script))
     if chain.released:
         created = command.revision(config, message, rev_id=rev_id)
     else:
@@ -102,8 +105,29 @@ def new_revision(config: Config, message: str) -> Path:
         rewire(Path(first.path), base, base)
         created = command.revision(config, message, rev_id=rev_id, head=base, splice=True)
         rewire(Path(first.path), base, rev_id)
-    assert created is not None and not isinstance(created, list) and created.path
-    return Path(created.path)
+    return created_path(created)
+
+
+def merge_heads(config: Config, message: str) -> Path:
+    """A revision that revises every head and does nothing, after the release only: before
+    it, the data revisions stay last, and a merge would put a schema revision after them."""
+    if not Chain.of(config).released:
+        raise ChainError("before the release the data revisions stay last: linearise the "
+                         "chain instead of merging it (make lint says how)")
+    script = ScriptDirectory.from_config(config)
+    with quiet_duplicates():
+        heads = script.get_heads()
+    if len(heads) < 2:
+        raise ChainError(f"the chain has one head, {heads[0] if heads else 'none'}: "
+                         "nothing to merge")
+    return created_path(command.merge(config, "heads", message=message,
+                                      rev_id=next_id(taken_ids(script))))
+
+
+def created_path(created: object) -> Path:
+    path = getattr(created, "path", None)
+    assert path is not None, created
+    return Path(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,15 +135,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=ROOT / "alembic.ini")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("new", help="create a revision").add_argument("message")
+    commands.add_parser("merge", help="join the heads with a merge revision").add_argument(
+        "message")
     commands.add_parser("dev-head", help="print the revision the dev file follows")
     args = parser.parse_args(argv)
     config = Config(str(args.config))
     try:
         if args.command == "dev-head":
             print(dev_head(config))
+        elif args.command == "merge":
+            print(f"Created {merge_heads(config, args.message)}")
         else:
             print(f"Created {new_revision(config, args.message)}")
-    except RevisionError as exc:
+    except ChainError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
     return 0

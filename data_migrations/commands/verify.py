@@ -353,7 +353,8 @@ def verify(x_args: dict[str, str]) -> int:
     """Run every check and print the table: 0 when all pass, 1 otherwise."""
     cutover = settings.read(x_args)
     engine = sa.create_engine(cutover.database_url())
-    with engine.connect() as connection, lost_connection.translated(connection, "verify"):
+    with engine.connect() as connection, \
+            lost_connection.translated(connection, "verify", read_only=True):
         run_lock.take(connection, "verify")  # one cutover run at a time
         connection.execute(sa.text("SET TimeZone = 'UTC'"))
         checks, notes = run_checks(connection, cutover)

@@ -13,7 +13,7 @@ from data_migrations.files.ledger import SENT, StorageSettingsSource, UploadRepo
 from data_migrations.files.scan import FolderScan, scan_folder
 from data_migrations.run.report import bulleted, size_text, table
 from settings import ConfigError
-from settings.declared import DEFAULT_EXCLUSIONS
+from settings.parsers import DEFAULT_EXCLUSIONS
 from settings.steps import UploadOptions
 from settings.storage import StorageSettings
 

@@ -59,7 +59,7 @@ from data_migrations.online.run import (
 )
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.lock_retry import Policy, lock_not_available, plural, seconds
-from data_migrations.run.report import PROGRESS_EVERY_SECONDS
+from data_migrations.run.report import Progress
 from data_migrations.run.revision_error import BACKFILL_CURSORS
 from data_migrations.run.sql import quote
 
@@ -171,24 +171,26 @@ def _run(connection: sa.Connection, job: Backfill, policy: Policy) -> int:
         f"AND {key} <= :last"), {"after": cursor.last_key, "last": last}).scalar_one()
     log.info("Backfill %s: %s rows of %s to go%s", job.name, f"{total:,}", job.table,
              f", after {job.key} {cursor.last_key}" if cursor.last_key else "")
-    progress = _Progress(job.name, total)
+    counts = _Counts()
+    progress = Progress(log, job.name, total, detail=counts.detail)
     statement = sa.text(_batch_sql(table, key, job))
     size = job.batch_size
     with _session_lock_timeout(connection, policy):
         while True:
             began = time.monotonic()
             done = _batch(connection, statement, job, cursor.last_key, last, size, policy,
-                          progress)
+                          counts)
             if done is None:
                 break
             cursor.last_key, passed, updated = done
-            progress.advance(passed, updated, cursor.last_key)
+            counts.add(updated, cursor.last_key)
+            progress.advance(passed)
             size = _next_size(size, time.monotonic() - began, job)
             time.sleep(job.pause_seconds)
     connection.execute(sa.text(f"UPDATE {PROGRESS_TABLE} SET finished_at = now() "
                                "WHERE name = :name"), {"name": job.name})
-    progress.finish()
-    return progress.updated
+    log.info("Backfill %s: done, %s", job.name, progress.summary())
+    return counts.updated
 
 
 @contextmanager
@@ -243,7 +245,7 @@ SELECT (SELECT upto::text FROM bounds), (SELECT passed FROM bounds),
 
 def _batch(connection: sa.Connection, statement: sa.TextClause, job: Backfill,
            after: str | None, last: str | None, size: int, policy: Policy,
-           progress: _Progress) -> tuple[str, int, int] | None:
+           counts: _Counts) -> tuple[str, int, int] | None:
     """One batch, committed; None when no key is left. A lock timeout rolls the batch back
     whole, so it is tried again as it was."""
     values = {"after": after, "last": last, "size": size, "name": job.name}
@@ -261,14 +263,12 @@ def _batch(connection: sa.Connection, statement: sa.TextClause, job: Backfill,
             if attempt == attempts:
                 raise DataMigrationError(
                     f"backfill {job.name}: {waited} in {plural(attempts, 'attempt')}; rolled "
-                    f"back, the batches before it stay committed ({progress.batches:,} in "
+                    f"back, the batches before it stay committed ({counts.batches:,} in "
                     "this run); end the session that holds those rows (pg_stat_activity, "
                     "pg_blocking_pids) or wait for it, then run again: the backfill resumes "
                     f"{where} (or -x lock_timeout=, -x lock_retries=)") from None
-            pause = policy.pause(attempt)
-            log.warning("Backfill %s: %s (attempt %d of %d); rolled back, retrying in %s",
-                        job.name, waited, attempt, attempts, seconds(pause))
-            time.sleep(pause)
+            policy.retry_after(attempt, f"Backfill {job.name}: {waited} (attempt {attempt} "
+                               f"of {attempts})", log)
     if upto is None:
         return None
     if moved != 1:  # the advisory lock makes this unreachable unless someone edits the row
@@ -288,30 +288,19 @@ def _next_size(size: int, seconds: float, job: Backfill) -> int:
     return int(min(max(bounded, job.batch_size / 10, 1), job.batch_size * 10))
 
 
-class _Progress:
-    """Keys passed of the total, the rate and the rows updated, every few seconds."""
+@dataclass
+class _Counts:
+    """What the progress line adds for a backfill: rows updated, batches, the cursor."""
 
-    def __init__(self, name: str, total: int) -> None:
-        self.name, self.total = name, total
-        self.passed = self.updated = self.batches = 0
-        self.started = self.last_line = time.monotonic()
-        self.at: str | None = None
+    updated: int = 0
+    batches: int = 0
+    at: str | None = None
 
-    def advance(self, passed: int, updated: int, at: str) -> None:
-        self.passed += passed
+    def add(self, updated: int, at: str) -> None:
         self.updated += updated
         self.batches += 1
         self.at = at
-        if time.monotonic() - self.last_line >= PROGRESS_EVERY_SECONDS:
-            self.last_line = time.monotonic()
-            log.info("  %s", self._line())
 
-    def finish(self) -> None:
-        log.info("Backfill %s: done, %s", self.name, self._line())
-
-    def _line(self) -> str:
-        seconds = max(time.monotonic() - self.started, 0.001)
-        share = self.passed / self.total if self.total else 1.0
-        return (f"{self.name}: {self.passed:,}/{self.total:,} rows ({share:.0%}), "
-                f"{self.passed / seconds:,.0f} rows/s, {self.updated:,} updated in "
-                f"{self.batches:,} batches, last key {self.at}")
+    def detail(self) -> str:
+        return (f"{self.updated:,} updated in {self.batches:,} batches, "
+                f"last key {self.at}")

@@ -28,6 +28,7 @@ from data_migrations.online.lint import waive
 from data_migrations.online.run import drop_app_data_allowed
 from data_migrations.run.drop_guard import SETTING
 from data_migrations.run.errors import DataMigrationError
+from data_migrations.run.lock_retry import plural
 from data_migrations.run.sql import quote
 
 DEFAULT_OF = sa.text("""
@@ -48,7 +49,7 @@ def drop_added_column(table: str, column: str) -> None:
         held = values_held(op.get_bind(), table, column)
         if held:
             raise DataMigrationError(
-                f"{table}.{column} holds {held:,} values other than its default, written "
+                f"{table}.{column} holds {plural(held, 'value')} other than its default, written "
                 f"since the column was added; nothing was dropped; back them up first, or to "
                 f"drop them set {SETTING}")
     # Right before the statement: squawk reads a waiver on the line just above it.

@@ -36,13 +36,18 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext, RevisionStep
-from alembic.script import Script, ScriptDirectory
+from alembic.script import ScriptDirectory
 
 import settings
 from data_migrations.run import drop_guard, open_work
 from data_migrations.run.errors import DataMigrationError
-from data_migrations.run.lost_connection import is_lost_connection
-from data_migrations.run.revision_error import RevisionError, revision_file, standing
+from data_migrations.run.lost_connection import ConnectionLost, is_lost_connection
+from data_migrations.run.revision_error import (
+    RevisionError,
+    RevisionRefused,
+    revision_file,
+    standing,
+)
 from settings import declared
 
 log = logging.getLogger("cutover.locks")
@@ -86,6 +91,13 @@ class Policy:
 
     def pause(self, failed_attempt: int) -> float:
         return min(self.backoff * 2 ** (failed_attempt - 1), LONGEST_PAUSE)
+
+    def retry_after(self, failed_attempt: int, failed: str, logger: logging.Logger) -> None:
+        """Say that the attempt was rolled back and wait out the pause before the next one:
+        the one schedule of a revision's attempts and a backfill batch's."""
+        pause = self.pause(failed_attempt)
+        logger.warning(f"{failed}; rolled back, retrying in {seconds(pause)}")
+        time.sleep(pause)
 
     def set_local(self) -> str:
         """The statement that puts the rest of a transaction under this lock timeout."""
@@ -149,7 +161,7 @@ def seconds(value: float) -> str:
 
 
 def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def data_revision_range(config: Config) -> tuple[str, str]:
@@ -254,7 +266,7 @@ class LockRetry:
             try:
                 migrate()
                 return
-            except RevisionError as failed:
+            except (RevisionError, RevisionRefused) as failed:
                 if self.connection is None:
                     raise
                 raise DataMigrationError(failed.told(standing(self.connection))) from None
@@ -268,9 +280,7 @@ class LockRetry:
                         "session or run again when it is done (or -x lock_timeout=, "
                         "-x lock_retries=)"
                     ) from None
-                pause = self.policy.pause(failed.attempt)
-                log.warning(f"{failed}; rolled back, retrying in {seconds(pause)}")
-                time.sleep(pause)
+                self.policy.retry_after(failed.attempt, str(failed), log)
 
     def _timed(self, step: RevisionStep, context: MigrationContext) -> Callable[..., None]:
         run = step.migration_fn
@@ -281,8 +291,8 @@ class LockRetry:
             if context.dialect.name != "postgresql":  # the dev SQLite file: no lock queue
                 run(**kw)
                 return
-            self._set_timeouts(step.revision, exempt, context)
-            with self._told(step, context):
+            self._set_timeouts(step, exempt, context)
+            with self._told(step, exempt, context):
                 if not step.is_upgrade and step.revision.down_revision is None:
                     self._guard_baseline_drop(step, context)
                 if exempt or context.as_sql or not self.policy.lock_timeout:
@@ -292,10 +302,12 @@ class LockRetry:
         return timed
 
     @contextmanager
-    def _told(self, step: RevisionStep, context: MigrationContext) -> Iterator[None]:
-        """The revision's own transaction: what it changes is kept (open_work), and a
-        database error it meets becomes a ``RevisionError`` (a lost connection and a lock
-        not granted keep their own ways)."""
+    def _told(self, step: RevisionStep, exempt: bool,
+              context: MigrationContext) -> Iterator[None]:
+        """The revision's own transaction: what it changes is kept (open_work), a database
+        error it meets becomes a ``RevisionError`` (a lost connection and a lock not granted
+        keep their own ways), and a helper's refusal a ``RevisionRefused`` naming the file
+        (the cutover's own revisions name their steps themselves)."""
         connection = None if context.as_sql else context.connection
         if connection is not None:
             open_work.begin(connection, step.revision)
@@ -305,6 +317,11 @@ class LockRetry:
             if lock_not_available(exc) or is_lost_connection(exc, context.dialect):
                 raise
             raise RevisionError(step.revision, step.is_upgrade, exc) from None
+        except DataMigrationError as refused:
+            if exempt or isinstance(refused, (LockNotGranted, RevisionError, ConnectionLost)) \
+                    or str(refused).startswith(revision_file(step.revision)):
+                raise
+            raise RevisionRefused(step.revision, step.is_upgrade, refused) from None
         finally:
             if connection is not None:
                 open_work.begin(connection, None)
@@ -321,17 +338,19 @@ class LockRetry:
             context.connection, f"{revision_file(step.revision)} (downgrade)",
             ", ".join(step.from_revisions), self.drop_app_data)
 
-    def _set_timeouts(self, revision: Script, exempt: bool, context: MigrationContext) -> None:
+    def _set_timeouts(self, step: RevisionStep, exempt: bool,
+                      context: MigrationContext) -> None:
         """The revision's SET lines (in --sql too, under a comment saying why)."""
-        policy = self.policy
+        policy, revision = self.policy, step.revision
         if exempt:
             why = ("a data revision of the cutover: without lock or "
                    "statement timeout (a fresh target, the app stopped; its COPY is not cut "
                    "off)")
             lines = ("SET LOCAL lock_timeout = 0", "SET LOCAL statement_timeout = 0")
         elif policy.lock_timeout:
+            command = "make migrate" if step.is_upgrade else "make downgrade"
             why = ("waits for its locks at most "
-                   f"{seconds(policy.lock_timeout)} (LOCK_TIMEOUT); make migrate rolls it "
+                   f"{seconds(policy.lock_timeout)} (LOCK_TIMEOUT); {command} rolls it "
                    f"back and retries it up to {policy.retries} times, pausing from "
                    f"{seconds(policy.backoff)} (LOCK_RETRIES, LOCK_RETRY_BACKOFF)")
             lines = (policy.set_local(),)

@@ -27,9 +27,11 @@ class ConnectionLost(DataMigrationError):
 
 
 @contextmanager
-def translated(connection: sa.Connection, during: str | None = None) -> Iterator[None]:
+def translated(connection: sa.Connection, during: str | None = None,
+               read_only: bool = False) -> Iterator[None]:
     """Turn a lost connection inside the block into ``ConnectionLost``; ``during`` names
-    the command when it is one step (``verify``), else the message names the revision."""
+    the command when it is one step (``verify``), else the message names the revision. A
+    ``read_only`` command (verify) writes nothing, so it has nothing to resume either."""
     try:
         yield
     except Exception as exc:
@@ -38,10 +40,11 @@ def translated(connection: sa.Connection, during: str | None = None) -> Iterator
         # Discard the dead connection now: returning it to the pool would try a rollback
         # on it and log that failure with a traceback.
         connection.invalidate()
-        raise ConnectionLost(
-            f"the connection to PostgreSQL was lost during {during or failed_step(exc)}; "
-            "nothing of this step was committed; run the same command again to resume"
-        ) from None
+        outcome = ("it changes nothing; run it again once PostgreSQL answers" if read_only
+                   else "nothing of this step was committed; run the same command again "
+                        "to resume")
+        raise ConnectionLost(f"the connection to PostgreSQL was lost during "
+                             f"{during or failed_step(exc)}; {outcome}") from None
 
 
 @contextmanager

@@ -71,17 +71,20 @@ class Progress:
     """Prints ``done / total unit (rate)`` for a long step at most every ``every_seconds`` (just
     ``done unit`` while the total is unknown, ``total=None``); given ``total_bytes`` it also
     prints the bytes done and the byte rate, counting the bytes ``bytes_in_flight()`` says
-    the unfinished items have already done (the stored parts of a large file)."""
+    the unfinished items have already done (the stored parts of a large file); ``detail()``
+    adds what only the step knows (a backfill's rows updated and its cursor)."""
 
     def __init__(self, log: logging.Logger, label: str, total: int | None, unit: str = "rows",
                  total_bytes: int | None = None,
                  bytes_in_flight: Callable[[], int] = lambda: 0,
-                 every_seconds: float = PROGRESS_EVERY_SECONDS) -> None:
+                 every_seconds: float = PROGRESS_EVERY_SECONDS,
+                 detail: Callable[[], str] = lambda: "") -> None:
         self.log = log
         self.every_seconds = every_seconds
         self.label, self.total, self.unit = label, total, unit
         self.total_bytes = total_bytes
         self.bytes_in_flight = bytes_in_flight
+        self.detail = detail
         self.started = self.last = time.monotonic()
         self.done = 0
         self.bytes_done = 0
@@ -103,7 +106,12 @@ class Progress:
             bytes_done = self.bytes_done + self.bytes_in_flight()
             line += (f", {size_text(bytes_done)}/{size_text(self.total_bytes)} "
                      f"({size_text(bytes_done / elapsed)}/s)")
-        return line
+        detail = self.detail()
+        return line + (f", {detail}" if detail else "")
+
+    def summary(self) -> str:
+        """The line as it stands, unindented: the step's last word on its progress."""
+        return self._line(max(self.seconds, 0.001)).strip()
 
     @property
     def seconds(self) -> float:

@@ -132,6 +132,20 @@ class RevisionError(DataMigrationError):
                 f"{standing}{f'; {step}' if step else ''}")
 
 
+class RevisionRefused(DataMigrationError):
+    """A helper's refusal inside a revision (values it will not drop, duplicates a unique
+    constraint cannot take): the line names the revision file and, like a database error,
+    where the database stands once the step was rolled back."""
+
+    def __init__(self, revision: Script, upgrade: bool, refusal: DataMigrationError) -> None:
+        self.where = revision_file(revision) + ("" if upgrade else " (downgrade)")
+        self.refusal = str(refusal)
+        super().__init__(self.told("(where the database stands is not known)"))
+
+    def told(self, standing: str) -> str:
+        return f"{self.where}: {self.refusal}; rolled back, {standing}"
+
+
 def standing(connection: sa.Connection) -> str:
     """Where the database stands: its version, and what a failed revision can leave behind
     outside its transaction (INVALID indexes, unfinished backfills)."""

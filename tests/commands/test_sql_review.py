@@ -24,8 +24,14 @@ from settings import DECLARED
 from tests.conftest import version
 from tests.runs import repository_copy
 
+# A revision fresh from make revision imports only what it uses: none yet.
+IMPORTS = '''
+import sqlalchemy as sa
+from alembic import op
+
+'''
 REVISIONS = {
-    "add task priority": '''
+    "add task priority": IMPORTS + '''
 def upgrade() -> None:
     op.add_column("tasks", sa.Column("priority", sa.Integer(), nullable=True))
 
@@ -33,7 +39,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column("tasks", "priority")
 ''',
-    "add transcript reviewer": '''
+    "add transcript reviewer": IMPORTS + '''
 def upgrade() -> None:
     op.add_column("transcripts", sa.Column("reviewer", sa.String(64), nullable=True))
 
@@ -57,8 +63,8 @@ class Released:
         self.environment = {k: v for k, v in os.environ.items() if k not in declared}
         self.env_file("prod", f"DATABASE_URL={database_url}\nLOCK_TIMEOUT=5s\n")
         self.alembic("upgrade", "head", DATABASE_URL=database_url)
-        for message, body in REVISIONS.items():
-            created = revision.new_revision(Config(str(ini)), message)
+        for rev_id, (message, body) in zip(("0005", "0006"), REVISIONS.items(), strict=True):
+            created = revision.new_revision(Config(str(ini)), message, rev_id)
             text = created.read_text(encoding="utf-8")
             created.write_text(text[:text.index("\ndef upgrade() -> None:")] + body,
                                encoding="utf-8")
@@ -152,6 +158,8 @@ def test_make_sql_downgrade_starts_at_the_targets_revision(
     sql = released.sql("downgrade-prod.sql")
     assert RUNNING.findall(sql) == [("0006", "0005"), ("0005", "0004")]
     assert sql.count("SET LOCAL lock_timeout = '5000ms';") == 2
+    assert sql.count("make downgrade rolls it back and retries it") == 2
+    assert "make migrate" not in sql
     assert "ALTER TABLE tasks DROP COLUMN priority;" in sql
 
 
@@ -201,9 +209,10 @@ def test_after_an_index_built_concurrently_the_revision_is_under_its_lock_timeou
 ) -> None:
     # CONCURRENTLY commits the revision's transaction, and its SET LOCAL with it: what the
     # revision does next must not wait for its lock without limit.
-    created = revision.new_revision(Config(str(released.root / "alembic.ini")), "index then")
+    created = revision.new_revision(Config(str(released.root / "alembic.ini")), "index then",
+                                    "0007")
     text = created.read_text(encoding="utf-8")
-    created.write_text(text[:text.index("\ndef upgrade() -> None:")] + '''
+    created.write_text(text[:text.index("\ndef upgrade() -> None:")] + IMPORTS + '''
 from data_migrations.online.indexes import create_index_concurrently
 
 

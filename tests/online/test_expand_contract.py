@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import fetch, version
+from tests.conftest import ROOT, fetch, version
 from tests.online.app import Writers, writing
 from tests.online.chain import released_copy
 
@@ -217,6 +218,12 @@ def test_a_column_renamed_in_expand_and_contract_steps_while_the_app_works(
 
     assert version(pg_engine) == "0007"
     assert "ip_address" not in columns(pg_engine)
+    # 0007 drops ip_address in the release after the app stopped using it: that app's
+    # models map it no more, or make lint refuses the drop (drop-mapped), waived or not.
+    shutil.copytree(ROOT / "models", root / "models", ignore=shutil.ignore_patterns("__pycache__"))
+    tables = root / "models" / "tables.py"
+    tables.write_text(tables.read_text(encoding="utf-8").replace(
+        "    ip_address: Mapped[str | None] = mapped_column(String(45))\n", ""), encoding="utf-8")
     lint = subprocess.run(["make", "-s", "-o", "install", "lint",
                            f"BIN={Path(sys.executable).parent}"], cwd=root,
                           capture_output=True, text=True, timeout=300)

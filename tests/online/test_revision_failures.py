@@ -182,9 +182,10 @@ def downgrade() -> None:
 
     failure = one_failure(alembic(target, pg_url, "downgrade", "0004"))
     assert failure == (
-        "FAILED: tasks.priority holds 1 values other than its default, written since the "
-        "column was added; nothing was dropped; back them up first, or to drop them set "
-        "DROP_APP_DATA=true (-x drop_app_data=true)")
+        "FAILED: alembic/versions/0005_task_priority.py (downgrade): tasks.priority holds 1 "
+        "value other than its default, written since the column was added; nothing was "
+        "dropped; back them up first, or to drop them set DROP_APP_DATA=true (-x "
+        "drop_app_data=true); rolled back, the database is at 0005")
     assert fetch(pg_engine, "SELECT priority FROM tasks WHERE title = '周会 7'") == [(3,)]
     assert version(pg_engine) == "0005"
 

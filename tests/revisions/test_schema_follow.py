@@ -29,7 +29,12 @@ pytestmark = pytest.mark.slow
 COPIED = ("models", "alembic", "settings", "data_migrations", "storage", "devtools",
           "alembic.ini", "Makefile")
 
-ADD_PRIORITY = '''
+# A revision fresh from make revision imports only what it uses: none yet.
+IMPORTS = '''
+import sqlalchemy as sa
+from alembic import op
+'''
+ADD_PRIORITY = IMPORTS + '''
 def upgrade() -> None:
     with op.batch_alter_table("tasks") as batch:
         batch.add_column(sa.Column("priority", sa.Integer(), nullable=True))
@@ -40,7 +45,7 @@ def downgrade() -> None:
         batch.drop_column("priority")
 '''
 
-RENAME_RAW_RESULT = '''
+RENAME_RAW_RESULT = IMPORTS + '''
 def upgrade() -> None:
     with op.batch_alter_table("transcripts") as batch:
         batch.alter_column("raw_result_path", new_column_name="raw_result_file")
@@ -99,13 +104,15 @@ class Repository:
     def adopt_dev_file(self) -> None:
         self.succeed("-m", "data_migrations.commands.adopt_dev", f"sqlite:///{self.dev_db}")
 
-    def new_revision(self, message: str, body: str) -> None:
-        """``make revision MSG=...``, then the upgrade and downgrade written into it."""
+    def new_revision(self, message: str, body: str) -> str:
+        """``make revision MSG=...``, then the upgrade and downgrade written into it; its
+        id."""
         created = Path(re.findall(r"^Created (.+)$", self.make("revision", MSG=message),
                                   re.MULTILINE)[0])
         text = created.read_text(encoding="utf-8")
         start = text.index("\ndef upgrade() -> None:")
         created.write_text(text[:start] + body, encoding="utf-8")
+        return re.findall(r'^revision: str = "(.+)"$', text, re.MULTILINE)[0]
 
     def edit(self, relative: str, change: tuple[str, str]) -> None:
         path = self.root / relative
@@ -129,25 +136,27 @@ def repository(tmp_path: Path, pg_url: str) -> Repository:
     return repository
 
 
-def add_priority(repository: Repository) -> None:
-    repository.new_revision("add task priority", ADD_PRIORITY)
+def add_priority(repository: Repository) -> str:
+    added = repository.new_revision("add task priority", ADD_PRIORITY)
     repository.edit("models/tables.py", PRIORITY_MODEL)
+    return added
 
 
-def rename_raw_result(repository: Repository, update_0004: bool = True) -> None:
-    repository.new_revision("rename raw result path", RENAME_RAW_RESULT)
+def rename_raw_result(repository: Repository, update_0004: bool = True) -> str:
+    renamed = repository.new_revision("rename raw result path", RENAME_RAW_RESULT)
     repository.edit("models/tables.py", RENAME_MODEL)
     if update_0004:
         repository.edit("alembic/versions/0004_rewrite_file_paths.py", RENAME_0004)
+    return renamed
 
 
 def test_a_cutover_after_two_schema_revisions_copies_every_value_and_checks_clean(
     repository: Repository, pg_engine: sa.Engine,
 ) -> None:
     add_priority(repository)
-    rename_raw_result(repository)
+    renamed = rename_raw_result(repository)
     repository.upgrade_dev()
-    assert repository.dev_rows("SELECT version_num FROM alembic_version") == [("0006",)]
+    assert repository.dev_rows("SELECT version_num FROM alembic_version") == [(renamed,)]
     with sqlite3.connect(repository.dev_db) as connection:
         connection.execute("UPDATE tasks SET priority = rowid % 5 + 1")
     priorities = set(repository.dev_rows("SELECT id, priority FROM tasks"))
@@ -194,17 +203,17 @@ def test_the_review_sql_rewrites_the_renamed_column_under_its_new_name(
 def test_a_dev_file_behind_the_target_is_refused_with_the_fix(
     repository: Repository, pg_engine: sa.Engine,
 ) -> None:
-    add_priority(repository)  # the dev file stays at 0001: no upgrade-dev
+    added = add_priority(repository)  # the dev file stays at 0001: no upgrade-dev
 
     result = repository.alembic("upgrade", "head")
 
     assert result.returncode != 0
     failed = [line for line in result.stdout.splitlines() if line.startswith("FAILED:")]
     assert len(failed) == 1, result.stdout + result.stderr
-    assert f"the dev file {repository.dev_db} is at 0001, the target at 0005" in failed[0]
+    assert f"the dev file {repository.dev_db} is at 0001, the target at {added}" in failed[0]
     assert f"make upgrade-dev DEV_DB={repository.dev_db}" in failed[0]
     assert "Traceback" not in result.stderr
-    assert version(pg_engine) == "0005"
+    assert version(pg_engine) == added
     assert fetch(pg_engine, "SELECT count(*) FROM users") == [(0,)]
 
 
@@ -233,13 +242,13 @@ def test_once_released_the_dev_file_follows_head_without_running_a_data_step(
     repository: Repository,
 ) -> None:
     repository.edit("alembic.ini", ("released = false", "released = true"))
-    add_priority(repository)  # after 0004 now
+    added = add_priority(repository)  # after 0004 now
 
     # SOURCE_DATABASE_URL names the dev file itself in this environment: upgrade-dev
     # clears it, so the data steps pass without copying, uploading or rewriting.
     repository.upgrade_dev()
 
-    assert repository.dev_rows("SELECT version_num FROM alembic_version") == [("0005",)]
+    assert repository.dev_rows("SELECT version_num FROM alembic_version") == [(added,)]
     tables = {name for (name,) in repository.dev_rows(
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert not {name for name in tables if name.startswith("cutover_")}

@@ -31,7 +31,12 @@ from tests.conftest import ROOT, fetch, version
 from tests.runs import cutover_environment, failed_lines, repository_copy, upgrade_head
 
 LOCK_TIMEOUT = 1.0
+# A revision fresh from make revision imports only what it uses: none yet.
 ADD_PRIORITY = '''
+import sqlalchemy as sa
+from alembic import op
+
+
 def upgrade() -> None:
     op.add_column("tasks", sa.Column("priority", sa.Integer(), nullable=True))
 
@@ -61,7 +66,7 @@ class Live:
                             "DATABASE_URL": database_url}
         upgraded = self.alembic("upgrade", "head")
         assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
-        created = revision.new_revision(Config(str(ini)), "add task priority")
+        created = revision.new_revision(Config(str(ini)), "add task priority", "0005")
         text = created.read_text(encoding="utf-8")
         created.write_text(text[:text.index("\ndef upgrade() -> None:")] + ADD_PRIORITY,
                            encoding="utf-8")
