@@ -29,10 +29,12 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 import models
 import settings
+from data_migrations.commands import freeze_prediction
 from data_migrations.rows import copy_record, difference, watch
 from data_migrations.rows import preflight as rows_preflight
 from data_migrations.run import failure, lock_retry, preflight, run_guard, run_lock
-from data_migrations.run.report import write_cutover_report
+from data_migrations.run.predicted_freeze import PredictedFreeze, remember_rates
+from data_migrations.run.report import recorded_steps, write_cutover_report
 from settings import declared
 
 log = logging.getLogger("cutover.run")
@@ -134,14 +136,34 @@ def migrate_on(connection: Connection, dry_run: bool, cutover: settings.Settings
     pending = pending_revisions(connection)
     preflight.run(cutover, pending)
     if not dry_run:
+        predicted = prediction(cutover, pending)
+        if predicted is not None:
+            predicted.log("now (this run)")
         retry.run(migrate)
         found = left_in_dev_file(connection, pending)
+        remember_rates(cutover[declared.WORK_DIR], recorded_steps(), "make migrate")
         write_cutover_report(cutover[declared.REPORTS_DIR],
+                             predicted.as_json() if predicted else None,
                              None if found is None else difference.as_report(found))
         told_last(found, cutover)
         return
     retry.run(lambda: rolled_back(connection))
     log.info("Dry run: every change was rolled back; the database is as it was.")
+    remember_rates(cutover[declared.WORK_DIR], recorded_steps(forget=True), "make plan")
+    predicted = prediction(cutover, pending)  # after the copy: at the rate it just took
+    if predicted is not None:
+        freeze_prediction.announce(predicted, cutover, "plan",
+                                   "the plan is printed above and wrote nothing")
+
+
+def prediction(cutover: settings.Settings, pending: list[Script]) -> PredictedFreeze | None:
+    """The freeze window of the data steps among ``pending``; None when there is none to
+    do or no dev file to take them from (a schema-only or after-go-live run)."""
+    steps = {freeze_prediction.DATA_STEPS[script.revision] for script in pending
+             if script.revision in freeze_prediction.DATA_STEPS}
+    if not steps or cutover.source_database_path() is None:
+        return None
+    return freeze_prediction.predict(cutover, steps)
 
 
 def left_in_dev_file(connection: Connection,

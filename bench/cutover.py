@@ -12,14 +12,17 @@ most 50 MB/s per connection, takes the buckets. Then, each on a fresh database a
 fresh bucket, as an operator runs them (subprocesses, settings in the environment):
 
 (a) the cold cutover: ``alembic upgrade head``;
-(b) ``python -m data_migrations.commands.presync`` while the app would still run; then 1% of the
+(b) ``alembic -x dry_run=true upgrade head`` (make plan: it measures the row copy) and
+    ``python -m data_migrations.commands.presync`` while the app would still run; then 1% of the
     files rewritten with new bytes (one audio file among them) and a few new files
     added; then ``alembic upgrade head``.
 
 Prints each cutover's freeze window and its steps from the JSON report the run writes in
 REPORTS_DIR, the ratio (b)/(a) against the goal of 10%, and (b)'s files step against
-2 s plus the changed bytes at the throughput of (a)'s files step. A benchmark: it asserts
-nothing; a command that fails is reported as FAILED with its last lines.
+2 s plus the changed bytes at the throughput of (a)'s files step, and the freeze window
+(b)'s migrate predicted before its first step against the one it measured (within 25%?).
+A benchmark: it asserts nothing; a command that fails is reported as FAILED with its last
+lines.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ ADDED_FOLDER = "audio/added-after-presync"
 GOAL_SHARE = 0.10  # (b)'s freeze window against (a)'s
 FILES_STEP_ALLOWANCE = 2.0  # seconds (b)'s files step may take besides sending changed bytes
 PRESYNC_MODULE = "data_migrations.commands.presync"
+PREDICTION_TOLERANCE = 0.25  # the predicted freeze window against the measured one
 
 # The file-path columns revision 0004 rewrites, with each table's key.
 PATH_COLUMNS = (("hotword_sets", "file_path", "id"), ("tasks", "audio_path", "id"),
@@ -249,6 +253,7 @@ class Changes:
     presync_seconds: float
     changed: list[Path]
     added: list[Path]
+    presync_predicted: dict[str, Any] | None  # at the presync's end, before the changes
 
     @property
     def bytes(self) -> int:
@@ -266,6 +271,13 @@ def presync_cutover(server: PostgresServer, setup: DevSetup, root: Path,
         if importlib.util.find_spec(PRESYNC_MODULE) is None:
             return Cutover("presync", failure=f"{PRESYNC_MODULE} is not in this checkout: "
                            "(b) needs the presync command"), None
+        print("  alembic -x dry_run=true upgrade head (make plan) ...", flush=True)
+        planned = run_measured([sys.executable, "-m", "alembic", "-x", "dry_run=true",
+                                "upgrade", "head"], env, folder / "plan.log")
+        print(f"  {planned.seconds:.1f} s", flush=True)
+        failure = command_failure(planned)
+        if failure:
+            return Cutover("presync", failure=f"plan {failure}"), None
         print(f"  python -m {PRESYNC_MODULE} ...", flush=True)
         presync = run_measured([sys.executable, "-m", PRESYNC_MODULE], env,
                                folder / "presync.log")
@@ -274,10 +286,19 @@ def presync_cutover(server: PostgresServer, setup: DevSetup, root: Path,
         if failure:
             return Cutover("presync", failure=f"presync {failure}"), None
         changed, added = change_files(setup, seed)
-        changes = Changes(presync.seconds, changed, added)
+        changes = Changes(presync.seconds, changed, added,
+                          predicted_in(folder / "reports", "presync"))
         print(f"  {len(changed):,} files changed and {len(added):,} added "
               f"({size_text(changes.bytes)})", flush=True)
         return upgrade_head("presync", env, folder), changes
+
+
+def predicted_in(reports: Path, kind: str) -> dict[str, Any] | None:
+    """The predicted freeze window of the last ``kind`` report in ``reports``."""
+    written = sorted(reports.glob(f"{kind}-*.json"))
+    if not written:
+        return None
+    return json.loads(written[-1].read_text(encoding="utf-8")).get("predicted_freeze")
 
 
 # --- the figures -----------------------------------------------------------------------
@@ -328,6 +349,32 @@ def print_figures(setup: DevSetup, cold: Cutover, presync: Cutover,
     phases = ", ".join(f"{phase} {seconds:.2f} s"
                        for phase, seconds in presync.step("files")["phases"].items())
     print(f"(b) files step by phase: {phases}")
+    print_prediction(presync, changes)
+
+
+def print_prediction(cutover: Cutover, changes: Changes) -> None:
+    """The freeze window (b)'s migrate predicted before its first step against the one
+    it measured, step by step, and the ratio against the goal of PREDICTION_TOLERANCE."""
+    assert cutover.report is not None
+    predicted = cutover.report.get("predicted_freeze")
+    if predicted is None:
+        print("(b) FAILED: the cutover report holds no predicted_freeze")
+        return
+    rows = [(step, f"{predicted[f'{step}_seconds']:.1f} s",
+             f"{cutover.step(step)['seconds']:.1f} s") for step in ("rows", "files", "paths")]
+    rows.append(("freeze window", f"{predicted['total_seconds']:.1f} s",
+                 f"{cutover.window:.1f} s"))
+    print("\n(b) predicted at the start of the migrate (after the presync and the changes) "
+          "against measured:\n" + table(("step", "predicted", "measured"), rows))
+    print(f"    basis: {predicted['basis']}")
+    ratio = predicted["total_seconds"] / cutover.window
+    print(f"(b) predicted/measured freeze window: {predicted['total_seconds']:.1f} s / "
+          f"{cutover.window:.1f} s = {ratio:.2f} "
+          f"({'within' if abs(ratio - 1) <= PREDICTION_TOLERANCE else 'OVER'} "
+          f"{PREDICTION_TOLERANCE:.0%})")
+    if changes.presync_predicted is not None:
+        print(f"(b) the presync's own prediction, before the changes: "
+              f"{changes.presync_predicted['total_seconds']:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -235,7 +235,9 @@ VERIFY_URLS = Setting(
     "VERIFY_URLS", urls_to_fetch, "all",
     "which URLs `make verify` fetches as the app does (no credentials, no proxy): `all`, "
     "`none`, or `sample:N` (N chosen at random)", x="urls")
-REPORTS_DIR = Setting("REPORTS_DIR", path, "./reports", "each run's JSON cutover report")
+REPORTS_DIR = Setting("REPORTS_DIR", path, "./reports",
+                      "each run's JSON report: the cutover's, the plan's and the presync's "
+                      "(with the predicted freeze window)")
 # After go-live a schema revision runs on the live database: it waits for its locks at most
 # LOCK_TIMEOUT, so the app's statements queued behind it wait no longer, and is rolled back
 # and retried after a pause (GitLab's with_lock_retries, strong_migrations). Short waits and

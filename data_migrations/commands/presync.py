@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from contextlib import closing
 
 import settings
+from data_migrations.commands import freeze_prediction
 from data_migrations.files import preflight as files_preflight
 from data_migrations.files import presync_record
 from data_migrations.files.folder_guard import presync_refusal
@@ -32,11 +33,12 @@ from data_migrations.files.ledger import (
     Listing,
     Outcome,
     StorageSettingsSource,
+    UploadReport,
     changed_since,
     difference,
 )
 from data_migrations.files.output import print_plan, print_summary
-from data_migrations.files.presync_record import PresyncRecord, RecordedFile
+from data_migrations.files.presync_record import PresyncRecord, PresyncRun, RecordedFile
 from data_migrations.files.retry import RETRY_BACKOFF_SECONDS
 from data_migrations.files.upload import FileUpload, scanned, stopped_in
 from data_migrations.run import failure, preflight
@@ -44,6 +46,7 @@ from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.preflight import PreflightError
 from data_migrations.run.report import bulleted, log_to_stderr, size_text
 from data_migrations.run.storage_factory import build_storage
+from settings import declared
 from settings.steps import UploadOptions
 from storage.options import ObjectOptions
 
@@ -53,7 +56,7 @@ log = logging.getLogger("cutover.presync")
 # source database, which the presync does not read.
 CHECKS = (files_preflight.uploads_readable, files_preflight.storage_ready,
           files_preflight.prune_guarded,
-          preflight.work_dir_writable)
+          preflight.work_dir_writable, preflight.reports_dir_writable)
 # Record entries are committed at least this often, so a kill loses little work.
 RECORD_BATCH = 200
 RECORD_SECONDS = 1.0
@@ -143,12 +146,24 @@ def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
         run = FileUpload(storage, target, ledger, record, options, retry_backoff)
         with stopped_in("the presync", ledger):
             report = run.run(scan, time.monotonic() - started)
+        record.add_run(measured_run(report))
     print_summary(report)
     changed = set(ledger.changed)
     left = [f for f in scan.files if f.relative_path in changed and f.source.exists()]
     log.info(f"The next cutover still has to move {len(left):,} files "
              f"({size_text(sum(f.size for f in left))}) that changed while this presync read "
              "them, and whatever changes from now on.")
+
+
+# The outcomes whose bytes a presync sent.
+SENT = ("uploaded", "replaced", "resent")
+
+
+def measured_run(report: UploadReport) -> PresyncRun:
+    """What this presync took, for the freeze prediction's files share."""
+    return PresyncRun(len(report.scan.files), sum(report.bytes[s] for s in SENT),
+                      report.seconds["scan"], report.seconds["upload"],
+                      report.seconds["verify"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,6 +180,9 @@ def checked_presync(argv: list[str] | None) -> int:
     if problems:
         raise PreflightError(problems)
     presync(cutover.upload_options(), cutover.storage)
+    if not cutover[declared.DRY_RUN]:
+        freeze_prediction.announce(freeze_prediction.predict(cutover), cutover, "presync",
+                                   "the files are stored and recorded")
     return 0
 
 

@@ -48,6 +48,15 @@ CREATE TABLE IF NOT EXISTS files (
     sse TEXT,
     sent_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
+-- What each presync measured, for the freeze prediction (data_migrations/files/freeze_estimate.py).
+CREATE TABLE IF NOT EXISTS runs (
+    files INTEGER NOT NULL,  -- in the folder
+    sent_bytes INTEGER NOT NULL,
+    scan_seconds REAL NOT NULL,
+    upload_seconds REAL NOT NULL,  -- the bucket's listing, then the files sent
+    verify_seconds REAL NOT NULL,
+    finished_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
 """
 
 
@@ -59,6 +68,17 @@ class RecordedFile:
     mtime_ns: int
     crc64: int
     options: ObjectOptions
+
+
+@dataclass(frozen=True)
+class PresyncRun:
+    """What one presync measured: the folder's files, the bytes it sent, its phases."""
+
+    files: int
+    sent_bytes: int
+    scan_seconds: float
+    upload_seconds: float
+    verify_seconds: float
 
 
 def target_description(options: UploadOptions, settings: StorageSettings) -> str:
@@ -99,6 +119,26 @@ class PresyncRecord:
         with self._transaction():
             self._connection.executemany("DELETE FROM files WHERE relative_path = ?",
                                          [(path,) for path in relative_paths])
+
+    def add_run(self, run: PresyncRun) -> None:
+        with self._transaction():
+            self._connection.execute(
+                "INSERT INTO runs (files, sent_bytes, scan_seconds, upload_seconds, "
+                "verify_seconds) VALUES (?, ?, ?, ?, ?)",
+                (run.files, run.sent_bytes, run.scan_seconds, run.upload_seconds,
+                 run.verify_seconds))
+
+    def measured_run(self) -> PresyncRun | None:
+        """The last presync that sent bytes (its upload rate means something), else the
+        last one; None before any (or in a record older than the runs table)."""
+        with unusable(self.path):
+            if self._connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                        "AND name = 'runs'").fetchone() is None:
+                return None
+            row = self._connection.execute(
+                "SELECT files, sent_bytes, scan_seconds, upload_seconds, verify_seconds "
+                "FROM runs ORDER BY sent_bytes > 0 DESC, rowid DESC LIMIT 1").fetchone()
+        return None if row is None else PresyncRun(*row)
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -148,6 +148,9 @@ def upload_files(connection: sa.Connection, options: UploadOptions,
         print_plan(scan, options, settings, "the plan of a cutover")
         with closing(build_storage(settings, options.work_dir)) as storage:
             plan_manifest(connection, manifest_table(manifest), scan, storage, settings)
+        # What a file costs the files step besides its bytes (the scan, its manifest
+        # row), for the freeze prediction (data_migrations/run/predicted_freeze.py).
+        record_step("files", seconds=time.monotonic() - started, planned_files=len(scan.files))
         return
     with closing(build_storage(settings, options.work_dir)) as storage, \
             presync_record.opened(options, settings, create=False,

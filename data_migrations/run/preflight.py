@@ -97,6 +97,6 @@ def work_dir_writable(cutover: Settings) -> list[str]:
 
 
 def reports_dir_writable(cutover: Settings) -> list[str]:
-    """REPORTS_DIR takes the cutover report at the end of a real run (a dry run writes
-    none)."""
-    return [] if cutover[declared.DRY_RUN] else writable(declared.REPORTS_DIR, cutover)
+    """REPORTS_DIR takes the report at the end of a run: the cutover report, or the plan's
+    and the presync's with their predicted freeze window."""
+    return writable(declared.REPORTS_DIR, cutover)

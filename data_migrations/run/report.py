@@ -251,32 +251,54 @@ def report_table(steps: list[RecordedStep], window: dict[str, Any]) -> str:
     return table(("step", "result", "time", "share"), rows)
 
 
+def recorded_steps(forget: bool = False) -> list[RecordedStep]:
+    """The steps recorded in this process so far; ``forget`` drops them (a dry run's,
+    which no cutover report takes)."""
+    steps = list(_steps)
+    if forget:
+        _steps.clear()
+    return steps
+
+
 def write_cutover_report(directory: Path,
+                         predicted_freeze: dict[str, Any] | None = None,
                          left_behind: dict[str, dict[str, int]] | None = None) -> Path | None:
     """Write the steps recorded in this run and the freeze window they made as JSON, and
-    print a one-line-per-step summary. ``left_behind``, when the run copied the rows: per
-    table, the rows written to the dev file after the snapshot (``{"new": n, "changed":
-    n}``; empty when none were)."""
+    print a one-line-per-step summary; with the freeze window predicted at the run's start
+    (data_migrations/run/predicted_freeze.py), so that the two can be compared, and, when
+    the run copied the rows, ``left_behind``: per table, the rows written to the dev file
+    after the snapshot (``{"new": n, "changed": n}``; empty when none were)."""
     if not _steps:
         return None
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = directory.resolve() / f"cutover-{stamp}.json"
     window = freeze_window(_steps)
     log.info("Cutover report:\n" + report_table(_steps, window))
     steps = [step.as_json() for step in _steps]
-    content = {"finished_at": stamp, "freeze_window": window, "steps": steps}
-    if left_behind is not None:
-        content["left_behind"] = left_behind
-    document = json.dumps(content, indent=2, ensure_ascii=False, default=_json_safe) + "\n"
     _steps.clear()
+    optional = {key: value for key, value in (("predicted_freeze", predicted_freeze),
+                                               ("left_behind", left_behind))
+                if value is not None}
+    # The migrations are committed by now: a report that cannot be written says so, so
+    # nobody rolls back for a report.
+    return write_json_report(directory, "cutover",
+                             {"freeze_window": window, "steps": steps, **optional},
+                             "the migrations are committed and the report is printed above")
+
+
+def write_json_report(directory: Path, kind: str, document: dict[str, Any],
+                      standing: str) -> Path:
+    """``document`` with its ``finished_at`` as ``REPORTS_DIR/<kind>-<stamp>.json``; a folder
+    that cannot take it is one line that says what stands all the same (``standing``)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = directory.resolve() / f"{kind}-{stamp}.json"
+    text = json.dumps({"finished_at": stamp, **document}, indent=2, ensure_ascii=False,
+                      default=_json_safe) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(document, encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        # The migrations are committed by now: say so, so nobody rolls back for a report.
         raise DataMigrationError(
-            f"cannot write the cutover report to REPORTS_DIR ({directory.resolve()}): "
-            f"{exc.strerror or exc}; the migrations are committed and the report is printed "
-            f"above; make the folder writable for the next run") from None
+            f"cannot write the {kind} report to REPORTS_DIR ({directory.resolve()}): "
+            f"{exc.strerror or exc}; {standing}; make the folder writable for the next "
+            "run") from None
     log.info(f"Written to {path}")
     return path
