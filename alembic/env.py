@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from logging.config import fileConfig
 
 from alembic import context
@@ -27,8 +28,8 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 import models
 import settings
+from data_migrations.report_page import record
 from data_migrations.run import failure, lock_retry, preflight, run_guard, run_lock
-from data_migrations.run.report import write_cutover_report
 from settings import declared
 
 log = logging.getLogger("cutover.run")
@@ -50,6 +51,10 @@ def read_settings() -> settings.Settings:
     read = settings.read(context.get_x_argument(as_dictionary=True), load_env_file=False,
                          environ=environ)
     config.attributes[settings.ATTRIBUTE] = read
+    run = record.current()
+    if run is not None:
+        run.settings = read
+        run.command = "plan" if read[declared.DRY_RUN] else "migrate"
     return read
 
 
@@ -121,19 +126,33 @@ def pending_revisions(connection: Connection) -> list[Script]:
     current = context.get_context().get_current_heads()
     if started_here:  # end the read, so no lock on alembic_version is held meanwhile
         connection.rollback()
-    return preflight.pending_revisions(context.script, current, destination)
+    pending = preflight.pending_revisions(context.script, current, destination)
+    run = record.current()
+    if run is not None:
+        run.note_revisions(current, pending)
+    return pending
 
 
 def migrate_on(connection: Connection, dry_run: bool, cutover: settings.Settings) -> None:
     retry = configure(connection=connection,
                       **configure_options(connection.dialect.name, dry_run))
-    preflight.run(cutover, pending_revisions(connection))
+    preflight_run(cutover, pending_revisions(connection))
     if not dry_run:
         retry.run(migrate)
-        write_cutover_report(cutover[declared.REPORTS_DIR])
         return
     retry.run(lambda: rolled_back(connection))
     log.info("Dry run: every change was rolled back; the database is as it was.")
+
+
+def preflight_run(cutover: settings.Settings, pending: list[Script]) -> None:
+    """The preflight, its time kept for the report: the freeze window holds it."""
+    started = time.time()
+    try:
+        preflight.run(cutover, pending)
+    finally:
+        run = record.current()
+        if run is not None:
+            run.preflight_seconds = time.time() - started
 
 
 def migrate() -> None:
@@ -167,11 +186,32 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-# Expected failures become one FAILED line; Ctrl-C or SIGTERM one line naming the revision
-# and exit 130 or 143 (data_migrations/run/failure.py).
-with failure.alembic_run(f"alembic {run_lock.describe(config.cmd_opts, False)}"):
+def reported_command() -> str | None:
+    """The report this run writes (data_migrations/report_page/record.py): an upgrade's,
+    as make plan or make migrate; none for an offline run, a downgrade or a stamp."""
+    if context.is_offline_mode():
+        return None
+    if run_lock.command_name(config.cmd_opts) not in (None, "upgrade"):
+        return None
+    given = context.get_x_argument(as_dictionary=True).get(declared.DRY_RUN.x or "", "")
+    return "plan" if given.lower() in ("true", "1", "yes") else "migrate"
+
+
+def run_command() -> None:
     read_settings()
     if context.is_offline_mode():
         run_migrations_offline()
     else:
         run_migrations_online()
+
+
+# Expected failures become one FAILED line; Ctrl-C or SIGTERM one line naming the revision
+# and exit 130 or 143 (data_migrations/run/failure.py). Each upgrade writes its report and
+# page, failed or not; one driven from Python (no command line) only when a data step ran.
+with failure.alembic_run(f"alembic {run_lock.describe(config.cmd_opts, False)}"):
+    reporting = reported_command()
+    if reporting is None:
+        run_command()
+    else:
+        with record.reported(reporting, always=config.cmd_opts is not None):
+            run_command()

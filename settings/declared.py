@@ -475,6 +475,10 @@ VERIFY_URLS = Setting(
     "which URLs `make verify` fetches as the app does (no credentials, no proxy): `all`, "
     "`none`, or `sample:N` (N chosen at random)", x="urls")
 REPORTS_DIR = Setting("REPORTS_DIR", path, "./reports", "each run's JSON cutover report")
+# The report page beside each JSON report speaks one language; the JSON stays as it is.
+REPORT_LANGUAGE = Setting(
+    "REPORT_LANGUAGE", choice("en", "zh"), "en",
+    "the language of each run's HTML report page: `en` English, `zh` 中文")
 # After go-live a schema revision runs on the live database: it waits for its locks at most
 # LOCK_TIMEOUT, so the app's statements queued behind it wait no longer, and is rolled back
 # and retried after a pause (GitLab's with_lock_retries, strong_migrations). Short waits and
@@ -512,5 +516,5 @@ DECLARED: tuple[Setting, ...] = (
     STORAGE_ACL, STORAGE_CLASS, STORAGE_SSE, STORAGE_SECURITY_TOKEN, STORAGE_CONFIG, DRY_RUN,
     FORCE, PURGE_OBJECTS, CHECKSUM_EVERY_FILE, PRUNE_OBJECTS, PRUNE_MAX_DELETE, WORK_DIR,
     VERIFY_URLS, REPORTS_DIR, LOCK_TIMEOUT, LOCK_RETRIES, LOCK_RETRY_BACKOFF,
-    DROP_APP_DATA,
+    DROP_APP_DATA, REPORT_LANGUAGE,
 )
