@@ -15,7 +15,7 @@ export ENV PG_BIN
 
 .PHONY: help install test test-fast lint demo migrate plan verify sql sql-downgrade downgrade current \
 	history check presync adopt-dev upgrade-dev adopt-target revision postgres-binaries bench \
-	bench-rows bench-upload bench-rate-limit bench-cutover bench-backfill bench-online
+	bench-rows bench-upload bench-rate-limit bench-cutover bench-backfill bench-online report
 
 help:
 	@echo "make demo                      the whole cutover and rollback on sample data"
@@ -25,6 +25,7 @@ help:
 	@echo "make presync ENV=prod          before the freeze: upload the files, then only what changed"
 	@echo "make migrate ENV=prod          alembic upgrade head against DATABASE_URL"
 	@echo "make verify ENV=prod           re-check a finished cutover; non-zero exit on any failure"
+	@echo "make report ENV=prod           the latest run's HTML report page again (REPORT=x.json: that run's)"
 	@echo "make sql ENV=prod              the SQL the target has yet to run, for review (FROM=rev without a database)"
 	@echo "make sql-downgrade ENV=prod    the downgrade SQL from the target's revision (to REV=x or base)"
 	@echo "make downgrade ENV=prod REV=x  roll back to revision x (e.g. REV=0001, REV=base)"
@@ -94,6 +95,11 @@ plan: install
 
 verify: install
 	$(BIN)/python -m data_migrations.commands.verify
+
+# Each run writes its report page beside its JSON report in REPORTS_DIR; this builds one again
+# (the latest, or REPORT=<json>) in REPORT_LANGUAGE. See data_migrations/commands/report.py.
+report: install
+	$(BIN)/python -m data_migrations.commands.report $(REPORT)
 
 # From the target's revision (its alembic_version; FROM=<rev> without a database), each
 # revision with the SET lock_timeout lines make migrate runs; see

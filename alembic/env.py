@@ -51,7 +51,7 @@ def read_settings() -> settings.Settings:
     read = settings.read(context.get_x_argument(as_dictionary=True), load_env_file=False,
                          environ=environ)
     config.attributes[settings.ATTRIBUTE] = read
-    run = record.current()
+    run = record.current_run()
     if run is not None:
         run.settings = read
         run.command = "plan" if read[declared.DRY_RUN] else "migrate"
@@ -127,7 +127,7 @@ def pending_revisions(connection: Connection) -> list[Script]:
     if started_here:  # end the read, so no lock on alembic_version is held meanwhile
         connection.rollback()
     pending = preflight.pending_revisions(context.script, current, destination)
-    run = record.current()
+    run = record.current_run()
     if run is not None:
         run.note_revisions(current, pending)
     return pending
@@ -150,7 +150,7 @@ def preflight_run(cutover: settings.Settings, pending: list[Script]) -> None:
     try:
         preflight.run(cutover, pending)
     finally:
-        run = record.current()
+        run = record.current_run()
         if run is not None:
             run.preflight_seconds = time.time() - started
 

@@ -71,8 +71,14 @@ class RunRecord:
         env = self.settings.texts.get(declared.ENV.name) if self.settings else None
         return f" ENV={env}" if env else ""
 
+    @property
+    def succeeded(self) -> bool:
+        return not self.failed and all(check["passed"]
+                                       for check in self.figures.get("checks", []))
+
     def document(self, ended: float) -> dict[str, Any]:
-        return {"command": self.command, "outcome": "failed" if self.failed else "succeeded",
+        return {"command": self.command,
+                "outcome": "succeeded" if self.succeeded else "failed",
                 "failed": self.failed, "started_at": stamp(self.started),
                 "ended_at": stamp(ended), "preflight_seconds": self.preflight_seconds,
                 **self.figures, "settings": self.settings.shown() if self.settings else {},
@@ -95,21 +101,23 @@ def machine() -> dict[str, str]:
 _current: list[RunRecord] = []
 
 
-def current() -> RunRecord | None:
+def current_run() -> RunRecord | None:
     """The run being recorded in this process, if any."""
     return _current[-1] if _current else None
 
 
 @contextmanager
-def reported(command: str, always: bool = True) -> Iterator[RunRecord]:
-    """Run the block as ``command`` and write its report at the end, failed or not; a
-    report that cannot be written after a failure is a log line, never a second failure."""
+def reported(command: str, always: bool = True,
+             also: tuple[type[Exception], ...] = ()) -> Iterator[RunRecord]:
+    """Run the block as ``command`` and write its report at the end, failed or not (``also``:
+    the command's own expected failures besides the project's); a report that cannot be
+    written after a failure is never a second failure."""
     record = RunRecord(command, always=always)
     _current.append(record)
     try:
         yield record
     except BaseException as exc:
-        record.failed = failed_lines(exc)
+        record.failed = failed_lines(exc, also)
         if record.failed:
             with suppress(DataMigrationError, OSError):
                 written(record)
@@ -120,12 +128,12 @@ def reported(command: str, always: bool = True) -> Iterator[RunRecord]:
         _current.remove(record)
 
 
-def failed_lines(exc: BaseException) -> list[str]:
+def failed_lines(exc: BaseException, also: tuple[type[Exception], ...] = ()) -> list[str]:
     """What the terminal shows for the exception ending the run: its ``FAILED:`` lines
     (a preflight's are several), an interrupt's line, or nothing for a clean exit."""
     if isinstance(exc, SystemExit) and exc.code in (0, None):
         return []
-    if isinstance(exc, (*EXPECTED, CommandError)):
+    if isinstance(exc, (*EXPECTED, CommandError, *also)):
         return f"FAILED: {exc}".split("\n")
     if isinstance(exc, sa.exc.OperationalError):
         return [f"FAILED: cannot connect: {driver_message(exc)}"]

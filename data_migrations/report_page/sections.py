@@ -89,8 +89,9 @@ def verdict(page: Page) -> str:
         key, tone = "failed", "bad"
     elif page.left_behind():
         key, tone = "left_behind", "bad"
-    elif page.command == "migrate" and page.verify and not failing(page.verify):
-        key, tone = "migrate.verified", "ok"
+    elif page.command == "migrate" and page.verify:
+        key, tone = (("migrate.unverified", "bad") if failing(page.verify)
+                     else ("migrate.verified", "ok"))
     else:
         key, tone = page.command, "ok"
     return (f'<div id="verdict" class="verdict {tone}"><div class="line">'

@@ -27,6 +27,11 @@ _WORDS: dict[str, tuple[str, str]] = {
                                  "切换完成并已校验通过：可以上线"),
     "next.migrate.verified": ("Point the app at PostgreSQL and TOS.",
                               "把应用切到 PostgreSQL 和 TOS。"),
+    "verdict.migrate.unverified": ("Cutover finished, but verify FAILED: not ready",
+                                   "切换完成，但校验失败：不可上线"),
+    "next.migrate.unverified": ("Fix what the failing checks below name, then run make "
+                                "verify again.",
+                                "按下面失败的检查项修正后，再执行一次 make verify。"),
     "verdict.plan": ("The plan found nothing to fix", "演练未发现需要修正的问题"),
     "next.plan": ("Run make presync, then make migrate in the freeze window.",
                   "执行 make presync，然后在停写窗口内执行 make migrate。"),
