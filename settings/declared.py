@@ -474,7 +474,7 @@ VERIFY_URLS = Setting(
     "VERIFY_URLS", urls_to_fetch, "all",
     "which URLs `make verify` fetches as the app does (no credentials, no proxy): `all`, "
     "`none`, or `sample:N` (N chosen at random)", x="urls")
-REPORTS_DIR = Setting("REPORTS_DIR", path, "./reports", "each run's JSON cutover report")
+REPORTS_DIR = Setting("REPORTS_DIR", path, "./reports", "each run's JSON report and its HTML page")
 # The report page beside each JSON report speaks one language; the JSON stays as it is.
 REPORT_LANGUAGE = Setting(
     "REPORT_LANGUAGE", choice("en", "zh"), "en",

@@ -38,3 +38,6 @@ def test_the_demo_runs_the_cutover_and_rolls_it_back(tmp_path: Path) -> None:
     assert cutover_files == (uploaded[1], "0")
     assert "Running downgrade 0001 -> " in output
     assert (tmp_path / "work" / "demo" / "reports").is_dir()
+    page = Path(re.findall(r"^The cutover's report page: (.+)$", output, re.M)[-1])
+    assert page.parent == tmp_path / "work" / "demo" / "reports" and page.is_file()
+    assert "Cutover finished and verified: go live" in page.read_text()
