@@ -70,8 +70,9 @@ def grid(headers: Sequence[str], rows: Sequence[Sequence[Any]], name: str = "") 
             return f"<td>{value if isinstance(value, Markup) else escape(str(value))}</td>"
         return f'<td class="n">{value:,}</td>'
     head = "".join(f"<th>{h}</th>" for h in headers)
+    head = f"<tr>{head}</tr>" if any(headers) else ""
     body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
-    return f'<table class="{name}"><tr>{head}</tr>{body}</table>'
+    return f'<table class="{name}">{head}{body}</table>'
 
 
 class Markup(str):

@@ -26,9 +26,10 @@ class Opened:
         return self.page.inner_text(selector)
 
     def rows(self, table: str) -> list[list[str]]:
-        """The cells of a table's rows below its header, as shown."""
-        rows = self.page.locator(f"table.{table} tr").all()[1:]
-        return [[cell.inner_text() for cell in row.locator("td").all()] for row in rows]
+        """The cells of each row of a table (its header left out), as shown."""
+        rows = [[cell.inner_text() for cell in row.locator("td").all()]
+                for row in self.page.locator(f"{table} tr").all()]
+        return [cells for cells in rows if cells]
 
     def drawn_bars(self) -> dict[str, float]:
         """Each bar of the timeline by its part, with the width it is drawn at."""

@@ -91,7 +91,7 @@ def test_the_pages_of_a_cutover_day_with_a_failing_url(tmp_path: Path, pg_url: s
 
     def presync(shown: Opened) -> None:
         assert shown.text("#verdict").startswith("Presync finished")
-        sent = dict((row[0], row[1]) for row in shown.rows("files"))
+        sent = dict((row[0], row[1]) for row in shown.rows("table.files"))
         assert int(sent["sent now"].replace(",", "")) > 0
 
     seen(page_of(reports, "presync"), tmp_path / "profile-presync", presync)
@@ -101,7 +101,7 @@ def test_the_pages_of_a_cutover_day_with_a_failing_url(tmp_path: Path, pg_url: s
     def cutover(shown: Opened) -> None:
         assert shown.text("#verdict").startswith(
             "Cutover finished, but verify FAILED: not ready")
-        rows = {row[0]: row[1:] for row in shown.rows("tables")}
+        rows = {row[0]: row[1:] for row in shown.rows("table.tables")}
         assert rows["users"] == [f"{counts['users']:,}", f"{counts['users']:,}", "0", "yes"]
         assert set(rows) == set(counts)
         bars = shown.drawn_bars()
