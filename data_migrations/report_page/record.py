@@ -63,6 +63,8 @@ class RunRecord:
         the last first."""
         self.figures["revisions"] = {"from": list(current) or ["base"],
                                      "ran": [script.revision for script in pending]}
+        if self.command != "migrate":  # a plan changes nothing to roll back
+            return
         self.figures["rollback"] = [f"make current{self.env_argument()}"] + [
             f"make downgrade{self.env_argument()} REV={down_revision(script)}"
             for script in reversed(pending)]
@@ -138,7 +140,7 @@ def failed_lines(exc: BaseException, also: tuple[type[Exception], ...] = ()) -> 
     if isinstance(exc, sa.exc.OperationalError):
         return [f"FAILED: cannot connect: {driver_message(exc)}"]
     if isinstance(exc, KeyboardInterrupt | SystemExit):
-        return ["FAILED: interrupted (Ctrl-C or SIGTERM); run the same command again"]
+        return ["interrupted (Ctrl-C or SIGTERM): run the same command again"]
     return [f"FAILED: stopped by an unexpected {type(exc).__name__}; the terminal shows "
             "where"]
 

@@ -220,6 +220,8 @@ def urls(page: Page) -> str:
     if page.command not in ("migrate", "verify"):
         return ""
     verify = page.verify
+    if verify is None and page.document.get("failed"):
+        return ""  # a cutover that failed has nothing to fetch yet
     if verify is None:
         return section("urls", f'<p class="muted">{page.w("urls.none")}</p>', page)
     fetched = [c for c in verify.get("checks", []) if c.get("kind") == "fetch"]

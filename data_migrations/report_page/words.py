@@ -93,7 +93,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "run.started": ("started", "开始"),
     "run.ended": ("ended", "结束"),
     "run.revisions_from": ("revision before", "运行前的修订"),
-    "run.revisions_ran": ("revisions run", "执行的修订"),
+    "run.revisions_ran": ("revisions it upgrades through", "本次升级经过的修订"),
     "run.machine": ("machine", "机器"),
     "settings": ("Settings (secrets masked)", "配置项（密钥已遮盖）"),
     "rollback": ("Rolling back", "回滚"),

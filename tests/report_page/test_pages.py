@@ -82,6 +82,8 @@ def test_the_pages_of_a_cutover_day_with_a_failing_url(tmp_path: Path, pg_url: s
     [fetch] = [check for check in verified["checks"] if check["kind"] == "fetch"]
     failing_url = fetch["detail"].split("(")[1].split(",")[0].split(")")[0]
     assert failing_url.startswith(f"{base_url}/")
+    for written in reports.iterdir():  # the JSON reports hold the settings too
+        assert SECRET_KEY not in written.read_text() and PASSWORD not in written.read_text()
 
     def plan(shown: Opened) -> None:
         assert shown.text("#verdict").startswith("The plan found nothing to fix")
