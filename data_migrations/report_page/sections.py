@@ -233,13 +233,18 @@ def urls(page: Page) -> str:
 
 
 def checks(page: Page) -> str:
-    if page.command != "verify" or not page.document.get("checks"):
+    """A verify's checks; on a cutover's page, those of the verify after it that failed."""
+    verify = page.verify
+    if verify is None:
+        return ""
+    listed = [c for c in verify.get("checks", [])
+              if page.command == "verify" or not c.get("passed")]
+    if not listed:
         return ""
     rows = [(c["kind"], c["subject"], Markup(
         f'<span class="{"" if c["passed"] else "fail"}">'
-        f'{page.w("pass" if c["passed"] else "FAIL")}</span>'), c["detail"])
-        for c in page.document["checks"]]
-    notes = page.document.get("notes") or []
+        f'{page.w("pass" if c["passed"] else "FAIL")}</span>'), c["detail"]) for c in listed]
+    notes = verify.get("notes") or []
     shown = f"<pre>{escape(chr(10).join(notes))}</pre>" if notes else ""
     return section("checks", grid([page.w(f"check.{k}") for k in ("kind", "subject", "result",
                                                                    "detail")], rows) + shown,

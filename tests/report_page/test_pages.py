@@ -112,6 +112,7 @@ def test_the_pages_of_a_cutover_day_with_a_failing_url(tmp_path: Path, pg_url: s
         assert all(width > 0 for width in bars.values())
         assert "Freeze window, from the command's start" in shown.text("#freeze-total")
         assert failing_url in shown.text("table.urls")
+        assert failing_url in shown.text("#checks")  # the verify's failing checks
         assert "make downgrade REV=base" in shown.text("#rollback")
 
     seen(page_of(reports, "cutover"), tmp_path / "profile-cutover", cutover)
