@@ -57,20 +57,29 @@ def read_report(path: Path) -> dict[str, Any] | None:
 
 
 def related(directory: Path, document: dict[str, Any]) -> Related:
-    """For a cutover's report: the presyncs that ended before it started, and the last
-    verify that started after it ended."""
+    """For a cutover's report: the presyncs between the last cutover that succeeded before
+    it and its start, and the last verify between its end and the next cutover."""
     if document.get("command") != "migrate":
         return Related()
-    found = Related()
-    for path in sorted(directory.glob("presync-*.json")):
-        presync = read_report(path)
-        if presync and presync["ended_at"] <= document["started_at"]:
-            found.presyncs.append(presync)
-    for path in sorted(directory.glob("verify-*.json")):
-        verify = read_report(path)
-        if verify and verify["started_at"] >= document["ended_at"]:
-            found.verify = verify
-    return found
+    cutovers = [other for other in reports(directory, "cutover") if other != document]
+    # A failed attempt before this one does not end the presyncs' part: they served it too.
+    after_previous = max((c["ended_at"] for c in cutovers if c.get("outcome") == "succeeded"
+                          and c["ended_at"] <= document["started_at"]), default="")
+    before_next = min((c["started_at"] for c in cutovers
+                       if c["started_at"] >= document["ended_at"]), default=None)
+    verifies = [v for v in reports(directory, "verify")
+                if document["ended_at"] <= v["started_at"]
+                and (before_next is None or v["started_at"] < before_next)]
+    return Related(
+        presyncs=[p for p in reports(directory, "presync")
+                  if after_previous <= p["started_at"] and p["ended_at"] <= document["started_at"]],
+        verify=verifies[-1] if verifies else None)
+
+
+def reports(directory: Path, name: str) -> list[dict[str, Any]]:
+    """The readable reports of ``name`` runs in ``directory``, oldest first."""
+    return [document for path in sorted(directory.glob(f"{name}-*.json"))
+            if (document := read_report(path))]
 
 
 def render(document: dict[str, Any], around: Related, language: str) -> str:
@@ -106,6 +115,6 @@ def rebuild_cutover_before(verify_path: Path, language: str) -> None:
     if verify is None:
         return
     before = [path for path in sorted(verify_path.parent.glob("cutover-*.json"))
-              if (document := read_report(path)) and document["ended_at"] <= verify["started_at"]]
+              if (cutover := read_report(path)) and cutover["ended_at"] <= verify["started_at"]]
     if before:
         rebuild(before[-1], language)
