@@ -85,18 +85,23 @@ def inline_markdown(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", shown)
 
 
-def verdict(page: Page) -> str:
+def verdict_keys(page: Page) -> tuple[str, str, bool]:
+    """The verdict's words, the next step's words, and whether all is well."""
     if page.failed_lines():
-        key, tone = "failed", "bad"
-    elif page.left_behind():
-        key, tone = "left_behind", "bad"
-    elif page.command == "migrate" and page.verify:
-        key, tone = (("migrate.unverified", "bad") if failing(page.verify)
-                     else ("migrate.verified", "ok"))
-    else:
-        key, tone = page.command, "ok"
-    return (f'<div id="verdict" class="verdict {tone}"><div class="line">'
-            f'{page.w("verdict." + key)}</div><p class="next">{page.w("next." + key)}</p></div>')
+        return "failed", "failed" if page.document.get("failed") else "failed.checks", False
+    if page.left_behind():
+        return "left_behind", "left_behind", False
+    if page.command == "migrate" and page.verify:
+        if failing(page.verify):
+            return "migrate.unverified", "failed.checks", False
+        return "migrate.verified", "migrate.verified", True
+    return page.command, page.command, True
+
+
+def verdict(page: Page) -> str:
+    key, after, well = verdict_keys(page)
+    return (f'<div id="verdict" class="verdict {"ok" if well else "bad"}"><div class="line">'
+            f'{page.w("verdict." + key)}</div><p class="next">{page.w("next." + after)}</p></div>')
 
 
 def failing(report: dict[str, Any]) -> bool:

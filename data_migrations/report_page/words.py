@@ -14,6 +14,8 @@ _WORDS: dict[str, tuple[str, str]] = {
     "next.failed": ("Fix what the lines below name, then run the same command again "
                     "(the run resumes where it stopped).",
                     "按下面各行指出的问题修正后，重新执行同一条命令（会从中断处继续）。"),
+    "next.failed.checks": ("Fix what the failing checks below name, then run make verify "
+                           "again.", "按下面失败的检查项修正后，再执行一次 make verify。"),
     "verdict.left_behind": ("NOT READY: rows were left behind",
                             "不可上线：有数据被遗漏"),
     "next.left_behind": ("The app wrote rows to the dev file after the snapshot; run "
@@ -29,9 +31,6 @@ _WORDS: dict[str, tuple[str, str]] = {
                               "把应用切到 PostgreSQL 和 TOS。"),
     "verdict.migrate.unverified": ("Cutover finished, but verify FAILED: not ready",
                                    "切换完成，但校验失败：不可上线"),
-    "next.migrate.unverified": ("Fix what the failing checks below name, then run make "
-                                "verify again.",
-                                "按下面失败的检查项修正后，再执行一次 make verify。"),
     "verdict.plan": ("The plan found nothing to fix", "演练未发现需要修正的问题"),
     "next.plan": ("Run make presync, then make migrate in the freeze window.",
                   "执行 make presync，然后在停写窗口内执行 make migrate。"),
@@ -46,7 +45,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "left_behind": ("Rows left behind (written after the snapshot)",
                     "被遗漏的数据（快照之后写入）"),
     "timeline": ("The freeze window", "停写窗口"),
-    "timeline.run": ("The run", "本次运行"),
+    "timeline.run": ("Time taken", "耗时"),
     "freeze.total": ("Freeze window, from the command's start", "停写窗口（从命令开始算）"),
     "freeze.preflight": ("of it preflight", "其中预检"),
     "step.presync": ("presync", "预同步"),

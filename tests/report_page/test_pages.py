@@ -118,7 +118,9 @@ def test_the_pages_of_a_cutover_day_with_a_failing_url(tmp_path: Path, pg_url: s
     seen(page_of(reports, "cutover"), tmp_path / "profile-cutover", cutover)
 
     def verify_page(shown: Opened) -> None:
-        assert shown.text("#verdict").startswith("FAILED: not ready")
+        assert shown.text("#verdict") == (
+            "FAILED: not ready\n\nFix what the failing checks below name, then run make verify "
+            "again.")
         assert failing_url in shown.text("#failures")
         assert failing_url in shown.text("table.urls")
 
