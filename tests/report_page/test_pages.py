@@ -145,10 +145,10 @@ def test_the_page_of_a_failed_cutover_names_its_line_and_what_to_do(
 
     seen(page, tmp_path / "profile-en", english)
 
-    # The same report's page again, in Chinese: make report.
-    rebuilt = run((*module("report"), str(page.with_suffix(".json"))),
-                  {**env, "REPORT_LANGUAGE": "zh"}, tmp_path)
+    # The same report's page again, in Chinese: make report (the latest run's).
+    rebuilt = run(module("report"), {**env, "REPORT_LANGUAGE": "zh"}, tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.stderr.splitlines()[-1] == f"Report page: {page}"
 
     def chinese(shown: Opened) -> None:
         assert shown.text("#verdict").startswith("失败：不可上线")  # noqa: RUF001
@@ -156,6 +156,10 @@ def test_the_page_of_a_failed_cutover_names_its_line_and_what_to_do(
         assert shown.page.get_attribute("html", "lang") == "zh-CN"
 
     seen(page, tmp_path / "profile-zh", chinese)
+    # make report REPORT=<json>: that run's page, in English again.
+    named = run((*module("report"), str(page.with_suffix(".json"))), env, tmp_path)
+    assert named.stderr.splitlines()[-1] == f"Report page: {page}"
+    assert '<html lang="en">' in page.read_text()
 
 
 def test_make_report_without_a_report_is_one_failed_line(tmp_path: Path) -> None:
