@@ -95,7 +95,11 @@ def down_revision(script: Script) -> str:
 
 
 def machine() -> dict[str, str]:
-    return {"host": socket.gethostname(), "user": getpass.getuser(),
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container's uid with no passwd entry and no $USER
+        user = str(os.getuid())
+    return {"host": socket.gethostname(), "user": user,
             "system": platform.platform(), "python": platform.python_version(),
             "directory": os.getcwd()}
 
@@ -171,8 +175,13 @@ def written(record: RunRecord) -> Path | None:
     path = report_path(directory, FILE_NAMES[record.command])
     document = record.document(time.time())
     write_json(path, document, LEFT_DONE[record.command])
-    shown = page.write(path, document, language)
+    try:
+        shown = page.write(path, document, language)
+        if record.command == "verify":
+            page.rebuild_cutover_before(path, language)
+    except Exception as exc:  # the run's outcome stands in its JSON: a page never hides it
+        log.warning(f"the report page of {path} was not written ({type(exc).__name__}: "
+                    f"{exc}); make report builds it from the JSON")
+        return path
     log.info(f"Report page: {shown}")
-    if record.command == "verify":
-        page.rebuild_cutover_before(path, language)
     return path
