@@ -55,8 +55,13 @@ class Page:
             f"FAIL {c['kind']} {c['subject']}: {c['detail']}" for c in self.failing_checks()]
 
     def left_behind(self) -> dict[str, int]:
+        """The rows per table the app wrote after the snapshot (``left_behind``: a count
+        per table, or a list of ``{"table", "rows"}``), the tables with none left out."""
         left = self.document.get("left_behind") or {}
-        return {str(k): int(v) for k, v in left.items() if v}
+        if isinstance(left, list):
+            left = {item.get("table"): item.get("rows", item.get("count")) for item in left}
+        return {str(table): int(rows) for table, rows in left.items()
+                if isinstance(rows, int | float) and rows}
 
 
 def section(key: str, body: str, page: Page, name: str = "") -> str:
