@@ -38,6 +38,8 @@ def latest(directory: Path) -> Path:
 def rebuilt(given: Path | None) -> int:
     cutover = settings.read({})
     path = given or latest(cutover[declared.REPORTS_DIR])
+    if not path.is_file():
+        raise DataMigrationError(f"REPORT {path} does not exist")
     shown = page.rebuild(path, cutover[declared.REPORT_LANGUAGE])
     if shown is None:
         raise DataMigrationError(f"REPORT {path} is not the JSON report of a run (a file "

@@ -167,3 +167,9 @@ def test_make_report_without_a_report_is_one_failed_line(tmp_path: Path) -> None
     line = one_failure(run(module("report"), env, tmp_path))
     assert line == (f"FAILED: REPORTS_DIR ({tmp_path / 'empty'}) holds no run's report: make "
                     "migrate, make plan, make presync and make verify write one")
+
+
+def test_make_report_of_a_missing_file_is_one_failed_line(tmp_path: Path) -> None:
+    env = {**os.environ, "REPORTS_DIR": str(tmp_path)}
+    line = one_failure(run((*module("report"), str(tmp_path / "cutover-x.json")), env, tmp_path))
+    assert line == f"FAILED: REPORT {tmp_path / 'cutover-x.json'} does not exist"
