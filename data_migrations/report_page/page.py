@@ -33,7 +33,7 @@ text-align:left;vertical-align:top}td.n{text-align:right;font-variant-numeric:ta
 pre{background:#f4f6f9;padding:8px 10px;overflow-x:auto;white-space:pre-wrap}
 pre.failed{background:#fde8ea;color:#a01828}.entry{border-left:4px solid #e0a030;
 padding:2px 10px;margin:8px 0}.fail{color:#a01828;font-weight:700}code{background:#f4f6f9;
-padding:0 3px}.muted{color:#5a6474}
+padding:0 3px}.muted{color:#5a6474}th,td.n,td span{white-space:nowrap}
 """
 # Nothing of the page may reach the network, whatever a value holds.
 POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
