@@ -22,7 +22,7 @@ X_ARGS = $(foreach setting,$(X),-x '$(setting)')
 
 .PHONY: help install test test-fast lint demo migrate plan verify catch-up sql sql-downgrade downgrade current \
 	history check presync adopt-dev upgrade-dev adopt-target revision postgres-binaries bench \
-	bench-rows bench-upload bench-rate-limit bench-cutover bench-backfill bench-online
+	bench-rows bench-upload bench-rate-limit bench-cutover bench-backfill bench-online report
 
 help:
 	@echo "Every target takes ENV=<name> (reads .env.<name>); the ones marked [X] take"
@@ -38,6 +38,7 @@ help:
 	@echo "make presync ENV=prod          [X] before the freeze: upload the files, then only what changed"
 	@echo "make migrate ENV=prod          [X] alembic upgrade head against DATABASE_URL"
 	@echo "make verify ENV=prod           [X] re-check a finished cutover; non-zero exit on any failure"
+	@echo "make report ENV=prod           the latest run's HTML report page again (REPORT=x.json: that run's)"
 	@echo "make catch-up ENV=prod         [X] copy the rows written to the dev file after the cutover's snapshot"
 	@echo "make sql ENV=prod              [X] the SQL the target has yet to run, for review (FROM=rev without a database)"
 	@echo "make sql-downgrade ENV=prod    [X] the downgrade SQL from the target's revision (to REV=x or base)"
@@ -120,6 +121,11 @@ verify: install
 # stopped: the rows written to the dev file after its snapshot; data_migrations/commands/catch_up.py.
 catch-up: install
 	$(BIN)/python -m data_migrations.commands.catch_up $(X_ARGS)
+
+# Each run writes its report page beside its JSON report in REPORTS_DIR; this builds one again
+# (the latest, or REPORT=<json>) in REPORT_LANGUAGE. See data_migrations/commands/report.py.
+report: install
+	$(BIN)/python -m data_migrations.commands.report $(REPORT)
 
 # From the target's revision (its alembic_version; FROM=<rev> without a database), each
 # revision with the SET lock_timeout lines make migrate runs; see

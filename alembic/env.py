@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from logging.config import fileConfig
 
 from alembic import context
@@ -30,11 +31,12 @@ from sqlalchemy.engine import URL, Connection, Engine
 import models
 import settings
 from data_migrations.commands import freeze_prediction
+from data_migrations.report_page import record
 from data_migrations.rows import copy_record, difference, watch
 from data_migrations.rows import preflight as rows_preflight
 from data_migrations.run import failure, lock_retry, preflight, run_guard, run_lock
 from data_migrations.run.predicted_freeze import PredictedFreeze, remember_rates
-from data_migrations.run.report import recorded_steps, write_cutover_report
+from data_migrations.run.report import recorded_steps
 from settings import declared
 
 log = logging.getLogger("cutover.run")
@@ -56,6 +58,10 @@ def read_settings() -> settings.Settings:
     read = settings.read(context.get_x_argument(as_dictionary=True), load_env_file=False,
                          environ=environ)
     config.attributes[settings.ATTRIBUTE] = read
+    run = record.current_run()
+    if run is not None:
+        run.settings = read
+        run.command = "plan" if read[declared.DRY_RUN] else "migrate"
     return read
 
 
@@ -127,24 +133,28 @@ def pending_revisions(connection: Connection) -> list[Script]:
     current = context.get_context().get_current_heads()
     if started_here:  # end the read, so no lock on alembic_version is held meanwhile
         connection.rollback()
-    return preflight.pending_revisions(context.script, current, destination)
+    pending = preflight.pending_revisions(context.script, current, destination)
+    run = record.current_run()
+    if run is not None:
+        run.note_revisions(current, pending)
+    return pending
 
 
 def migrate_on(connection: Connection, dry_run: bool, cutover: settings.Settings) -> None:
     retry = configure(connection=connection,
                       **configure_options(connection.dialect.name, dry_run))
     pending = pending_revisions(connection)
-    preflight.run(cutover, pending)
+    preflight_run(cutover, pending)
     if not dry_run:
         predicted = prediction(cutover, pending)
         if predicted is not None:
             predicted.log("now (this run)")
+            record.note(predicted_freeze=predicted.as_json())
         retry.run(migrate)
         found = left_in_dev_file(connection, pending)
         remember_rates(cutover[declared.WORK_DIR], recorded_steps(), "make migrate")
-        write_cutover_report(cutover[declared.REPORTS_DIR],
-                             predicted.as_json() if predicted else None,
-                             None if found is None else difference.as_report(found))
+        if found is not None:
+            record.note(left_behind=difference.as_report(found))
         told_last(found, cutover)
         return
     retry.run(lambda: rolled_back(connection))
@@ -152,8 +162,7 @@ def migrate_on(connection: Connection, dry_run: bool, cutover: settings.Settings
     remember_rates(cutover[declared.WORK_DIR], recorded_steps(forget=True), "make plan")
     predicted = prediction(cutover, pending)  # after the copy: at the rate it just took
     if predicted is not None:
-        freeze_prediction.announce(predicted, cutover, "plan",
-                                   "the plan is printed above and wrote nothing")
+        freeze_prediction.announce(predicted)
 
 
 def prediction(cutover: settings.Settings, pending: list[Script]) -> PredictedFreeze | None:
@@ -176,10 +185,10 @@ def left_in_dev_file(connection: Connection,
     if found is not None or rows_preflight.source_intact not in preflight.declared_checks(pending):
         return found
     started_here = not connection.in_transaction()
-    record = copy_record.read_record(connection)
+    copied = copy_record.read_record(connection)
     if started_here:  # end the read, as pending_revisions does
         connection.rollback()
-    return None if record is None else watch.since_record(record.source, record.snapshot)
+    return None if copied is None else watch.since_record(copied.source, copied.snapshot)
 
 
 def told_last(found: list[difference.TableDifference] | None,
@@ -192,6 +201,17 @@ def told_last(found: list[difference.TableDifference] | None,
                       os.environ.get("ENV") or None, failure.NOT_READY_EXIT)
     if code:
         raise SystemExit(code)
+
+
+def preflight_run(cutover: settings.Settings, pending: list[Script]) -> None:
+    """The preflight, its time kept for the report: the freeze window holds it."""
+    started = time.time()
+    try:
+        preflight.run(cutover, pending)
+    finally:
+        run = record.current_run()
+        if run is not None:
+            run.preflight_seconds = time.time() - started
 
 
 def migrate() -> None:
@@ -225,11 +245,32 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-# Expected failures become one FAILED line; Ctrl-C or SIGTERM one line naming the revision
-# and exit 130 or 143 (data_migrations/run/failure.py).
-with failure.alembic_run(f"alembic {run_lock.describe(config.cmd_opts, False)}"):
+def reported_command() -> str | None:
+    """The report this run writes (data_migrations/report_page/record.py): an upgrade's,
+    as make plan or make migrate; none for an offline run, a downgrade or a stamp."""
+    if context.is_offline_mode():
+        return None
+    if run_lock.command_name(config.cmd_opts) not in (None, "upgrade"):
+        return None
+    given = context.get_x_argument(as_dictionary=True).get(declared.DRY_RUN.x or "", "")
+    return "plan" if given.lower() in ("true", "1", "yes") else "migrate"
+
+
+def run_command() -> None:
     read_settings()
     if context.is_offline_mode():
         run_migrations_offline()
     else:
         run_migrations_online()
+
+
+# Expected failures become one FAILED line; Ctrl-C or SIGTERM one line naming the revision
+# and exit 130 or 143 (data_migrations/run/failure.py). Each upgrade writes its report and
+# page, failed or not; one driven from Python (no command line) only when a data step ran.
+with failure.alembic_run(f"alembic {run_lock.describe(config.cmd_opts, False)}"):
+    reporting = reported_command()
+    if reporting is None:
+        run_command()
+    else:
+        with record.reported(reporting, always=config.cmd_opts is not None):
+            run_command()

@@ -126,6 +126,9 @@ def main() -> int:
 
     step("Done: PostgreSQL and the TOS server are stopped; the files are under "
          f"{workspace}")
+    # The page verify left on the cutover it checked: open it in a browser.
+    [page] = (workspace / "reports").glob("cutover-*.html")
+    print(f"The cutover's report page: {page}")
     return 0
 
 

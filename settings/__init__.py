@@ -83,9 +83,12 @@ class Settings:
         return self._parsed[setting.name]
 
     def __repr__(self) -> str:
-        shown = {s.name: "***" if s.secret and self.texts[s.name] else self.texts[s.name]
-                 for s in DECLARED}
-        return f"Settings({shown})"
+        return f"Settings({self.shown()})"
+
+    def shown(self) -> dict[str, str]:
+        """Every setting's text as it may be printed: a secret is ``***``, a database URL
+        keeps all but its password."""
+        return {s.name: _shown(s, self.texts[s.name]) for s in DECLARED}
 
     def database_url(self) -> URL:
         """The target database: ``DATABASE_URL``."""
@@ -227,3 +230,9 @@ def x_arguments(argv: list[str] | None, prog: str) -> dict[str, str]:
                         help="a setting for this run, e.g. -x dry_run=true")
     pairs = [text.partition("=") for text in parser.parse_args(argv).x]
     return {name.strip(): value for name, _, value in pairs}
+
+
+def _shown(setting: Setting, text: str) -> str:
+    if not setting.secret or not text:
+        return text
+    return mask_url(text) if "://" in text else "***"

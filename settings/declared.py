@@ -236,8 +236,12 @@ VERIFY_URLS = Setting(
     "which URLs `make verify` fetches as the app does (no credentials, no proxy): `all`, "
     "`none`, or `sample:N` (N chosen at random)", x="urls")
 REPORTS_DIR = Setting("REPORTS_DIR", path, "./reports",
-                      "each run's JSON report: the cutover's, the plan's and the presync's "
-                      "(with the predicted freeze window)")
+                      "each run's JSON report (the cutover's, the plan's, the presync's and "
+                      "verify's, with the predicted freeze window) and its HTML page")
+# The report page beside each JSON report speaks one language; the JSON stays as it is.
+REPORT_LANGUAGE = Setting(
+    "REPORT_LANGUAGE", choice("en", "zh"), "en",
+    "the language of each run's HTML report page: `en` English, `zh` 中文")
 # After go-live a schema revision runs on the live database: it waits for its locks at most
 # LOCK_TIMEOUT, so the app's statements queued behind it wait no longer, and is rolled back
 # and retried after a pause (GitLab's with_lock_retries, strong_migrations). Short waits and
@@ -286,4 +290,5 @@ DECLARED: tuple[Setting, ...] = (
     UPLOADS_DIR_CHANGED,
     STORAGE_CONFIG_OVERRIDES,
     LEAVE_DEV_ROWS,
+    REPORT_LANGUAGE,
 )

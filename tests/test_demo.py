@@ -43,3 +43,6 @@ def test_the_demo_runs_the_cutover_and_rolls_it_back(tmp_path: Path) -> None:
                        f"bucket 'meeting-agent-demo' at http://tos-cn-beijing.volces.com through "
                        f"the proxy 127.0.0.1:{server[1]} (STORAGE_PROXY)") in output
     assert (tmp_path / "work" / "demo" / "reports").is_dir()
+    page = Path(re.findall(r"^The cutover's report page: (.+)$", output, re.M)[-1])
+    assert page.parent == tmp_path / "work" / "demo" / "reports" and page.is_file()
+    assert "Cutover finished and verified: go live" in page.read_text()

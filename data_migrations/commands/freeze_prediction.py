@@ -1,6 +1,6 @@
 """The predicted freeze window of a cutover started now: what ``make plan`` and ``make
 presync`` end with, and what ``make migrate`` says before its first step (its cutover
-report keeps it beside the window it measured).
+report keeps it beside the window it measured); each run's report and page hold it.
 
 Rows and paths from the dev file's row count at the rates the last copy on this machine
 took (data_migrations/run/predicted_freeze.py), files from what changed since the presync
@@ -16,10 +16,10 @@ from collections.abc import Callable, Collection
 
 import settings
 from data_migrations.files.freeze_estimate import files_estimate
+from data_migrations.report_page import record
 from data_migrations.rows import source as src
 from data_migrations.run import predicted_freeze as predicted
 from data_migrations.run.predicted_freeze import Estimate, PredictedFreeze
-from data_migrations.run.report import write_json_report
 from settings import ConfigError, declared
 
 # The cutover's data revisions and the step each is.
@@ -59,9 +59,7 @@ def predict(cutover: settings.Settings,
         share("paths", lambda count: predicted.paths_estimate(count, measured)))
 
 
-def announce(prediction: PredictedFreeze, cutover: settings.Settings, kind: str,
-             standing: str) -> None:
-    """Log the prediction and write it as ``REPORTS_DIR/<kind>-<stamp>.json``."""
+def announce(prediction: PredictedFreeze) -> None:
+    """Log the prediction, and keep it for the run's report and page."""
     prediction.log("now")
-    write_json_report(cutover[declared.REPORTS_DIR], kind,
-                      {"predicted_freeze": prediction.as_json()}, standing)
+    record.note(predicted_freeze=prediction.as_json())

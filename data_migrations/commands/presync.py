@@ -37,10 +37,11 @@ from data_migrations.files.ledger import (
     changed_since,
     difference,
 )
-from data_migrations.files.output import print_plan, print_summary
+from data_migrations.files.output import kinds, print_plan, print_summary
 from data_migrations.files.presync_record import PresyncRecord, PresyncRun, RecordedFile
 from data_migrations.files.retry import RETRY_BACKOFF_SECONDS
 from data_migrations.files.upload import FileUpload, scanned, stopped_in
+from data_migrations.report_page.record import current_run, reported
 from data_migrations.run import failure, preflight
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.preflight import PreflightError
@@ -148,6 +149,9 @@ def presync(options: UploadOptions, storage_settings: StorageSettingsSource,
             report = run.run(scan, time.monotonic() - started)
         record.add_run(measured_run(report))
     print_summary(report)
+    run = current_run()
+    if run is not None:
+        run.figures["files"] = kinds(report)
     changed = set(ledger.changed)
     left = [f for f in scan.files if f.relative_path in changed and f.source.exists()]
     log.info(f"The next cutover still has to move {len(left):,} files "
@@ -173,16 +177,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def checked_presync(argv: list[str] | None) -> int:
-    """The presync's own preflight, then the presync."""
-    cutover = settings.read(
-        settings.x_arguments(argv, "python -m data_migrations.commands.presync"))
-    problems = [problem for check in CHECKS for problem in check(cutover)]
-    if problems:
-        raise PreflightError(problems)
-    presync(cutover.upload_options(), cutover.storage)
-    if not cutover[declared.DRY_RUN]:
-        freeze_prediction.announce(freeze_prediction.predict(cutover), cutover, "presync",
-                                   "the files are stored and recorded")
+    """The presync's own preflight, then the presync, with its report and page."""
+    with reported("presync") as run:
+        cutover = settings.read(
+            settings.x_arguments(argv, "python -m data_migrations.commands.presync"))
+        run.settings = cutover
+        started = time.time()
+        problems = [problem for check in CHECKS for problem in check(cutover)]
+        run.preflight_seconds = time.time() - started
+        if problems:
+            raise PreflightError(problems)
+        presync(cutover.upload_options(), cutover.storage)
+        if not cutover[declared.DRY_RUN]:
+            freeze_prediction.announce(freeze_prediction.predict(cutover))
     return 0
 
 

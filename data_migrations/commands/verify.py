@@ -32,7 +32,7 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import closing
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -41,6 +41,7 @@ import settings
 from data_migrations.files.ledger import difference
 from data_migrations.files.url_fetch import Target, chosen, fetch_all
 from data_migrations.paths.rewrite import PathColumn, rewritten_columns
+from data_migrations.report_page import record
 from data_migrations.rows import source as src
 from data_migrations.rows.checksum import target_checksum, target_plan
 from data_migrations.rows.conversion import TablePlan
@@ -347,14 +348,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def verify(x_args: dict[str, str]) -> int:
-    """Run every check and print the table: 0 when all pass, 1 otherwise."""
-    cutover = settings.read(x_args)
-    engine = sa.create_engine(cutover.database_url())
-    with engine.connect() as connection, \
-            lost_connection.translated(connection, "verify", read_only=True):
-        run_lock.take(connection, "verify")  # one cutover run at a time
-        connection.execute(sa.text("SET TimeZone = 'UTC'"))
-        checks, notes = run_checks(connection, cutover)
+    """Run every check and print the table: 0 when all pass, 1 otherwise; the report and
+    its page hold the checks too."""
+    with record.reported("verify", also=(ValueError,)) as run:
+        cutover = settings.read(x_args)
+        run.settings = cutover
+        checks, notes = checked(cutover)
+        run.figures.update(checks=[asdict(check) for check in checks], notes=notes)
     print(table(("check", "subject", "result", "detail"),
                 [(c.kind, c.subject, "pass" if c.passed else "FAIL", c.detail) for c in checks]))
     if notes:
@@ -362,6 +362,15 @@ def verify(x_args: dict[str, str]) -> int:
     failed = sum(not c.passed for c in checks)
     print(f"\n{len(checks) - failed} passed, {failed} failed")
     return 1 if failed else 0
+
+
+def checked(cutover: settings.Settings) -> tuple[list[Check], list[str]]:
+    engine = sa.create_engine(cutover.database_url())
+    with engine.connect() as connection, \
+            lost_connection.translated(connection, "verify", read_only=True):
+        run_lock.take(connection, "verify")  # one cutover run at a time
+        connection.execute(sa.text("SET TimeZone = 'UTC'"))
+        return run_checks(connection, cutover)
 
 
 if __name__ == "__main__":

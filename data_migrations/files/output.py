@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from data_migrations.files import presync_record
 from data_migrations.files.ledger import SENT, StorageSettingsSource, UploadReport
@@ -81,6 +82,14 @@ def exclusions_text(exclude: Sequence[str]) -> str:
         return "Excluded: nothing (UPLOAD_EXCLUDE=none replaces the defaults tmp/, *.part)."
     return (f"Excluded: {', '.join(exclude)} (UPLOAD_EXCLUDE adds its globs to the defaults "
             f"{', '.join(DEFAULT_EXCLUSIONS)}; `none` leaves nothing out).")
+
+
+def kinds(report: UploadReport) -> dict[str, Any]:
+    """The files of a run per kind (count and bytes by how they reached the bucket), and
+    those excluded and refused: the reports' figures of the files step and the presync."""
+    return {"files": dict(report.files), "bytes": dict(report.bytes),
+            "excluded": len(report.scan.excluded),
+            "refused": [str(refused) for refused in report.scan.refused]}
 
 
 def print_summary(report: UploadReport) -> None:

@@ -50,7 +50,13 @@ from data_migrations.files.ledger import (
     manifest_table,
     plan_manifest,
 )
-from data_migrations.files.output import describe_target, print_plan, print_summary, refusal_message
+from data_migrations.files.output import (
+    describe_target,
+    kinds,
+    print_plan,
+    print_summary,
+    refusal_message,
+)
 from data_migrations.files.presync_record import PresyncRecord
 from data_migrations.files.retry import (
     RETRY_BACKOFF_SECONDS,
@@ -165,8 +171,7 @@ def upload_files(connection: sa.Connection, options: UploadOptions,
                 summary=f"{sum(report.files.values()):,} files in the bucket "
                         f"({report.files['presynced']:,} from the presync), "
                         f"{len(scan.excluded):,} excluded, {len(scan.refused):,} refused",
-                files=dict(report.files), bytes=dict(report.bytes),
-                excluded=len(scan.excluded), refused=[str(r) for r in scan.refused],
+                **kinds(report),
                 replaced=report.replaced, verified=report.verified,
                 aborted_multipart_uploads=report.aborted,
                 resumed_multipart_uploads=report.resumed.count,

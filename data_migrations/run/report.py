@@ -169,8 +169,8 @@ class RejectsFile:
     """JSON lines, one per rejected or altered row, opened only when the first one comes."""
 
     def __init__(self, directory: Path, step: str) -> None:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        self.path = directory.resolve() / "rejects" / f"{step}-{stamp}.jsonl"
+        opened = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.path = directory.resolve() / "rejects" / f"{step}-{opened}.jsonl"
         self.count = 0
         self._file: IO[str] | None = None
 
@@ -203,13 +203,14 @@ class RecordedStep:
         return self.figures.get("seconds", 0.0)
 
     def as_json(self) -> dict[str, Any]:
-        return {**self.figures, "started_at": _stamp(self.started),
-                "ended_at": _stamp(self.ended)}
+        return {**self.figures, "started_at": stamp(self.started),
+                "ended_at": stamp(self.ended)}
 
 
 # What each data step did in this process, for the cutover report written at the end.
 _steps: list[RecordedStep] = []
 BETWEEN_STEPS = "between steps"
+PREFLIGHT = "preflight"
 
 
 def record_step(step: str, **figures: Any) -> None:
@@ -220,21 +221,27 @@ def record_step(step: str, **figures: Any) -> None:
                                ended))
 
 
-def _stamp(moment: float) -> str:
+def stamp(moment: float) -> str:
+    """A moment (``time.time()``) as the reports write it: ISO 8601 in UTC."""
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
 
 
-def freeze_window(steps: list[RecordedStep]) -> dict[str, Any]:
-    """The app's freeze as the steps spent it: from the start of the first step to the end
-    of the last, and each step's share. What the steps' own times leave (commits, schema
-    revisions, the checks before a step) is the share "between steps", so that the shares
-    add up to the window."""
+def freeze_window(steps: list[RecordedStep], command_started: float | None = None,
+                  preflight_seconds: float | None = None) -> dict[str, Any]:
+    """The app's freeze as the operator lives it: from the command's start
+    (``command_started``, preflight included; else the first step's start) to the end of the
+    last step, and each step's share. ``preflight_seconds`` is the preflight's own share.
+    What the steps' own times leave (commits, schema revisions, connecting) is the share
+    "between steps", so that the shares add up to the window."""
     started = min(step.started for step in steps)
+    if command_started is not None:
+        started = min(started, command_started)
     ended = max(step.ended for step in steps)
     window = ended - started
-    shares = [(step.name, step.seconds) for step in steps]
+    shares = [] if preflight_seconds is None else [(PREFLIGHT, preflight_seconds)]
+    shares += [(step.name, step.seconds) for step in steps]
     shares.append((BETWEEN_STEPS, max(window - sum(seconds for _, seconds in shares), 0.0)))
-    return {"started_at": _stamp(started), "ended_at": _stamp(ended), "seconds": window,
+    return {"started_at": stamp(started), "ended_at": stamp(ended), "seconds": window,
             "shares": [{"step": name, "seconds": seconds,
                         "percent": 100 * seconds / window if window else 0.0}
                        for name, seconds in shares]}
@@ -244,6 +251,7 @@ def report_table(steps: list[RecordedStep], window: dict[str, Any]) -> str:
     """One line per step with its time and share of the freeze window, then the window."""
     summaries = {step.name: step.figures.get("summary", "") for step in steps}
     summaries[BETWEEN_STEPS] = "commits, schema revisions, checks"
+    summaries[PREFLIGHT] = "every check before anything is written"
     rows = [(share["step"], summaries[share["step"]], f"{share['seconds']:.1f}s",
              f"{share['percent']:.1f}%") for share in window["shares"]]
     rows.append(("freeze window", f"{window['started_at']} to {window['ended_at']}",
@@ -260,45 +268,47 @@ def recorded_steps(forget: bool = False) -> list[RecordedStep]:
     return steps
 
 
-def write_cutover_report(directory: Path,
-                         predicted_freeze: dict[str, Any] | None = None,
-                         left_behind: dict[str, dict[str, int]] | None = None) -> Path | None:
-    """Write the steps recorded in this run and the freeze window they made as JSON, and
-    print a one-line-per-step summary; with the freeze window predicted at the run's start
-    (data_migrations/run/predicted_freeze.py), so that the two can be compared, and, when
-    the run copied the rows, ``left_behind``: per table, the rows written to the dev file
-    after the snapshot (``{"new": n, "changed": n}``; empty when none were)."""
+def cutover_document(command_started: float | None = None,
+                     preflight_seconds: float | None = None) -> dict[str, Any] | None:
+    """The steps recorded in this run and the freeze window they made (None when no data
+    step ran), with a one-line-per-step summary printed; the record starts afresh."""
     if not _steps:
         return None
-    window = freeze_window(_steps)
+    window = freeze_window(_steps, command_started, preflight_seconds)
     log.info("Cutover report:\n" + report_table(_steps, window))
     steps = [step.as_json() for step in _steps]
     _steps.clear()
-    optional = {key: value for key, value in (("predicted_freeze", predicted_freeze),
-                                               ("left_behind", left_behind))
-                if value is not None}
-    # The migrations are committed by now: a report that cannot be written says so, so
-    # nobody rolls back for a report.
-    return write_json_report(directory, "cutover",
-                             {"freeze_window": window, "steps": steps, **optional},
-                             "the migrations are committed and the report is printed above")
+    return {"finished_at": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+            "freeze_window": window, "steps": steps}
 
 
-def write_json_report(directory: Path, kind: str, document: dict[str, Any],
-                      standing: str) -> Path:
-    """``document`` with its ``finished_at`` as ``REPORTS_DIR/<kind>-<stamp>.json``; a folder
-    that cannot take it is one line that says what stands all the same (``standing``)."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = directory.resolve() / f"{kind}-{stamp}.json"
-    text = json.dumps({"finished_at": stamp, **document}, indent=2, ensure_ascii=False,
-                      default=_json_safe) + "\n"
+def report_path(directory: Path, name: str) -> Path:
+    """Where the report of a ``name`` run (cutover, plan, presync, verify) ending now goes."""
+    ended = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return directory.resolve() / f"{name}-{ended}.json"
+
+
+def write_json(path: Path, document: dict[str, Any], committed: str) -> None:
+    """Write a report; a folder that takes no writes is a failure saying what ``committed``
+    (what the run left done), so nobody rolls back for a report."""
+    text = json.dumps(document, indent=2, ensure_ascii=False, default=_json_safe) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise DataMigrationError(
-            f"cannot write the {kind} report to REPORTS_DIR ({directory.resolve()}): "
-            f"{exc.strerror or exc}; {standing}; make the folder writable for the next "
-            "run") from None
+            f"cannot write the cutover report to REPORTS_DIR ({path.parent}): "
+            f"{exc.strerror or exc}; {committed} and the report is printed "
+            f"above; make the folder writable for the next run") from None
     log.info(f"Written to {path}")
+
+
+def write_cutover_report(directory: Path) -> Path | None:
+    """Write the steps recorded in this run and the freeze window they made as JSON, and
+    print a one-line-per-step summary."""
+    document = cutover_document()
+    if document is None:
+        return None
+    path = report_path(directory, "cutover")
+    write_json(path, document, "the migrations are committed")
     return path

@@ -96,23 +96,27 @@ def test_a_cutover_reports_its_freeze_window_and_each_steps_share(
     window, steps = document["freeze_window"], document["steps"]
 
     assert [step["step"] for step in steps] == ["rows", "files", "paths"]
-    assert (window["started_at"], window["ended_at"]) == (steps[0]["started_at"],
+    # The freeze is counted from the command's start, the preflight inside it.
+    assert (window["started_at"], window["ended_at"]) == (document["started_at"],
                                                           steps[-1]["ended_at"])
-    moments = [moment for step in steps for moment in (step["started_at"], step["ended_at"])]
+    moments = [window["started_at"], *(moment for step in steps
+                                       for moment in (step["started_at"], step["ended_at"]))]
     assert moments == sorted(moments)
     shares = window["shares"]
-    assert [share["step"] for share in shares] == ["rows", "files", "paths", "between steps"]
+    assert [share["step"] for share in shares] == [
+        "preflight", "rows", "files", "paths", "between steps"]
+    assert math.isclose(shares[0]["seconds"], document["preflight_seconds"])
     assert window["seconds"] > 0
     assert math.isclose(sum(share["seconds"] for share in shares), window["seconds"])
     assert math.isclose(sum(share["percent"] for share in shares), 100)
-    for share, step in zip(shares, steps, strict=False):
+    for share, step in zip(shares[1:], steps, strict=False):
         assert math.isclose(share["seconds"], step["seconds"])
         assert math.isclose(share["percent"], 100 * step["seconds"] / window["seconds"])
 
     lines = result.stderr.splitlines()
     header = lines.index("Cutover report:") + 1
     assert lines[header].split() == ["step", "result", "time", "share"]
-    printed = [line.split() for line in lines[header + 2:header + 7]]
+    printed = [line.split() for line in lines[header + 2:header + 8]]
     assert [(row[0], *row[-2:]) for row in printed] == [
         *((share["step"].split()[0], f"{share['seconds']:.1f}s", f"{share['percent']:.1f}%")
           for share in shares),

@@ -57,6 +57,7 @@ WRITTEN = {
     "WORK_DIR": "./elsewhere/work",
     "VERIFY_URLS": "sample:50",
     "REPORTS_DIR": "./elsewhere/reports",
+    "REPORT_LANGUAGE": "zh",
     "LOCK_TIMEOUT": "10s",
     "LOCK_RETRIES": "0",
     "LOCK_RETRY_BACKOFF": "2s",
