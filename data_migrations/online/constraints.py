@@ -73,7 +73,7 @@ def add_check_constraint(name: str, table: str, condition: str) -> None:
 def validate_constraint(name: str, table: str) -> None:
     """``VALIDATE CONSTRAINT``: the scan, while the app reads and writes. Valid already: a
     no-op of PostgreSQL's own. Its revision's downgrade has nothing to undo."""
-    op.execute(f"ALTER TABLE {_name(table)} VALIDATE CONSTRAINT {_name(name)}")
+    op.execute(f"ALTER TABLE {identifier(table)} VALIDATE CONSTRAINT {identifier(name)}")
 
 
 def drop_constraint(name: str, table: str) -> None:
@@ -94,7 +94,8 @@ def add_not_null_check(table: str, column: str) -> None:
     if _is_not_null(table, column):
         log.info("%s.%s: NOT NULL already; no check added", table, column)
         return
-    add_check_constraint(not_null_check(table, column), table, f"{_name(column)} IS NOT NULL")
+    add_check_constraint(not_null_check(table, column), table,
+                         f"{identifier(column)} IS NOT NULL")
 
 
 def validate_not_null_check(table: str, column: str) -> None:
@@ -129,7 +130,8 @@ def set_not_null(table: str, column: str) -> None:
 def drop_not_null(table: str, column: str) -> None:
     """The downgrade of ``set_not_null``: the check back (``NOT VALID``; the next
     ``set_not_null`` validates it), then ``DROP NOT NULL``."""
-    add_check_constraint(not_null_check(table, column), table, f"{_name(column)} IS NOT NULL")
+    add_check_constraint(not_null_check(table, column), table,
+                         f"{identifier(column)} IS NOT NULL")
     waive("ban-drop-not-null", reason=f"the downgrade of the revision that set {column} NOT "
           "NULL; the check stays in its place")
     op.alter_column(table, column, nullable=True)
@@ -154,11 +156,11 @@ def add_unique_constraint(name: str, table: str, columns: Sequence[str]) -> None
     if is_dry_run():  # the build was skipped: there is no index to attach
         log.info("Dry run: constraint %s is not attached (its index is not built)", name)
         return
-    op.execute(f"ALTER TABLE {_name(table)} ADD CONSTRAINT {_name(name)} UNIQUE USING INDEX "
-               f"{_name(name)}")
+    op.execute(f"ALTER TABLE {identifier(table)} ADD CONSTRAINT {identifier(name)} UNIQUE "
+               f"USING INDEX {identifier(name)}")
 
 
-def _name(name: str) -> str:
+def identifier(name: str) -> str:
     """An identifier as Alembic renders it: quoted only where it must be."""
     return op.get_context().dialect.identifier_preparer.quote(name)
 
