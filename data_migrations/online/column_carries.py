@@ -34,6 +34,7 @@ DEPENDENTS = sa.text("""
       ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
     WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = to_regclass(:table)
       AND a.attname = :column AND d.deptype IN ('a', 'n')
+      AND d.classid <> 'pg_attrdef'::regclass  -- the default: the swap moves it
     ORDER BY 2""")
 INDEX = sa.text("""
     SELECT i.indisunique, am.amname, i.indnkeyatts,
