@@ -6,6 +6,7 @@ dangling reference stop the run in one line; a name written in full stays as wri
 
 from __future__ import annotations
 
+import io
 import random
 import subprocess
 import sys
@@ -13,7 +14,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import op
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 
+import models
+from data_migrations.online.constraints import add_check_constraint, validate_constraint
 from tests.conftest import fetch, version
 from tests.online.app import Writers, writing
 from tests.online.chain import alembic, released_copy, write_steps
@@ -257,3 +263,21 @@ def test_set_not_null_refuses_without_its_valid_check(
         "own (add_not_null_check), validate it in the next (validate_not_null_check), then "
         "run this")
     assert version(pg_engine) == "0005"
+
+
+def test_a_check_named_in_full_is_not_doubled_by_the_models_convention() -> None:
+    """The helpers keep a name as written; a plain Alembic operation, which applies the
+    models' naming convention, gives a full name its prefix once, and a short one too."""
+    buffer = io.StringIO()
+    context = MigrationContext.configure(dialect_name="postgresql", opts={
+        "as_sql": True, "output_buffer": buffer, "target_metadata": models.metadata})
+    with Operations.context(context):
+        op.create_check_constraint(CHECK, "audit_logs", "cost >= 0")
+        op.create_check_constraint("cost_nonnegative", "audit_logs", "cost >= 0")
+        add_check_constraint(CHECK, "audit_logs", "cost >= 0")
+        validate_constraint(CHECK, "audit_logs")
+    assert [line for line in buffer.getvalue().splitlines() if line] == [
+        f"ALTER TABLE audit_logs ADD CONSTRAINT {CHECK} CHECK (cost >= 0);",
+        f"ALTER TABLE audit_logs ADD CONSTRAINT {CHECK} CHECK (cost >= 0);",
+        f"ALTER TABLE audit_logs ADD CONSTRAINT {CHECK} CHECK (cost >= 0) NOT VALID;",
+        f"ALTER TABLE audit_logs VALIDATE CONSTRAINT {CHECK};"]
