@@ -44,7 +44,11 @@ import sqlalchemy as sa
 from alembic import op
 
 from data_migrations.online import column_carries
-from data_migrations.online.backfill import Backfill, backfill_in_batches, forget_backfill
+from data_migrations.online.backfill import (
+    Backfill,
+    backfill_in_batches_by_any_key,
+    forget_backfill,
+)
 from data_migrations.online.column_swap import Swap, committed_with_lock_timeout
 from data_migrations.online.constraints import add_check_constraint, identifier, not_null_check
 from data_migrations.online.indexes import INVALID_INDEX
@@ -63,7 +67,7 @@ class ColumnTypeChange:
     """One type change. ``name`` keys its backfills' cursors (unique, never reused);
     ``using`` turns an old value into a new one and ``back`` a new one into an old one (SQL
     over the row's columns; by default a cast); ``key`` is the table's unique key the
-    backfill walks (an integer key)."""
+    backfill walks (any key with an order, a uuid too)."""
 
     name: str
     table: str
@@ -185,7 +189,7 @@ def _expand(direction: Direction) -> None:
                    f"{identifier(change.temporary)} {direction.type}")
         for statement in direction.trigger_sql():
             op.execute(statement)
-    backfill_in_batches(direction.backfill)
+    backfill_in_batches_by_any_key(direction.backfill)
     _copy_indexes(change, carried)
     _copy_keys(change, carried)
 

@@ -281,3 +281,15 @@ def test_a_check_named_in_full_is_not_doubled_by_the_models_convention() -> None
         f"ALTER TABLE audit_logs ADD CONSTRAINT {CHECK} CHECK (cost >= 0);",
         f"ALTER TABLE audit_logs ADD CONSTRAINT {CHECK} CHECK (cost >= 0) NOT VALID;",
         f"ALTER TABLE audit_logs VALIDATE CONSTRAINT {CHECK};"]
+
+
+def test_the_plan_runs_them_and_skips_the_build_that_commits_on_its_own(
+    root: Path, pg_url: str, pg_engine: sa.Engine
+) -> None:
+    plan = alembic(root, pg_url, "-x", "dry_run=true", "upgrade", "head")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    for said in (f"Dry run: index {UNIQUE} is not built",
+                 f"Dry run: constraint {UNIQUE} is not attached"):
+        assert said in plan.stderr, plan.stderr
+    assert version(pg_engine) == "0004"
+    assert fetch(pg_engine, CONSTRAINTS) == []
