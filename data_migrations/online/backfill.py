@@ -121,8 +121,11 @@ class LastKey:
 
 MAX_KEY = LastKey("SELECT max({key})::text FROM {table}", "max(k)")
 # uuid has no max(): the last key in the key's own order, for any key that has one.
-ORDERED_KEY = LastKey("SELECT {key}::text FROM {table} WHERE {key} IS NOT NULL "
-                      "ORDER BY {key} DESC LIMIT 1", "(array_agg(k ORDER BY k DESC))[1]")
+# (Ordered by the key itself, in a subquery: an output column {key}::text named like the key
+# would order the keys as text.)
+ORDERED_KEY = LastKey("SELECT k::text FROM (SELECT {key} AS k FROM {table} WHERE {key} IS NOT "
+                      "NULL ORDER BY {key} DESC LIMIT 1) AS last",
+                      "(array_agg(k ORDER BY k DESC))[1]")
 
 
 def backfill_in_batches(job: Backfill) -> int:
