@@ -44,13 +44,18 @@ def committed_with_lock_timeout() -> Iterator[None]:
     for its lock at most the run's lock timeout: a DDL statement that waits for its lock
     queues the app's statements behind it. One not granted in time fails the revision,
     which the run then retries as it retries any; what committed is written to run again."""
+    policy = lock_policy()
     with outside_transaction():
-        policy = lock_policy()
-        if policy.lock_timeout:
-            op.execute(policy.set_session())
-        yield
-        if policy.lock_timeout:
-            op.execute("RESET lock_timeout")
+        if not policy.lock_timeout:
+            yield
+            return
+        op.execute(policy.set_session())
+        try:
+            yield
+        finally:  # also after a failure: later work of the run (an index build) waits freely
+            context = op.get_context()
+            if context.as_sql or not op.get_bind().invalidated:
+                op.execute("RESET lock_timeout")
 
 
 @dataclass(frozen=True)
