@@ -7,9 +7,23 @@ as what a DBA expects on PostgreSQL.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, DateTime, MetaData, String
+from sqlalchemy import JSON, Column, Constraint, DateTime, MetaData, String, Table
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import DeclarativeBase
+
+
+def constraint_name(constraint: Constraint, table: Table) -> str:
+    """The ``%(constraint_name)s`` of the convention: a check's name as written, less a
+    ``ck_<table>_`` it already starts with, so that a name written in full
+    (``ck_audit_logs_cost_nonnegative``) comes out once instead of doubled."""
+    name = constraint.name
+    if not isinstance(name, str):
+        raise InvalidRequestError("Naming convention including %(constraint_name)s token "
+                                  "requires that constraint is explicitly named.")
+    prefix = f"ck_{table.name}_"
+    return name.removeprefix(prefix)
+
 
 # Every constraint and index gets a deterministic name, so revisions can address them
 # and autogenerate compares like with like. The index form reproduces the dev names
@@ -17,6 +31,7 @@ from sqlalchemy.orm import DeclarativeBase
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "constraint_name": constraint_name,
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",

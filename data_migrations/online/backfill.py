@@ -35,6 +35,9 @@ batches before it committed, and the next run resumes after them.
     def downgrade() -> None:
         forget_backfill(CLIENT_IP)  # so that an upgrade after this backfills again
 
+``backfill_in_batches`` takes ``max()`` of the key, which a uuid key does not have;
+``backfill_in_batches_by_any_key`` finds the last key by the key's order instead.
+
 The rows the app inserts or changes while the backfill runs are the app's to write in the
 new form (expand and contract: deploy the app that writes both before the backfill). The
 ``where`` predicate keeps a batch from touching rows that are right already.
@@ -107,9 +110,37 @@ class Cursor:
     finished: bool
 
 
+@dataclass(frozen=True)
+class LastKey:
+    """How the table's last key and a batch's last key are found (SQL, ``{key}`` and
+    ``{table}`` filled in; ``k`` is a batch's key)."""
+
+    of_table: str
+    of_batch: str
+
+
+MAX_KEY = LastKey("SELECT max({key})::text FROM {table}", "max(k)")
+# uuid has no max(): the last key in the key's own order, for any key that has one.
+# (Ordered by the key itself, in a subquery: an output column {key}::text named like the key
+# would order the keys as text.)
+ORDERED_KEY = LastKey("SELECT k::text FROM (SELECT {key} AS k FROM {table} WHERE {key} IS NOT "
+                      "NULL ORDER BY {key} DESC LIMIT 1) AS last",
+                      "(array_agg(k ORDER BY k DESC))[1]")
+
+
 def backfill_in_batches(job: Backfill) -> int:
     """From a revision: the whole backfill, one commit per batch; the rows updated by this
-    run. With ``--sql``, a comment that says what will run instead (a loop is no SQL)."""
+    run. With ``--sql``, a comment that says what will run instead (a loop is no SQL).
+    The key must have ``max()`` (an integer or text key)."""
+    return _in_batches(job, MAX_KEY)
+
+
+def backfill_in_batches_by_any_key(job: Backfill) -> int:
+    """``backfill_in_batches`` for a key of any type with an order, a uuid key too."""
+    return _in_batches(job, ORDERED_KEY)
+
+
+def _in_batches(job: Backfill, last: LastKey) -> int:
     context = op.get_context()
     if context.as_sql:
         context.impl.static_output(
@@ -121,7 +152,7 @@ def backfill_in_batches(job: Backfill) -> int:
     if skipped_in_dry_run(f"backfill {job.name} is not run", "each batch commits on its own"):
         return 0
     with outside_transaction():
-        return run_backfill(op.get_bind(), job, lock_policy())
+        return run_backfill(op.get_bind(), job, lock_policy(), last)
 
 
 def forget_backfill(job: Backfill) -> None:
@@ -139,7 +170,7 @@ def forget_backfill(job: Backfill) -> None:
 
 
 def run_backfill(connection: sa.Connection, job: Backfill,
-                 policy: Policy = WITHOUT_LOCK_TIMEOUT) -> int:
+                 policy: Policy = WITHOUT_LOCK_TIMEOUT, last: LastKey = MAX_KEY) -> int:
     """The backfill on ``connection``, which must be in autocommit (each batch statement
     commits as it ends); the rows updated by this run. Each batch waits for its locks at
     most ``policy.lock_timeout`` and is retried as ``policy`` says (by default it waits
@@ -153,19 +184,19 @@ def run_backfill(connection: sa.Connection, job: Backfill,
     if not connection.execute(locked, {"class": LOCK_CLASS, "name": job.name}).scalar_one():
         raise DataMigrationError(f"backfill {job.name}: another session runs it now")
     try:
-        return _run(connection, job, policy)
+        return _run(connection, job, policy, last)
     finally:
         connection.execute(sa.text("SELECT pg_advisory_unlock(:class, hashtext(:name))"),
                            {"class": LOCK_CLASS, "name": job.name})
 
 
-def _run(connection: sa.Connection, job: Backfill, policy: Policy) -> int:
+def _run(connection: sa.Connection, job: Backfill, policy: Policy, last_key: LastKey) -> int:
     cursor = _cursor(connection, job)
     if cursor.finished:
         log.info("Backfill %s: already finished", job.name)
         return 0
     table, key = quote(job.table), quote(job.key)
-    last = connection.execute(sa.text(f"SELECT max({key})::text FROM {table}")).scalar_one()
+    last = connection.execute(sa.text(last_key.of_table.format(key=key, table=table))).scalar()
     total = connection.execute(sa.text(
         f"SELECT count(*) FROM {table} WHERE (:after IS NULL OR {key} > :after) "
         f"AND {key} <= :last"), {"after": cursor.last_key, "last": last}).scalar_one()
@@ -173,7 +204,7 @@ def _run(connection: sa.Connection, job: Backfill, policy: Policy) -> int:
              f", after {job.key} {cursor.last_key}" if cursor.last_key else "")
     counts = _Counts()
     progress = Progress(log, job.name, total, detail=counts.detail)
-    statement = sa.text(_batch_sql(table, key, job))
+    statement = sa.text(_batch_sql(table, key, job, last_key))
     size = job.batch_size
     with _session_lock_timeout(connection, policy):
         while True:
@@ -216,7 +247,7 @@ def _cursor(connection: sa.Connection, job: Backfill) -> Cursor:
     return Cursor(row[0], row[1])
 
 
-def _batch_sql(table: str, key: str, job: Backfill) -> str:
+def _batch_sql(table: str, key: str, job: Backfill, last_key: LastKey) -> str:
     """One batch as one statement: the next ``size`` keys after the cursor, the update of
     those rows, and the cursor moved to the batch's last key only if it still stands where
     this run read it. It answers (batch end, keys passed, rows updated, cursor moved)."""
@@ -224,7 +255,7 @@ def _batch_sql(table: str, key: str, job: Backfill) -> str:
     needed = f" AND ({job.where})" if job.where else ""
     return f"""
 WITH bounds AS (
-    SELECT max(k) AS upto, count(*) AS passed FROM (
+    SELECT {last_key.of_batch} AS upto, count(*) AS passed FROM (
         SELECT {key} AS k FROM {table} WHERE {after} AND {key} <= :last
         ORDER BY {key} LIMIT :size) AS keys
 ), batch AS (
