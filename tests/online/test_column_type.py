@@ -159,10 +159,11 @@ def test_the_contract_names_what_the_old_column_would_take_with_it(
         connection.execute(sa.text("DROP INDEX ix_audit_logs_user_id_created_at_tc"))
     failure = one_failure(alembic(root, pg_url, "upgrade", "0006"))
     assert failure == (
-        "FAILED: audit_logs.user_id: the old column would be dropped with index "
+        "FAILED: alembic/versions/0006_contract_audit_logs_user_id.py: audit_logs.user_id: "
+        "the old column would be dropped with index "
         "ix_audit_logs_user_id_created_at (no copy ix_audit_logs_user_id_created_at_tc); "
         "nothing was swapped; run the expand revision again to copy them (or drop them in a "
-        "revision of their own first)")
+        "revision of their own first); rolled back, the database is at 0005")
     assert version(pg_engine) == "0005"
     assert fetch(pg_engine, "SELECT data_type FROM information_schema.columns WHERE "
                             "table_name = 'audit_logs' AND column_name = 'user_id'"
@@ -191,10 +192,11 @@ def downgrade() -> None:
 '''})
     failure = one_failure(alembic(root, pg_url, "upgrade", "head"))
     assert failure == (
-        "FAILED: users.username: the type change cannot carry constraint uq_users_username on "
+        "FAILED: alembic/versions/0005_expand_users_username.py: users.username: the type "
+        "change cannot carry constraint uq_users_username on "
         "table users over to the new column (a primary key, a unique or check constraint, an "
         "expression, a view or another table's key on it); nothing was changed; change those "
-        "by hand in revisions of their own first")
+        "by hand in revisions of their own first; rolled back, the database is at 0004")
     assert fetch(pg_engine, "SELECT count(*) FROM information_schema.columns WHERE "
                             "column_name = 'username_for_type_change'") == [(0,)]
 

@@ -258,10 +258,11 @@ def test_set_not_null_refuses_without_its_valid_check(
     assert alembic(root, pg_url, "upgrade", "0005").returncode == 0
     failure = one_failure(alembic(root, pg_url, "upgrade", "head"))
     assert failure == (
-        "FAILED: audit_logs.ip_address: SET NOT NULL would scan the table with its writes "
+        "FAILED: alembic/versions/0012_audit_logs_ip_address_not_null.py: "
+        "audit_logs.ip_address: SET NOT NULL would scan the table with its writes "
         "held (no check ck_audit_logs_ip_address_not_null); add it first in a revision of its "
         "own (add_not_null_check), validate it in the next (validate_not_null_check), then "
-        "run this")
+        "run this; rolled back, the database is at 0005")
     assert version(pg_engine) == "0005"
 
 
