@@ -31,7 +31,7 @@ from data_migrations.report_page import page
 from data_migrations.run.errors import DataMigrationError
 from data_migrations.run.failure import EXPECTED, NOT_READY_EXIT, driver_message
 from data_migrations.run.report import cutover_document, report_path, stamp, write_json
-from settings import ConfigError, Settings, declared
+from settings import Settings, declared
 
 log = logging.getLogger("cutover.report")
 
@@ -157,29 +157,18 @@ def failed_lines(exc: BaseException, also: tuple[type[Exception], ...] = ()) -> 
             "where"]
 
 
-def destination(record: RunRecord) -> tuple[Path, str]:
-    """REPORTS_DIR and REPORT_LANGUAGE of the run; when its settings could not be read,
-    those two as the environment gives them, else their defaults."""
-    if record.settings is not None:
-        return record.settings[declared.REPORTS_DIR], record.settings[declared.REPORT_LANGUAGE]
-    values = []
-    for setting in (declared.REPORTS_DIR, declared.REPORT_LANGUAGE):
-        try:
-            values.append(setting.parse(setting.name, os.environ.get(setting.name, "")
-                                        or setting.default))
-        except ConfigError:  # the bad value is the run's own FAILED line already
-            values.append(setting.parse(setting.name, setting.default))
-    return values[0], values[1]
-
-
 def written(record: RunRecord) -> Path | None:
-    """Write the run's JSON report and its page; the path of the JSON."""
+    """Write the run's JSON report and its page, in REPORTS_DIR and REPORT_LANGUAGE; the
+    path of the JSON (none for a run that read no settings)."""
+    if record.settings is None:  # bad settings ran nothing: the FAILED line is the answer
+        return None
     if record.command == "migrate":
         steps = cutover_document(record.started, record.preflight_seconds)
         if steps is None and not record.always:
             return None
         record.figures.update(steps or {})
-    directory, language = destination(record)
+    directory = record.settings[declared.REPORTS_DIR]
+    language = record.settings[declared.REPORT_LANGUAGE]
     path = report_path(directory, FILE_NAMES[record.command])
     document = record.document(time.time())
     write_json(path, document, LEFT_DONE[record.command])
