@@ -155,6 +155,7 @@ def migrate_on(connection: Connection, dry_run: bool, cutover: settings.Settings
         remember_rates(cutover[declared.WORK_DIR], recorded_steps(), "make migrate")
         if found is not None:
             record.note(left_behind=difference.as_report(found))
+        record.write_now()
         told_last(found, cutover)
         return
     retry.run(lambda: rolled_back(connection))

@@ -57,6 +57,7 @@ class RunRecord:
     # A migrate run that no operator started (an upgrade driven from Python) is reported
     # only when a data step ran.
     always: bool = True
+    reported: bool = False  # written before the run's end (write_now)
 
     def note_revisions(self, current: Sequence[str], pending: Sequence[Script]) -> None:
         """The revisions this run upgrades through, and the downgrades that take each back,
@@ -112,6 +113,15 @@ def current_run() -> RunRecord | None:
     return _current[-1] if _current else None
 
 
+def write_now() -> None:
+    """Write the report of the run being recorded before the run ends, so that a line the
+    run prints last (rows left in the dev file) stays its last line."""
+    run = current_run()
+    if run is not None:
+        written(run)
+        run.reported = True
+
+
 def note(**figures: Any) -> None:
     """Add figures to the report of the run being recorded, if any (an upgrade driven from
     Python that no command reports has none)."""
@@ -132,12 +142,13 @@ def reported(command: str, always: bool = True,
         yield record
     except BaseException as exc:
         record.failed = failed_lines(exc, also)
-        if record.failed:
+        if record.failed and not record.reported:
             with suppress(DataMigrationError, OSError):
                 written(record)
         raise
     else:
-        written(record)
+        if not record.reported:
+            written(record)
     finally:
         _current.remove(record)
 

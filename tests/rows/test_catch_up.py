@@ -58,6 +58,18 @@ def environment(tmp_path: Path, pg_url: str) -> dict[str, str]:
     return {**cutover_environment(tmp_path, pg_url), "VERIFY_URLS": "none"}
 
 
+def waiting_on_a_lock(what: str, process: subprocess.Popen, pg_engine: sa.Engine) -> None:
+    """Until the process's session waits on the test's lock; a process that ended first
+    fails the test with what it printed."""
+    def waiting() -> bool:
+        if process.poll() is not None:
+            stdout, stderr = process.communicate()
+            pytest.fail(f"{what} ended (exit {process.returncode}) before it waited on "
+                        f"audit_logs:\n{stdout}{stderr}")
+        return bool(session_of(pg_engine, process, "wait_event_type = 'Lock'"))
+    wait_for(f"{what} waiting on audit_logs", waiting)
+
+
 def cut_over_while_written(environment: dict[str, str], tmp_path: Path,
                            pg_engine: sa.Engine) -> subprocess.CompletedProcess:
     """The cutover, held after its snapshot (on a lock of the test's) while the worker
@@ -69,8 +81,7 @@ def cut_over_while_written(environment: dict[str, str], tmp_path: Path,
             [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade",
              "head"], env=environment, cwd=tmp_path, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
-        wait_for("the row copy waiting on audit_logs", lambda: session_of(
-            pg_engine, process, "wait_event_type = 'Lock'"))
+        waiting_on_a_lock("the row copy", process, pg_engine)
         assert list((tmp_path / "work" / "backups").glob("*.db")), "no snapshot taken yet"
         write_dev_file(tmp_path, "during")
         blocker.rollback()
@@ -88,7 +99,8 @@ def test_rows_written_during_and_after_the_cutover_are_caught_up_and_rolled_back
     assert "8 rows are not in the target (audit_logs 5 new; tasks 1 new; users 1 new, " \
            "1 changed)" in line
     assert "Stop the app's API and worker" in line and "`make catch-up`" in line
-    [report] = (tmp_path / "reports").glob("cutover-*.json")
+    # The last one: upgrade 0001 before it wrote its own.
+    report = sorted((tmp_path / "reports").glob("cutover-*.json"))[-1]
     assert json.loads(report.read_text())["left_behind"] == {
         "audit_logs": {"new": 5, "changed": 0}, "tasks": {"new": 1, "changed": 0},
         "users": {"new": 1, "changed": 1}}
@@ -156,8 +168,7 @@ def test_a_worker_still_writing_during_the_catch_up_ends_it_not_ready(
         process = subprocess.Popen(
             [sys.executable, "-m", "data_migrations.commands.catch_up"], env=environment,
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        wait_for("the catch-up waiting on audit_logs", lambda: session_of(
-            pg_engine, process, "wait_event_type = 'Lock'"))
+        waiting_on_a_lock("the catch-up", process, pg_engine)
         assert set((tmp_path / "work" / "backups").glob("*.db")) - snapshots, "no snapshot"
         write_dev_file(tmp_path, "last")
         blocker.rollback()
