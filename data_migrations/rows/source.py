@@ -94,12 +94,24 @@ def orphan_values(
     return {value for (value,) in rows}
 
 
+def unused_backup_path(path: Path, folder: Path) -> Path:
+    """``<name>-<UTC second>.db`` in ``folder``, with ``-2``, ``-3``… when a snapshot of that
+    second is there already: a snapshot taken in the same second as the cutover's (a
+    catch-up right after it) must never overwrite the one the copy record names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    suffix = path.suffix or ".db"
+    target, count = folder / f"{path.stem}-{stamp}{suffix}", 1
+    while target.exists():
+        count += 1
+        target = folder / f"{path.stem}-{stamp}-{count}{suffix}"
+    return target
+
+
 def back_up(path: Path, work_dir: Path) -> Path:
     """A consistent copy of the dev database in ``work_dir/backups``, made with SQLite's
     online backup API, so it is safe even while the app still writes to the file."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = work_dir.resolve() / "backups" / f"{path.stem}-{stamp}{path.suffix or '.db'}"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = unused_backup_path(path, work_dir.resolve() / "backups")
     with open_source(path) as source, closing(sqlite3.connect(target)) as copy:
         source.backup(copy)
     return target
